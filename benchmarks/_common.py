@@ -1,0 +1,41 @@
+"""Shared helpers for the benchmark scripts: where the real data is and what machine this is."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+DATA_DIR = Path(
+    os.environ.get("CNNLAB_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "datasets")
+)
+
+
+def machine() -> str:
+    """CPU model, core count, torch version and thread count, for the BENCHMARKS.md header."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
+
+
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
+    """Measured dense matmul throughput in GFLOP/s (the best of ``repeats``)."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9

@@ -1,0 +1,238 @@
+"""The `cnnlab` command: parse arguments, call one library function, print the result."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cnnlab.errors import CnnlabError
+
+app = typer.Typer(
+    help="Train, inspect and compare small CNNs for image classification.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Piped output (files, CI logs) gets wide tables instead of Rich's 80-column default.
+_WIDTH = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", "160"))
+console = Console(width=_WIDTH)
+err_console = Console(stderr=True, width=_WIDTH)
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Run store URL (default: SQLite in ./cnnlab-runs or $CNNLAB_HOME)."),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Local datasets in torchvision's layout (or $CNNLAB_DATA_DIR)."),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a setting: -s train.lr=0.001 (repeatable)."),
+]
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Print a CnnlabError as one clear message per problem and exit with code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except CnnlabError as exc:
+            for line in str(exc).splitlines():
+                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _store(url: str | None):
+    from cnnlab.store import RunStore
+
+    return RunStore(url)
+
+
+def _overrides(sets: list[str] | None, data_dir: Path | None) -> list[str]:
+    overrides = list(sets or [])
+    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    if root:
+        overrides.append(f"data.root={str(root)!r}")
+    return overrides
+
+
+@app.command()
+@_user_errors
+def quickstart(
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 8,
+    store: StoreOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train the book CNN on 5,000 real MNIST digits shipped with cnnlab's dependencies (offline)."""
+    from cnnlab.config import QUICKSTART, load_experiment
+    from cnnlab.train import train_experiment
+
+    exp = load_experiment(base=QUICKSTART, overrides={"train.epochs": epochs})
+    outcome = train_experiment(exp, _store(store), console=console, progress=not quiet)
+    console.print(
+        f"\nNext: [bold]cnnlab show {outcome.record.id}[/] for its epochs, "
+        "[bold]cnnlab runs[/] for all runs, [bold]cnnlab train examples/book-cnn-mnist.toml "
+        "--data-dir DIR[/] for full MNIST.",
+        highlight=False,
+    )
+
+
+@app.command()
+@_user_errors
+def train(
+    experiment: Annotated[
+        Path | None, typer.Argument(help="Experiment file (TOML); optional with --resume.")
+    ] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue this stored run from its checkpoint.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Name for the new run.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Train a CNN from an experiment file and store the run."""
+    from cnnlab.config import load_experiment
+    from cnnlab.train import resume_run, train_experiment
+
+    if resume is not None:
+        epochs = _resume_epochs(set_)
+        root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+        resume_run(resume, _store(store), epochs=epochs, data_root=str(root) if root else None,
+                   console=console, progress=not quiet)
+        return
+    if experiment is None:
+        raise typer.BadParameter("give an experiment file, or --resume RUN", param_hint="EXPERIMENT")
+    overrides = _overrides(set_, data_dir)
+    if name:
+        overrides.append(f"name={name!r}")
+    exp = load_experiment(experiment, overrides)
+    train_experiment(exp, _store(store), console=console, progress=not quiet)
+
+
+def _resume_epochs(sets: list[str] | None) -> int | None:
+    from cnnlab.config import parse_override
+    from cnnlab.errors import ConfigError, Problem
+
+    epochs = None
+    for text in sets or []:
+        key, value = parse_override(text)
+        if key != "train.epochs":
+            raise ConfigError(Problem(key, value, "cannot change when resuming; only "
+                                      "train.epochs can (to train a run further)"))
+        epochs = value
+    return epochs
+
+
+@app.command()
+@_user_errors
+def summary(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Per-layer output shapes with the output-size formula worked out, parameters and MACs."""
+    from cnnlab.config import load_experiment
+    from cnnlab.train import summarize_experiment
+
+    exp = load_experiment(experiment, _overrides(set_, data_dir))
+    result, source = summarize_experiment(exp)
+    console.print(f"{exp.model.name} on {source}", highlight=False)
+    console.print(result.to_table())
+
+
+@app.command()
+@_user_errors
+def runs(
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    name: Annotated[str | None, typer.Option(help="Only runs whose name matches (glob).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many, newest first.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Table of stored runs, newest first."""
+    from cnnlab.store.tables import runs_table
+
+    records = _store(store).list_runs(status=status, name=name, limit=limit)
+    if not records:
+        console.print("no runs stored yet: try `cnnlab quickstart`")
+        return
+    console.print(runs_table(records))
+
+
+@app.command()
+@_user_errors
+def show(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")],
+    store: StoreOpt = None,
+) -> None:
+    """One run: its config, status and every epoch's metrics."""
+    from cnnlab.store.tables import run_detail
+
+    run_store = _store(store)
+    record = run_store.get_run(run)
+    for renderable in run_detail(record, run_store.epochs(record.id)):
+        console.print(renderable)
+
+
+@app.command()
+@_user_errors
+def export(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or json.")] = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """A run's epochs as CSV or JSON (to stdout, or to a file with -o)."""
+    if fmt not in ("csv", "json"):
+        raise typer.BadParameter(f"{fmt!r} is not one of csv, json", param_hint="--format")
+    run_store = _store(store)
+    text = run_store.export_epochs(run_store.get_run(run).id, fmt, output)
+    if output is None:
+        print(text, end="")
+    else:
+        console.print(f"wrote {output}")
+
+
+@app.command("models")
+def models_() -> None:
+    """Registered model names (use them as model.name)."""
+    from cnnlab.models import list_models
+
+    for model_name in list_models():
+        print(model_name)
+
+
+@app.command()
+def datasets() -> None:
+    """Dataset names (use them as data.dataset)."""
+    from cnnlab.data import list_datasets
+
+    for dataset in list_datasets():
+        print(dataset)
+
+
+def _mount_explain() -> None:
+    from cnnlab.scratch.cli import app as explain_app
+
+    app.add_typer(explain_app, name="explain", help="Explain convolution, stride, padding, pooling.")
+
+
+_mount_explain()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,23 @@
+"""Models: the ``@register_model`` registry with the seed CNNs, the layer-list builder,
+``module:Class`` models, and the per-layer summary."""
+
+from cnnlab.models import zoo as _zoo  # noqa: F401  (registers the seed models)
+from cnnlab.models.build import build_model, validate_model_config
+from cnnlab.models.features import feature_maps
+from cnnlab.models.layers import LAYER_TYPES
+from cnnlab.models.registry import create_model, list_models, model_kwargs, register_model
+from cnnlab.models.summary import LayerRow, Summary, summarize
+
+__all__ = [
+    "LAYER_TYPES",
+    "LayerRow",
+    "Summary",
+    "build_model",
+    "create_model",
+    "feature_maps",
+    "list_models",
+    "model_kwargs",
+    "register_model",
+    "summarize",
+    "validate_model_config",
+]

@@ -1,0 +1,17 @@
+"""Training: the epoch loop, losses, optimizers, checkpoints and the run driver."""
+
+from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.train.loop import evaluate, train_one_epoch
+from cnnlab.train.run import RunOutcome, prepare, resume_run, summarize_experiment, train_experiment
+
+__all__ = [
+    "RunOutcome",
+    "evaluate",
+    "load_checkpoint",
+    "prepare",
+    "resume_run",
+    "save_checkpoint",
+    "summarize_experiment",
+    "train_experiment",
+    "train_one_epoch",
+]
