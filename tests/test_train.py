@@ -15,7 +15,7 @@ from rich.console import Console
 from cnnlab.config import validate_experiment
 from cnnlab.errors import CheckpointError
 from cnnlab.store import RunStore
-from cnnlab.train import load_checkpoint, resume_run, save_checkpoint, train_experiment
+from cnnlab.train import Pruned, load_checkpoint, resume_run, save_checkpoint, train_experiment
 from cnnlab.train import run as run_module
 from cnnlab.train.losses import cross_entropy, mse, nll
 
@@ -204,3 +204,19 @@ def test_one_epoch_of_book_cnn_on_real_mnist_reaches_97_percent(store):
     }).record
     assert record.status == "completed"
     assert record.final_test_acc >= 0.97, record.final_test_acc
+
+
+def test_epoch_hook_sees_every_epoch_and_can_prune(store):
+    seen = []
+
+    def hook(epoch, metrics):
+        seen.append((epoch, metrics["val_acc"]))
+        if epoch == 2:
+            raise Pruned(epoch)
+
+    record = train_experiment(validate_experiment(small(epochs=3)), store, console=QUIET,
+                              progress=False, on_epoch=hook, sweep="study", trial=4).record
+    assert [e for e, _ in seen] == [1, 2]
+    assert record.status == "pruned"
+    assert record.epochs_done == 2
+    assert (record.sweep, record.trial) == ("study", 4)

@@ -224,6 +224,15 @@ def datasets() -> None:
         print(dataset)
 
 
+# --- sweeps (issue 3) ---
+
+
+# --- analysis and report (issue 4) ---
+
+
+# --- inspect (issue 5) ---
+
+
 def _mount_explain() -> None:
     from cnnlab.scratch.cli import app as explain_app
 

@@ -27,6 +27,7 @@ STATUSES = (
     "diverged",
     "failed",
     "stopped_early",
+    "pruned",
 )
 
 # Per-epoch metrics with their own column; any other metric key goes into `EpochRow.extra`.

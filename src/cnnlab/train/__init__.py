@@ -2,9 +2,19 @@
 
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.loop import evaluate, train_one_epoch
-from cnnlab.train.run import RunOutcome, prepare, resume_run, summarize_experiment, train_experiment
+from cnnlab.train.run import (
+    EpochHook,
+    Pruned,
+    RunOutcome,
+    prepare,
+    resume_run,
+    summarize_experiment,
+    train_experiment,
+)
 
 __all__ = [
+    "EpochHook",
+    "Pruned",
     "RunOutcome",
     "evaluate",
     "load_checkpoint",

@@ -9,7 +9,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -32,6 +32,13 @@ from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.progress import TrainingProgress, epoch_line
 
 CHECKPOINT = "checkpoint.pt"
+
+# Called after each epoch is stored with (epoch, metrics); it may raise Pruned to stop the run.
+EpochHook = Callable[[int, dict[str, float]], None]
+
+
+class Pruned(Exception):
+    """Raised by an epoch hook (e.g. an Optuna pruner) to stop a run that is not worth finishing."""
 
 
 @dataclass
@@ -159,17 +166,23 @@ def train_experiment(
     *,
     console: Console | None = None,
     progress: bool = True,
+    on_epoch: EpochHook | None = None,
+    sweep: str | None = None,
+    trial: int | None = None,
 ) -> RunOutcome:
-    """Train a new run of ``exp`` and store it; returns the stored run."""
+    """Train a new run of ``exp`` and store it; returns the stored run.
+
+    ``sweep`` and ``trial`` link the run to a sweep's trial; ``on_epoch`` sees every epoch."""
     set_threads(exp.train.threads)
     prepared = prepare(exp)
     host, versions = environment()
     run_id = store.create_run(
         name=exp.name, config=exp.resolved(), config_hash=exp.hash(),
         cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
+        sweep=sweep, trial=trial,
     )
-    store.update_run(run_id, precision=prepared.precision)
-    return _fit(prepared, store, run_id, None, console or Console(), progress)
+    store.update_run(run_id, precision=prepared.precision, n_params=_count_params(prepared.model))
+    return _fit(prepared, store, run_id, None, console or Console(), progress, on_epoch)
 
 
 def resume_run(
@@ -180,6 +193,7 @@ def resume_run(
     data_root: str | None = None,
     console: Console | None = None,
     progress: bool = True,
+    on_epoch: EpochHook | None = None,
 ) -> RunOutcome:
     """Continue a stored run from its last checkpoint; ``epochs`` may raise its epoch count."""
     record = store.get_run(ref)
@@ -201,7 +215,7 @@ def resume_run(
     prepared.model.load_state_dict(state["model"])
     store.truncate_epochs(record.id, state["epoch"])
     store.update_run(record.id, status="running", config=exp.resolved(), error=None)
-    return _fit(prepared, store, record.id, state, console or Console(), progress)
+    return _fit(prepared, store, record.id, state, console or Console(), progress, on_epoch)
 
 
 def _fit(
@@ -211,6 +225,7 @@ def _fit(
     resume_state: dict[str, Any] | None,
     console: Console,
     show_progress: bool,
+    on_epoch: EpochHook | None = None,
 ) -> RunOutcome:
     exp, data, model = prepared.exp, prepared.data, prepared.model
     cfg = exp.train
@@ -303,8 +318,13 @@ def _fit(
                 if should_stop:
                     status = "stopped_early"
                     break
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics)
             else:
                 status = "completed"
+    except Pruned as exc:
+        status = "pruned"
+        error = f"pruned after epoch {exc}" if str(exc) else "pruned"
     except (Interrupted, KeyboardInterrupt):
         status = "interrupted"
         error = "interrupted by Ctrl-C or SIGTERM; continue with --resume " + run_id
@@ -317,6 +337,10 @@ def _fit(
     record = store.get_run(run_id)
     console.print(_closing_line(record, store), highlight=False, soft_wrap=True)
     return RunOutcome(record, data.description, messages)
+
+
+def _count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
 
 
 def _finish(store: RunStore, run_id: str, status: str, error: str | None, seconds: float) -> None:
