@@ -251,10 +251,17 @@ class RunStore:
             return _record(row)
 
     def list_runs(
-        self, status: str | None = None, name: str | None = None, limit: int | None = None
+        self,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int | None = None,
+        sweep: str | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first; ``name`` is a substring, or a glob when it has ``*`` or ``?``."""
+        """Runs, newest first; ``name`` is a substring, or a glob when it has ``*`` or ``?``;
+        ``sweep`` keeps only the runs of that sweep."""
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        if sweep is not None:
+            query = query.where(RunRow.sweep == sweep)
         if status is not None:
             if status not in STATUSES:
                 raise StoreError(f"status: {status!r} {one_of(STATUSES)}")
