@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+from cnnlab.scratch.sizes import output_size
+
 MINUS = "\u2212"
 
 
@@ -50,23 +52,29 @@ def window_step(
 ) -> SizeStep:
     """Output size of a sliding window over ``size`` inputs, as PyTorch computes it.
 
-    ``padding=None`` means PyTorch's ``"same"`` padding (stride 1): a total of
-    ``dilation·(kernel − 1)`` split over both sides.
+    The formula comes from `cnnlab.scratch.sizes.output_size`, the calculator that
+    `cnnlab explain size` prints, so both always agree. ``padding=None`` means PyTorch's
+    ``"same"`` padding (stride 1): a total of ``dilation·(kernel − 1)`` split over both sides.
     """
-    span = dilation * (kernel - 1) + 1
     if padding is None:
-        total = span - 1
-        pad_text = f" + 2·{total // 2}" if total % 2 == 0 else f" + {total}"
-    else:
-        total = 2 * padding
-        pad_text = f" + 2·{padding}" if (padding or show_zero_padding) else ""
-    exact = Fraction(size - span + total, stride) + 1
-    out = math.ceil(exact) if ceil_mode else math.floor(exact)
-    if ceil_mode and padding is not None and (out - 1) * stride >= size + padding:
-        out -= 1  # PyTorch: the last window must start inside the input or the left padding
-    formula = f"({size} {MINUS} {span}{pad_text})/{stride} + 1 = {number(exact)}"
-    if exact.denominator != 1 and exact > 0:
-        formula += f" → {out}"
+        total = dilation * (kernel - 1)
+        if total % 2:
+            # Even kernels pad one side more; the symmetric formula cannot say that.
+            span = total + 1
+            formula = f"({size} {MINUS} {span} + {total})/1 + 1 = {size}"
+            return SizeStep(size, Fraction(size), size, formula)
+        padding = total // 2
+    if size < 1:
+        exact = Fraction(size + 2 * padding - dilation * (kernel - 1) - 1, stride) + 1
+        return SizeStep(size, exact, math.floor(exact), f"input size {number(size)}")
+    result = output_size(size, kernel, stride, padding if (padding or show_zero_padding) else None,
+                         dilation)
+    exact, out, formula = result.value, math.floor(result.value), result.formula
+    if ceil_mode and exact.denominator != 1:
+        out = math.ceil(exact)
+        if (out - 1) * stride >= size + padding:
+            out -= 1  # PyTorch: the last window must start inside the input or the left padding
+        formula = formula.rsplit(" → ", 1)[0] + f" → {out}"
     return SizeStep(size, exact, out, formula)
 
 

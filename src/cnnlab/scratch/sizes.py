@@ -40,9 +40,10 @@ class SizeResult:
 
 
 def _number(value: Fraction) -> str:
-    if value.denominator == 1:
-        return str(value.numerator)
-    return f"{float(value):.2f}".rstrip("0").rstrip(".")
+    """A number as a person writes it: at most two decimals, a true minus sign."""
+    exact = value.denominator == 1
+    text = str(value.numerator) if exact else f"{float(value):.2f}".rstrip("0").rstrip(".")
+    return text.replace("-", "−")
 
 
 def _plural(count: int) -> str:
