@@ -286,12 +286,17 @@ def _fit(
                     "images_per_s": result.images / max(result.seconds, 1e-9),
                 }
                 for split_name, split in (("val", val), ("test", test if cfg.eval_test else None)):
-                    if split is not None:
-                        metrics[f"{split_name}_loss"], metrics[f"{split_name}_acc"] = evaluate(
-                            model, split.images, split.labels, loss_fn=loss_fn,
-                            normalize=normalize, batch_size=cfg.eval_batch_size,
-                            precision=prepared.precision,
-                        )
+                    if split is None:
+                        continue
+                    if split is val and split_name == "test":
+                        # data.val = "test": the test set was just evaluated as the validation set.
+                        metrics["test_loss"], metrics["test_acc"] = metrics["val_loss"], metrics["val_acc"]
+                        continue
+                    metrics[f"{split_name}_loss"], metrics[f"{split_name}_acc"] = evaluate(
+                        model, split.images, split.labels, loss_fn=loss_fn,
+                        normalize=normalize, batch_size=cfg.eval_batch_size,
+                        precision=prepared.precision,
+                    )
                 metrics["seconds"] = time.perf_counter() - epoch_start
                 run_seconds += metrics["seconds"]
                 store.log_epoch(run_id, epoch, metrics)

@@ -1,0 +1,119 @@
+"""Ranking of configurations by a metric over their seeds, marking those not significantly worse than the best."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cnnlab.analyze.cells import Cell
+from cnnlab.analyze.metrics import Metric
+from cnnlab.analyze.rundata import RunData
+from cnnlab.analyze.stats import ALPHA, CONFIDENCE, TEST_NAME, Summary, summarize, welch_p
+
+# Runs whose metric says something about their configuration. Diverged runs count: diverging is
+# what that configuration does. Running, interrupted, failed and pruned runs are listed, not ranked.
+RANKED_STATUSES = ("completed", "stopped_early", "diverged")
+
+BEST, TIED, WORSE, UNTESTED, NO_VALUE = "best", "tied", "worse", "untested", "no value"
+
+
+@dataclass(frozen=True)
+class RankedCell:
+    """A configuration's place in the ranking, its seed statistics and its test against the best."""
+
+    rank: int
+    cell: Cell
+    values: list[float]
+    summary: Summary
+    p_vs_best: float | None
+    verdict: str  # BEST, TIED, WORSE, UNTESTED or NO_VALUE
+
+    @property
+    def verdict_text(self) -> str:
+        """``best``, ``not significantly different (p = 0.41)``, ``worse (p = 0.002)``, ..."""
+        if self.verdict == BEST:
+            return "best"
+        if self.verdict == TIED:
+            return f"not significantly different from the best (p = {self.p_vs_best:.2g})"
+        if self.verdict == WORSE:
+            return f"worse than the best (p = {self.p_vs_best:.2g})"
+        if self.verdict == UNTESTED:
+            return "cannot tell: a test needs at least 2 seeds on both sides"
+        return "no value"
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Cells ranked best first by ``metric``; ``unranked`` are runs left out for their status."""
+
+    metric: Metric
+    rows: list[RankedCell]
+    unranked: list[RunData]
+
+    @property
+    def best(self) -> RankedCell | None:
+        """The top cell, if any cell has a value."""
+        return self.rows[0] if self.rows and self.rows[0].verdict == BEST else None
+
+    @property
+    def one_seed(self) -> bool:
+        """True when no ranked cell has more than one seed with a value."""
+        return bool(self.rows) and all(row.summary.n <= 1 for row in self.rows)
+
+    @property
+    def method(self) -> str:
+        """What is ranked and how significance is judged, in one paragraph."""
+        return (
+            f"Configurations are ranked by {self.metric.description} ({self.metric.name}), mean over "
+            f"seeds, with the sample standard deviation and the {CONFIDENCE:.0%} confidence interval "
+            f"of the mean (Student's t, n − 1 degrees of freedom). Each is compared with the best by "
+            f"{TEST_NAME} at α = {ALPHA}, without correction for multiple comparisons; "
+            f"runs with status {', '.join(RANKED_STATUSES)} are ranked."
+        )
+
+    @property
+    def noise_note(self) -> str | None:
+        """A plain warning when seeds are too few to tell real differences from noise."""
+        if self.one_seed:
+            return (f"Each of the {len(self.rows)} configurations has one seed, so this ranking cannot "
+                    "separate real differences from seed-to-seed noise; run at least 2 seeds per "
+                    "configuration (3 or more is better) to test them.")
+        single = [row for row in self.rows if row.summary.n == 1]
+        if single:
+            return (f"{len(single)} of {len(self.rows)} configurations have one seed; their differences "
+                    "from the best cannot be tested.")
+        return None
+
+
+def rankable(runs: Sequence[RunData]) -> list[RunData]:
+    """The runs whose status lets them be ranked."""
+    return [run for run in runs if run.status in RANKED_STATUSES]
+
+
+def rank_cells(cells: Sequence[Cell], metric: Metric) -> Ranking:
+    """Rank ``cells`` by the mean of ``metric`` over their rankable runs."""
+    scored: list[tuple[Cell, list[float], Summary]] = []
+    unranked: list[RunData] = []
+    for cell in cells:
+        runs = rankable(cell.runs)
+        unranked += [run for run in cell.runs if run not in runs]
+        if runs:
+            values = [metric.of(run) for run in runs]
+            scored.append((Cell(cell.settings, runs, cell.label), values, summarize(values)))
+    sign = -1.0 if metric.higher_is_better else 1.0
+    scored.sort(key=lambda item: (math.isnan(item[2].mean), sign * item[2].mean if item[2].n else 0.0))
+    rows: list[RankedCell] = []
+    best_values: list[float] = []
+    for rank, (cell, values, summary) in enumerate(scored, start=1):
+        if summary.n == 0:
+            rows.append(RankedCell(rank, cell, values, summary, None, NO_VALUE))
+            continue
+        if not rows:
+            best_values = values
+            rows.append(RankedCell(rank, cell, values, summary, None, BEST))
+            continue
+        p = welch_p(best_values, values)
+        verdict = UNTESTED if p is None else (TIED if p >= ALPHA else WORSE)
+        rows.append(RankedCell(rank, cell, values, summary, p, verdict))
+    return Ranking(metric, rows, unranked)

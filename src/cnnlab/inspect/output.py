@@ -1,0 +1,64 @@
+"""Atomic writes (temporary name, then rename) of figures and images into an output folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+from cnnlab.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+@dataclass(frozen=True)
+class Written:
+    """A file written by inspect: what it shows, where, and its artifact kind in the run store."""
+
+    title: str
+    path: Path
+    kind: str
+
+
+def output_dir(path: str | Path) -> Path:
+    """``path`` as a folder, created if needed; a file in the way is a ConfigError."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(Problem("output", str(folder), "is a file, not a folder"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _atomic(path: Path, write: Callable[[str], object]) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically."""
+    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+
+
+def save_image(image: Tensor, path: Path, min_side: int = 224) -> Path:
+    """Write a uint8 C×H×W image as PNG, enlarged by whole pixels (nearest) to at least
+    ``min_side`` so every pixel the model saw stays visible."""
+    array = image.detach().cpu().numpy().astype(np.uint8).transpose(1, 2, 0)
+    factor = max(1, -(-min_side // max(array.shape[:2])))
+    array = array.repeat(factor, axis=0).repeat(factor, axis=1)
+    picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array[..., :3])
+    return _atomic(path, lambda tmp: picture.save(tmp, format="PNG"))
