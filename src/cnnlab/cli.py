@@ -232,6 +232,115 @@ def datasets() -> None:
 
 # --- inspect (issue 5) ---
 
+RunArg = Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")]
+FiguresOpt = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Folder for the figures (default: the run's).")
+]
+StyleOpt = Annotated[
+    str, typer.Option("--style", help="Image preprocessing: auto (digit for MNIST runs), digit, plain.")
+]
+
+
+def _data_root(data_dir: Path | None) -> str | None:
+    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    return str(root) if root else None
+
+
+def _top(top: list[tuple[str, float]]) -> str:
+    return " · ".join(f"{name} {100 * p:.1f}%" for name, p in top)
+
+
+def _print_written(files: list[Any]) -> None:
+    for written in files:
+        console.print(f"  {written.path}  [dim]{written.title}[/]", highlight=False)
+
+
+@app.command("inspect")
+@_user_errors
+def inspect_(
+    run: RunArg,
+    index: Annotated[int | None, typer.Option(help="Test image to look at (default 0).")] = None,
+    image: Annotated[Path | None, typer.Option(help="Your own image file instead.")] = None,
+    layer: Annotated[str | None, typer.Option(help="Conv layer for Grad-CAM (default: the last).")] = None,
+    output: FiguresOpt = None,
+    style: StyleOpt = "auto",
+    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Filters, feature maps (also without pooling), Grad-CAM and saliency for one image."""
+    from cnnlab.inspect import inspect_run
+
+    result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
+                         style=style, data_root=_data_root(data_dir))
+    truth = f" (true {result.label})" if result.label is not None else ""
+    console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False)
+    console.print(f"wrote {len(result.files)} figures:", highlight=False)
+    _print_written(result.files)
+
+
+@app.command()
+@_user_errors
+def samples(
+    run: RunArg,
+    grid: Annotated[str, typer.Option(help="Rows x columns, e.g. 5x5 or 10x10.")] = "5x5",
+    errors: Annotated[bool, typer.Option("--errors", help="The most confident mistakes instead.")] = False,
+    output: FiguresOpt = None,
+    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """A grid of test images with true and predicted classes (or the most confident mistakes)."""
+    from cnnlab.inspect import samples_run
+
+    result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
+                         data_root=_data_root(data_dir))
+    what = "mistakes" if errors else "images"
+    console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
+    _print_written(result.files)
+
+
+@app.command()
+@_user_errors
+def confusion(
+    run: RunArg,
+    output: FiguresOpt = None,
+    data_dir: DataDirOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Confusion matrix figure and per-class precision and recall on the run's test split."""
+    from cnnlab.inspect.evaluation import scores_table
+    from cnnlab.inspect import confusion_run
+
+    result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
+    console.print(scores_table(result.classes, result.scores, title=f"run {run}: test split"))
+    _print_written(result.files)
+
+
+@app.command()
+@_user_errors
+def predict(
+    run: RunArg,
+    files: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, ...).")],
+    top: Annotated[int, typer.Option("--top", "-k", help="Classes to show per image.")] = 3,
+    show: Annotated[
+        Path | None, typer.Option("--show", help="Folder for each input as the model sees it.")
+    ] = None,
+    style: StyleOpt = "auto",
+    store: StoreOpt = None,
+) -> None:
+    """Class probabilities for your own images, preprocessed as the run's data was.
+    Exits with 1 if any file could not be read (the others are still predicted)."""
+    from cnnlab.inspect import load_run, predict_files
+
+    results = predict_files(load_run(_store(store), run), files, top=top, style=style, show_dir=show)
+    for result in results:
+        if result.error is not None:
+            err_console.print(f"[bold red]error:[/] {result.error}", highlight=False)
+            continue
+        seen = f"  [dim](input: {result.shown})[/]" if result.shown else ""
+        console.print(f"{result.path}: {_top(result.top)}{seen}", highlight=False)
+    if any(result.error is not None for result in results):
+        raise typer.Exit(1)
+
 
 def _mount_explain() -> None:
     from cnnlab.scratch.cli import app as explain_app

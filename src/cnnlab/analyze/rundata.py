@@ -23,9 +23,9 @@ def flatten_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-@dataclass
+@dataclass(eq=False)
 class RunData:
-    """One run with its epochs; ``settings`` is its config flattened to dotted keys."""
+    """One run with its epochs; ``settings`` is its config flattened to dotted keys (equal only to itself)."""
 
     record: RunRecord
     epochs: list[dict[str, Any]]

@@ -42,10 +42,11 @@ def predicted_class(model: nn.Module, x: Tensor) -> int:
         return int(model(x).argmax(dim=1)[0])
 
 
-def grad_cam(model: nn.Module, x: Tensor, target: int | None = None,
-             layer: str | None = None) -> Tensor:
-    """Grad-CAM (Captum's LayerGradCam, ReLU applied) for class ``target`` (default: the predicted
-    one) at conv layer ``layer`` (default: the last), upsampled bilinearly to x's H×W."""
+def grad_cam(model: nn.Module, x: Tensor, target: int | None = None, layer: str | None = None,
+             relu: bool = True) -> Tensor:
+    """Grad-CAM (Captum's LayerGradCam) for class ``target`` (default: the predicted one) at conv
+    layer ``layer`` (default: the last), upsampled bilinearly to x's H×W. ``relu=False`` keeps
+    the negative part (evidence against the class), which small nets often have everywhere."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     name, _ = pick_conv(model, x, layer)
@@ -56,11 +57,11 @@ def grad_cam(model: nn.Module, x: Tensor, target: int | None = None,
         conv = dict(work.named_modules())[name]
         target = predicted_class(work, x) if target is None else target
         with torch.enable_grad():
-            cam = LayerGradCam(work, conv).attribute(x, target=target, relu_attributions=True)
+            cam = LayerGradCam(work, conv).attribute(x, target=target, relu_attributions=relu)
         cam = LayerAttribution.interpolate(cam.detach(), tuple(x.shape[-2:]), "bilinear")
     finally:
         model.train(was_training)
-    return cam[0].sum(dim=0).clamp_min(0)
+    return cam[0, 0]
 
 
 def saliency(model: nn.Module, x: Tensor, target: int | None = None) -> Tensor:

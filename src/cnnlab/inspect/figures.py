@@ -13,6 +13,7 @@ from cnnlab.inspect.capture import LayerOutput
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
 
 # Filter layers with more output×input pairs than this are shown one tile per output filter,
@@ -57,7 +58,7 @@ def _figure(mosaic_: Mosaic, title: str, extra_width: float = 1.2) -> tuple[Figu
     return fig, ax
 
 
-def _cmap(name: str):  # noqa: ANN202 (matplotlib colormap)
+def _cmap(name: str) -> Colormap:
     from matplotlib import colormaps
 
     cmap = colormaps[name].copy()
@@ -75,7 +76,7 @@ def filters_mosaic(conv: nn.Conv2d, mode: str = "auto") -> tuple[Mosaic, str]:
     weight = conv.weight.detach().float().cpu()
     out_ch, in_ch = weight.shape[:2]
     if mode == "auto":
-        mode = "rgb" if in_ch == 3 else "pairs" if 1 < in_ch and out_ch * in_ch <= MAX_PAIRS else "mean"
+        mode = "rgb" if in_ch == 3 else "pairs" if in_ch > 1 and out_ch * in_ch <= MAX_PAIRS else "mean"
     if mode == "rgb":
         if in_ch != 3:
             raise ValueError(f"rgb needs 3 input channels, the layer has {in_ch}")
@@ -136,22 +137,27 @@ def show_image(ax: Axes, image: Tensor | np.ndarray) -> None:
 
 def attribution_figure(image: Tensor, cam: Tensor, saliency: Tensor, title: str,
                        cam_layer: str) -> Figure:
-    """Three panels: the input, Grad-CAM over it and saliency over it (each map scaled to 0…1)."""
+    """Three panels: the input; signed Grad-CAM over it (red: evidence for the class, blue:
+    against; standard Grad-CAM is the red part); saliency over it, scaled to 0…1."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.5, 3.6), layout="constrained")
+    fig = Figure(figsize=(10.5, 3.6), layout="constrained")
     axes = fig.subplots(1, 3)
     fig.suptitle(title, fontsize=10)
-    for ax, heat, label in ((axes[1], cam, f"Grad-CAM ({cam_layer})"),
-                            (axes[2], saliency, "saliency |∂score/∂pixel|")):
-        show_image(ax, image)
-        scaled = heat / heat.max() if float(heat.max()) > 0 else heat
-        shown = ax.imshow(scaled.numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=1,
-                          interpolation="bilinear")
-        ax.set_title(label, fontsize=9)
-    fig.colorbar(shown, ax=axes[1:], shrink=0.8, label="relative importance")
     show_image(axes[0], image)
     axes[0].set_title("input", fontsize=9)
+    show_image(axes[1], image)
+    limit = float(cam.abs().max()) or 1.0
+    shown = axes[1].imshow(cam.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6,
+                           interpolation="bilinear")
+    axes[1].set_title(f"Grad-CAM ({cam_layer}): red for, blue against", fontsize=9)
+    fig.colorbar(shown, ax=axes[1], shrink=0.8)
+    show_image(axes[2], image)
+    top = float(saliency.max()) or 1.0
+    shown = axes[2].imshow((saliency / top).numpy(), cmap="inferno", vmin=0, vmax=1, alpha=0.6,
+                           interpolation="bilinear")
+    axes[2].set_title("saliency |∂score/∂pixel| (max = 1)", fontsize=9)
+    fig.colorbar(shown, ax=axes[2], shrink=0.8)
     return fig
 
 

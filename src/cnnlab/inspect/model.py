@@ -96,7 +96,7 @@ def attribution_figures(model: nn.Module, x: Tensor, out_dir: str | Path, *,
     best, probability = top_classes(model, x, classes, k=1)[0]
     heading = f"{title}{' · ' if title else ''}predicted {best} ({probability:.2f})"
     fig = attribution_figure(display_image(x) if image is None else image,
-                             grad_cam(model, x, layer=name), saliency(model, x), heading, name)
+                             grad_cam(model, x, layer=name, relu=False), saliency(model, x), heading, name)
     return [_save(fig, folder, "attribution", f"Grad-CAM and saliency · {heading}",
                   "inspect-attribution")]
 

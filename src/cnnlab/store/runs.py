@@ -256,12 +256,15 @@ class RunStore:
         name: str | None = None,
         limit: int | None = None,
         sweep: str | None = None,
+        config_hash: str | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; ``name`` is a substring, or a glob when it has ``*`` or ``?``;
-        ``sweep`` keeps only the runs of that sweep."""
+        ``sweep`` keeps only the runs of that sweep, ``config_hash`` those of that config and seed."""
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
         if sweep is not None:
             query = query.where(RunRow.sweep == sweep)
+        if config_hash is not None:
+            query = query.where(RunRow.config_hash == config_hash)
         if status is not None:
             if status not in STATUSES:
                 raise StoreError(f"status: {status!r} {one_of(STATUSES)}")

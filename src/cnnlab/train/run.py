@@ -105,12 +105,18 @@ def set_threads(threads: int) -> int:
     return n
 
 
-def prepare(exp: Experiment) -> Prepared:
-    """Load data and build the model, raising on any bad setting before the store is touched."""
+def run_problems(exp: Experiment) -> list[Problem]:
+    """Settings that are valid one by one but cannot run together (checked without data)."""
     problems = []
     if exp.train.patience > 0 and exp.data.val == 0:
         problems.append(Problem("train.patience", exp.train.patience,
                                 "needs a validation split: set data.val > 0 or 'test'"))
+    return problems
+
+
+def prepare(exp: Experiment) -> Prepared:
+    """Load data and build the model, raising on any bad setting before the store is touched."""
+    problems = run_problems(exp)
     if problems:
         raise ConfigError(problems)
     data = load_data(exp.data, exp.seed)
@@ -194,12 +200,16 @@ def resume_run(
     console: Console | None = None,
     progress: bool = True,
     on_epoch: EpochHook | None = None,
+    threads: int | None = None,
 ) -> RunOutcome:
-    """Continue a stored run from its last checkpoint; ``epochs`` may raise its epoch count."""
+    """Continue a stored run from its last checkpoint; ``epochs`` may raise its epoch count,
+    ``threads`` sets the intra-op threads of this session (e.g. a sweep worker's share)."""
     record = store.get_run(ref)
     raw = dict(record.config)
     if epochs is not None:
         raw["train"] = {**raw["train"], "epochs": epochs}
+    if threads is not None:
+        raw["train"] = {**raw["train"], "threads": threads}
     if data_root is not None:
         raw["data"] = {**raw["data"], "root": data_root}
     exp = validate_experiment(raw)
@@ -353,13 +363,18 @@ def _finish(store: RunStore, run_id: str, status: str, error: str | None, second
     summary: dict[str, Any] = {"epochs_done": len(epochs)}
     if epochs:
         last = epochs[-1]
-        summary["final_val_acc"] = last.get("val_acc")
-        summary["final_test_acc"] = last.get("test_acc")
+        for split in ("train", "val", "test"):
+            for metric in ("loss", "acc"):
+                summary[f"final_{split}_{metric}"] = last.get(f"{split}_{metric}")
         with_val = [e for e in epochs if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
         if with_val:
             best = max(with_val, key=lambda e: e["val_acc"])
             summary["best_val_acc"] = best["val_acc"]
             summary["best_epoch"] = best["epoch"]
+        val_losses = [e["val_loss"] for e in epochs
+                      if e.get("val_loss") is not None and math.isfinite(e["val_loss"])]
+        if val_losses:
+            summary["best_val_loss"] = min(val_losses)
     store.update_run(run_id, status=status, error=error, finished_at=datetime.now(UTC),
                      duration_s=seconds, **summary)
 
