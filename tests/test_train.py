@@ -220,3 +220,20 @@ def test_epoch_hook_sees_every_epoch_and_can_prune(store):
     assert record.status == "pruned"
     assert record.epochs_done == 2
     assert (record.sweep, record.trial) == ("study", 4)
+
+
+def test_run_cut_in_its_first_epoch_resumes_from_scratch(store, monkeypatch):
+    full = train(store, small(epochs=2)).record
+    real_epoch = run_module.train_one_epoch
+
+    def interrupt_first_epoch(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", interrupt_first_epoch)
+    cut = train(store, small(epochs=2)).record
+    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    assert (cut.status, cut.epochs_done) == ("interrupted", 0)
+    resumed = resume_run(cut.id, store, console=QUIET, progress=False).record
+    assert resumed.status == "completed"
+    assert metrics(store, cut.id) == metrics(store, full.id)

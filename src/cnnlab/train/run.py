@@ -214,6 +214,13 @@ def resume_run(
         raw["data"] = {**raw["data"], "root": data_root}
     exp = validate_experiment(raw)
     path = store.run_dir(record.id) / CHECKPOINT
+    if not path.exists() and not store.epochs(record.id):
+        # Stopped inside its first epoch, before any checkpoint: start it again from its seed,
+        # which gives exactly the run that was cut short.
+        set_threads(exp.train.threads)
+        prepared = prepare(exp)
+        store.update_run(record.id, status="running", config=exp.resolved(), error=None)
+        return _fit(prepared, store, record.id, None, console or Console(), progress, on_epoch)
     state = load_checkpoint(path)
     if state["epoch"] >= exp.train.epochs:
         raise CheckpointError(
