@@ -43,7 +43,12 @@ UNSTABLE_MIN_WINDOW = 5
 UNSTABLE_NOISE = 0.01
 
 DIVERGED, OVERFITTING, UNDERFITTING, NOT_CONVERGED, UNSTABLE = (
-    "diverged", "overfitting", "underfitting", "not converged", "unstable")
+    "diverged",
+    "overfitting",
+    "underfitting",
+    "not converged",
+    "unstable",
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,15 @@ class Diagnosis:
     run: RunData
     findings: list[Finding]
     outcome: str
+
+    def text(self) -> str:
+        """The diagnosis as plain text: the run, its outcome, then each finding with evidence and advice."""
+        lines = [f"{self.run.label}: {self.outcome}"]
+        if not self.findings:
+            lines.append("  no problem found (thresholds: cnnlab.analyze.diagnose)")
+        for finding in self.findings:
+            lines += [f"  {finding.kind}: {finding.evidence}", f"    try: {finding.advice}"]
+        return "\n".join(lines)
 
 
 def thresholds() -> list[str]:
@@ -112,8 +126,13 @@ class _Curves:
         return len(self.epoch)
 
     def __getitem__(self, metric: str) -> np.ndarray:
-        return np.array([math.nan if row.get(metric) is None else float(row[metric])  # type: ignore[arg-type]
-                         for row in self._rows], dtype=float)
+        return np.array(
+            [
+                math.nan if row.get(metric) is None else float(row[metric])  # type: ignore[arg-type]
+                for row in self._rows
+            ],
+            dtype=float,
+        )
 
     def has(self, metric: str) -> bool:
         return bool(np.isfinite(self[metric]).any())
@@ -127,8 +146,11 @@ def _diverged(c: _Curves, status: str | None, error: str | None) -> Finding | No
         bad = np.flatnonzero(np.isinf(values) | (np.isnan(values) & _stored(c, metric)))
         if len(bad):
             i = int(bad[0])
-            before = f" (it was {values[i - 1]:.4g} at epoch {c.epoch[i - 1]})" if i and math.isfinite(
-                values[i - 1]) else ""
+            before = (
+                f" (it was {values[i - 1]:.4g} at epoch {c.epoch[i - 1]})"
+                if i and math.isfinite(values[i - 1])
+                else ""
+            )
             evidence.append(f"{name} became {_word(values[i])} at epoch {c.epoch[i]}{before}")
             epochs.append(int(c.epoch[i]))
     loss = c["train_loss"]
@@ -136,24 +158,32 @@ def _diverged(c: _Curves, status: str | None, error: str | None) -> Finding | No
         i_min = int(np.nanargmin(loss))
         ratio = loss[-1] / loss[i_min] if loss[i_min] > 0 else math.inf
         if i_min < len(c) - 1 and ratio >= DIVERGED_LOSS_RATIO:
-            evidence.append(f"training loss exploded from its minimum {loss[i_min]:.4g} at epoch "
-                            f"{c.epoch[i_min]} to {loss[-1]:.4g} at epoch {c.epoch[-1]} "
-                            f"({ratio:.1f}×, threshold {DIVERGED_LOSS_RATIO:g}×)")
+            evidence.append(
+                f"training loss exploded from its minimum {loss[i_min]:.4g} at epoch "
+                f"{c.epoch[i_min]} to {loss[-1]:.4g} at epoch {c.epoch[-1]} "
+                f"({ratio:.1f}×, threshold {DIVERGED_LOSS_RATIO:g}×)"
+            )
             epochs += [int(c.epoch[i_min]), int(c.epoch[-1])]
     acc = c["train_acc"]
     if np.isfinite(acc).sum() >= 2:
         i_max = int(np.nanargmax(acc))
         drop = acc[i_max] - acc[-1]
         if drop >= DIVERGED_ACC_DROP:
-            evidence.append(f"training accuracy collapsed from {_pct(acc[i_max])} at epoch {c.epoch[i_max]} "
-                            f"to {_pct(acc[-1])} at epoch {c.epoch[-1]} ({_pts(drop)} points)")
+            evidence.append(
+                f"training accuracy collapsed from {_pct(acc[i_max])} at epoch {c.epoch[i_max]} "
+                f"to {_pct(acc[-1])} at epoch {c.epoch[-1]} ({_pts(drop)} points)"
+            )
             epochs += [int(c.epoch[i_max]), int(c.epoch[-1])]
     if not evidence and status == "diverged":
         evidence.append("the trainer stopped it as diverged" + (f": {error}" if error else ""))
     if not evidence:
         return None
-    return Finding(DIVERGED, "; ".join(evidence), tuple(sorted(set(epochs))),
-                   "lower the learning rate (train.lr), e.g. by 10×, or add batch normalisation")
+    return Finding(
+        DIVERGED,
+        "; ".join(evidence),
+        tuple(sorted(set(epochs))),
+        "lower the learning rate (train.lr), e.g. by 10×, or add batch normalisation",
+    )
 
 
 def _overfitting(c: _Curves) -> Finding | None:
@@ -165,25 +195,33 @@ def _overfitting(c: _Curves) -> Finding | None:
         rise = val_loss[-1] / val_loss[k] - 1 if val_loss[k] > 0 else 0.0
         train_fell = math.isfinite(train_loss[k]) and train_loss[-1] < train_loss[k]
         if len(c) - 1 - k >= OVERFIT_EPOCHS_AFTER_MIN and rise >= OVERFIT_VAL_LOSS_RISE and train_fell:
-            parts.append(f"validation loss reached its minimum {val_loss[k]:.4g} at epoch {c.epoch[k]}, "
-                         f"then rose {rise:.0%} to {val_loss[-1]:.4g} at epoch {c.epoch[-1]} while training "
-                         f"loss fell from {train_loss[k]:.4g} to {train_loss[-1]:.4g}")
+            parts.append(
+                f"validation loss reached its minimum {val_loss[k]:.4g} at epoch {c.epoch[k]}, "
+                f"then rose {rise:.0%} to {val_loss[-1]:.4g} at epoch {c.epoch[-1]} while training "
+                f"loss fell from {train_loss[k]:.4g} to {train_loss[-1]:.4g}"
+            )
             epochs += [int(c.epoch[k]), int(c.epoch[-1])]
     train_acc, val_acc = c["train_acc"], c["val_acc"]
     gap = train_acc[-1] - val_acc[-1] if len(c) else math.nan
     if parts and math.isfinite(gap):
-        parts.append(f"at epoch {c.epoch[-1]} training accuracy is {_pct(train_acc[-1])} against "
-                     f"{_pct(val_acc[-1])} on validation (gap {_pts(gap)} points)")
+        parts.append(
+            f"at epoch {c.epoch[-1]} training accuracy is {_pct(train_acc[-1])} against "
+            f"{_pct(val_acc[-1])} on validation (gap {_pts(gap)} points)"
+        )
     elif math.isfinite(gap) and gap >= OVERFIT_ACC_GAP:
-        parts.append(f"at epoch {c.epoch[-1]} training accuracy is {_pct(train_acc[-1])} against "
-                     f"{_pct(val_acc[-1])} on validation, a gap of {_pts(gap)} points "
-                     f"(threshold {_pts(OVERFIT_ACC_GAP)})")
+        parts.append(
+            f"at epoch {c.epoch[-1]} training accuracy is {_pct(train_acc[-1])} against "
+            f"{_pct(val_acc[-1])} on validation, a gap of {_pts(gap)} points "
+            f"(threshold {_pts(OVERFIT_ACC_GAP)})"
+        )
         epochs.append(int(c.epoch[-1]))
     if not parts:
         return None
     if epochs and epochs[0] != epochs[-1]:
-        advice = (f"keep the model of epoch {epochs[0]} by stopping early (train.patience), or regularise "
-                  "more (dropout, weight decay, data augmentation)")
+        advice = (
+            f"keep the model of epoch {epochs[0]} by stopping early (train.patience), or regularise "
+            "more (dropout, weight decay, data augmentation)"
+        )
     else:
         advice = "regularise more (dropout, weight decay, data augmentation) or use more training data"
     return Finding(OVERFITTING, "; ".join(parts), tuple(epochs), advice)
@@ -208,7 +246,9 @@ def _underfitting(c: _Curves) -> Finding | None:
 
 
 def _not_converged(c: _Curves) -> Finding | None:
-    metric, name = ("val_acc", "validation accuracy") if c.has("val_acc") else ("train_acc", "training accuracy")
+    metric, name = (
+        ("val_acc", "validation accuracy") if c.has("val_acc") else ("train_acc", "training accuracy")
+    )
     values = c[metric]
     window = max(NOT_CONVERGED_MIN_WINDOW, len(c) // 4)
     if len(c) < window or not np.isfinite(values[-window:]).all():
@@ -218,12 +258,15 @@ def _not_converged(c: _Curves) -> Finding | None:
         return None
     first, last = int(c.epoch[-window]), int(c.epoch[-1])
     best = int(np.nanargmax(values))
-    where = "the last epoch is its best" if best == len(c) - 1 else (
-        f"its best so far is {_pct(values[best])} at epoch {c.epoch[best]}")
+    where = (
+        "the last epoch is its best"
+        if best == len(c) - 1
+        else (f"its best so far is {_pct(values[best])} at epoch {c.epoch[best]}")
+    )
     return Finding(
         NOT_CONVERGED,
-        f"{name} is still rising at the end: {_signed_pts(slope)} points per epoch over epochs {first}–{last} "
-        f"(from {_pct(values[-window])} to {_pct(values[-1])}), and {where}",
+        f"{name} is still rising at the end: {_signed_pts(slope)} points per epoch over epochs "
+        f"{first}–{last} (from {_pct(values[-window])} to {_pct(values[-1])}), and {where}",
         (first, last),
         f"train for more epochs, e.g. train.epochs={2 * last}",
     )
@@ -260,8 +303,10 @@ def _outcome(run: RunData) -> str:
     acc = run.series("val_acc")
     if np.isfinite(acc).any():
         i = int(np.nanargmax(acc))
-        parts.append(f"best validation accuracy {_pct(acc[i])} at epoch {run.epochs[i]['epoch']}, "
-                     f"final {_pct(acc[-1])}")
+        parts.append(
+            f"best validation accuracy {_pct(acc[i])} at epoch {run.epochs[i]['epoch']}, "
+            f"final {_pct(acc[-1])}"
+        )
     test = run.series("test_acc")
     if len(test) and math.isfinite(test[-1]):
         parts.append(f"final test accuracy {_pct(test[-1])}")

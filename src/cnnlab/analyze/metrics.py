@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.analyze.rundata import RunData
+from cnnlab.analyze.stats import Summary
 from cnnlab.errors import ConfigError, Problem, one_of
 
 
@@ -40,6 +41,14 @@ class Metric:
         if not len(finite):
             return math.nan
         return float(finite.max() if self.reduce == "max" else finite.min())
+
+    def interval(self, summary: Summary) -> tuple[float, float]:
+        """The confidence interval of ``summary`` cut to the values the metric can take (an accuracy's
+        t-interval can pass 100%); NaN without one."""
+        if summary.n < 2:
+            return math.nan, math.nan
+        upper = 1.0 if self.higher_is_better else math.inf
+        return max(summary.ci_low, 0.0), min(summary.ci_high, upper)
 
     def format(self, value: float | None, unit: bool = True) -> str:
         """``98.25%`` for accuracies, ``0.0312`` for losses, ``–`` when missing."""

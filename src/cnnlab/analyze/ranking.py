@@ -1,4 +1,5 @@
-"""Ranking of configurations by a metric over their seeds, marking those not significantly worse than the best."""
+"""Ranking of configurations by a metric over their seeds, marking those not significantly worse than
+the best."""
 
 from __future__ import annotations
 
@@ -75,14 +76,23 @@ class Ranking:
     @property
     def noise_note(self) -> str | None:
         """A plain warning when seeds are too few to tell real differences from noise."""
+        if self.one_seed and len(self.rows) == 1:
+            return (
+                "The one configuration has one seed: its result says nothing about seed-to-seed "
+                "noise; run at least 2 seeds (3 or more is better) to measure it."
+            )
         if self.one_seed:
-            return (f"Each of the {len(self.rows)} configurations has one seed, so this ranking cannot "
-                    "separate real differences from seed-to-seed noise; run at least 2 seeds per "
-                    "configuration (3 or more is better) to test them.")
+            return (
+                f"Each of the {len(self.rows)} configurations has one seed, so this ranking cannot "
+                "separate real differences from seed-to-seed noise; run at least 2 seeds per "
+                "configuration (3 or more is better) to test them."
+            )
         single = [row for row in self.rows if row.summary.n == 1]
         if single:
-            return (f"{len(single)} of {len(self.rows)} configurations have one seed; their differences "
-                    "from the best cannot be tested.")
+            return (
+                f"{len(single)} of {len(self.rows)} configurations have one seed; their differences "
+                "from the best cannot be tested."
+            )
         return None
 
 

@@ -61,13 +61,21 @@ def _matching_settings(runs: list[RunData], pattern: str) -> set[str]:
         key, value = parse_override(part)
         if not any(key in run.settings for run in runs):
             keys = ", ".join(varying_keys(runs)) or "none"
-            raise ConfigError(Problem("--exclude", pattern,
-                                      f"names no setting of these runs ({key}); settings that vary: {keys}"))
+            raise ConfigError(
+                Problem(
+                    "--exclude",
+                    pattern,
+                    f"names no setting of these runs ({key}); settings that vary: {keys}",
+                )
+            )
         wanted.append((key, value_key(value)))
-    matched = {run.id for run in runs
-               if all(value_key(run.settings.get(key)) == want for key, want in wanted)}
+    matched = {
+        run.id for run in runs if all(value_key(run.settings.get(key)) == want for key, want in wanted)
+    }
     if not matched:
-        shown = "; ".join(f"{key} takes " + ", ".join(sorted({format_value(r.settings.get(key)) for r in runs}))
-                          for key, _ in wanted)
+        shown = "; ".join(
+            f"{key} takes " + ", ".join(sorted({format_value(r.settings.get(key)) for r in runs}))
+            for key, _ in wanted
+        )
         raise ConfigError(Problem("--exclude", pattern, f"matches none of the {len(runs)} runs ({shown})"))
     return matched

@@ -55,5 +55,11 @@ def fall_speed(cell: Cell) -> FallSpeed | None:
 def fall_speeds(cells: Sequence[Cell]) -> list[FallSpeed]:
     """Fall speeds of ``cells``, fastest first; those that never fell last, lowest end ratio first."""
     speeds = [speed for cell in cells if (speed := fall_speed(cell)) is not None]
-    return sorted(speeds, key=lambda s: (s.epochs_to_fall is None, s.epochs_to_fall or 0.0,
-                                         s.end_ratio if math.isfinite(s.end_ratio) else math.inf))
+    return sorted(
+        speeds,
+        key=lambda s: (
+            s.epochs_to_fall is None,
+            s.epochs_to_fall or 0.0,
+            s.end_ratio if math.isfinite(s.end_ratio) else math.inf,
+        ),
+    )

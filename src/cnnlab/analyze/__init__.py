@@ -1,0 +1,42 @@
+"""Analysis of stored runs: configurations and seeds, ranking with statistics, diagnoses, conclusions."""
+
+from cnnlab.analyze.cells import Cell, group_cells, varying_keys
+from cnnlab.analyze.conclusions import Conclusions, conclude
+from cnnlab.analyze.diagnose import Diagnosis, Finding, diagnose_epochs, diagnose_run
+from cnnlab.analyze.effects import Effect, effect_of
+from cnnlab.analyze.metrics import DEFAULT_METRIC, METRICS, Metric, choose_metric
+from cnnlab.analyze.ranking import Ranking, rank_cells
+from cnnlab.analyze.rundata import RunData
+from cnnlab.analyze.select import exclude_runs, load_runs
+from cnnlab.analyze.stats import Summary, summarize, welch_p
+from cnnlab.analyze.study import Study, analyze_runs, analyze_stored, diagnose_stored
+
+__all__ = [
+    "DEFAULT_METRIC",
+    "METRICS",
+    "Cell",
+    "Conclusions",
+    "Diagnosis",
+    "Effect",
+    "Finding",
+    "Metric",
+    "Ranking",
+    "RunData",
+    "Study",
+    "Summary",
+    "analyze_runs",
+    "analyze_stored",
+    "choose_metric",
+    "conclude",
+    "diagnose_epochs",
+    "diagnose_run",
+    "diagnose_stored",
+    "effect_of",
+    "exclude_runs",
+    "group_cells",
+    "load_runs",
+    "rank_cells",
+    "summarize",
+    "varying_keys",
+    "welch_p",
+]

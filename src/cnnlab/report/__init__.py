@@ -1,0 +1,42 @@
+"""Reports on stored runs: one self-contained HTML page and a Markdown version with PNG figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from cnnlab.report.content import Report, Table, build_report
+from cnnlab.report.render import ReportFiles, md_escape, render_html, render_markdown, write_report_files
+from cnnlab.report.sections import SECTION_PROVIDERS, ReportFigure, Section, best_model_sections
+from cnnlab.store import RunStore
+
+__all__ = [
+    "SECTION_PROVIDERS",
+    "Report",
+    "ReportFigure",
+    "ReportFiles",
+    "Section",
+    "Table",
+    "best_model_sections",
+    "build_report",
+    "md_escape",
+    "render_html",
+    "render_markdown",
+    "write_report",
+    "write_report_files",
+]
+
+
+def write_report(
+    store: RunStore,
+    refs: Sequence[str],
+    output: str | Path,
+    metric: str | None = None,
+    exclude: Sequence[str] = (),
+) -> ReportFiles:
+    """Analyse the runs named by ``refs`` (sweeps or runs, minus ``exclude``) and write the report to
+    the folder ``output``."""
+    from cnnlab.analyze import analyze_stored
+
+    study = analyze_stored(store, refs, metric=metric, exclude=exclude)
+    return write_report_files(build_report(study, store), output)

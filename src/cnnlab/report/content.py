@@ -1,0 +1,211 @@
+"""A report's content from a study: summary lines, tables and figures, as plain strings for the templates."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import cnnlab
+from cnnlab.analyze.cells import format_value, short_names
+from cnnlab.analyze.diagnose import thresholds
+from cnnlab.analyze.ranking import RANKED_STATUSES
+from cnnlab.analyze.speed import DEFINITION as FALL_DEFINITION
+from cnnlab.analyze.study import Study
+from cnnlab.report import figures as figs
+from cnnlab.report.sections import ReportFigure, Section, extra_sections
+from cnnlab.store import RunStore
+
+PROBLEM_STATUSES = ("diverged", "failed", "interrupted", "pruned", "running", "created")
+
+
+@dataclass(frozen=True)
+class Table:
+    """Headers and rows of strings; ``row_classes`` style rows (best, tied, problem)."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    row_classes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything a report template shows; all strings come unescaped (templates escape them)."""
+
+    title: str
+    generated: str
+    version: str
+    summary: list[str]
+    conclusions: list[str]
+    noise_note: str | None
+    ranking_method: str
+    configurations: Table
+    fixed: Table
+    ranking: Table
+    diagnoses: Table
+    healthy_note: str
+    statuses: Table
+    status_counts: str
+    ranking_figures: list[ReportFigure]
+    overlay_figures: list[ReportFigure]
+    effect_figures: list[ReportFigure]
+    best_figures: list[ReportFigure]
+    problem_figures: list[ReportFigure]
+    sections: list[Section]
+    definitions: list[str]
+
+    @property
+    def all_figures(self) -> list[ReportFigure]:
+        """Every figure, in the order they appear."""
+        extra = [fig for section in self.sections for fig in section.figures]
+        return (
+            self.ranking_figures
+            + self.overlay_figures
+            + self.effect_figures
+            + self.best_figures
+            + extra
+            + self.problem_figures
+        )
+
+
+def build_report(study: Study, store: RunStore) -> Report:
+    """The content of the report on ``study``: text, tables and drawn figures."""
+    statuses = Counter(run.status for run in study.runs)
+    return Report(
+        title=study.title,
+        generated=datetime.now(UTC).astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        version=cnnlab.__version__,
+        summary=_summary(study),
+        conclusions=study.conclusions.sentences(),
+        noise_note=study.ranking.noise_note,
+        ranking_method=study.ranking.method,
+        configurations=_configurations(study),
+        fixed=Table(
+            ["setting", "value"],
+            [[key, format_value(value)] for key, value in study.fixed.items() if value is not None],
+        ),
+        ranking=_ranking(study),
+        diagnoses=_diagnoses(study),
+        healthy_note=_healthy_note(study),
+        statuses=_statuses(study),
+        status_counts=", ".join(f"{count} {status}" for status, count in statuses.most_common()),
+        ranking_figures=figs.ranking_figures(study),
+        overlay_figures=figs.overlay_figures(study),
+        effect_figures=figs.effect_figures(study),
+        best_figures=figs.best_run_figures(study),
+        problem_figures=figs.problem_run_figures(study),
+        sections=extra_sections(study, store),
+        definitions=[
+            study.ranking.method,
+            FALL_DEFINITION,
+            "Diagnosis thresholds: " + "; ".join(thresholds()) + ".",
+        ],
+    )
+
+
+def _summary(study: Study) -> list[str]:
+    runs = study.runs
+    seeds = sorted({len(cell.runs) for cell in study.cells})
+    per_cell = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+    models = sorted({run.record.model for run in runs})
+    datasets = sorted({run.record.dataset for run in runs})
+    lines = [
+        f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {len(study.cells)} configuration"
+        f"{'s' if len(study.cells) != 1 else ''} ({per_cell} run{'s' if seeds[-1] != 1 else ''} each) of "
+        f"{', '.join(models)} on {', '.join(datasets)}.",
+        ("Settings that vary: " + ", ".join(study.varying) + ".")
+        if study.varying
+        else "All runs share one configuration; they differ only in seed.",
+        f"Ranked by {study.metric.description} ({study.metric.name}).",
+    ]
+    if study.excluded:
+        lines.append("Left out on request: " + ", ".join(run.label for run in study.excluded) + ".")
+    return lines
+
+
+def _configurations(study: Study) -> Table:
+    names = short_names(study.varying)
+    headers = [names[key] for key in study.varying] + ["runs", "seeds", "statuses"]
+    rows, classes = [], []
+    for cell in study.cells:
+        statuses = Counter(run.status for run in cell.runs)
+        rows.append(
+            [format_value(cell.settings[key]) for key in study.varying]
+            + [
+                str(len(cell.runs)),
+                ", ".join(map(str, cell.seeds)),
+                ", ".join(f"{n} {status}" for status, n in statuses.most_common()),
+            ]
+        )
+        classes.append("problem" if any(s in PROBLEM_STATUSES for s in statuses) else "")
+    return Table(headers, rows, classes)
+
+
+def _ranking(study: Study) -> Table:
+    metric = study.metric
+    rows, classes = [], []
+    for row in study.ranking.rows:
+        s = row.summary
+        low, high = metric.interval(s)
+        ci = f"{metric.format(low, unit=False)} – {metric.format(high)}" if s.n >= 2 else "–"
+        rows.append(
+            [
+                str(row.rank),
+                row.cell.label,
+                metric.format(s.mean),
+                metric.format(s.std, unit=False) if s.n >= 2 else "–",
+                ci,
+                str(s.n),
+                row.verdict_text,
+            ]
+        )
+        classes.append(row.verdict.replace(" ", "-"))
+    headers = ["rank", "configuration", f"mean {metric.name}", "sd", "95% CI", "seeds", "against the best"]
+    return Table(headers, rows, classes)
+
+
+def _diagnoses(study: Study) -> Table:
+    order = {kind: i for i, kind in enumerate(figs.SEVERITY)}
+    items = [(order.get(f.kind, len(order)), d, f) for d in study.diagnoses for f in d.findings]
+    items.sort(key=lambda item: item[0])
+    labels = {run.id: cell.label for cell in study.cells for run in cell.runs}
+    rows = [[d.run.label, labels.get(d.run.id, ""), f.kind, f.evidence, f.advice] for _, d, f in items]
+    return Table(
+        ["run", "configuration", "finding", "evidence", "what to try"],
+        rows,
+        [f.kind.replace(" ", "-") for _, _, f in items],
+    )
+
+
+def _healthy_note(study: Study) -> str:
+    healthy = sum(1 for d in study.diagnoses if not d.findings)
+    total = len(study.diagnoses)
+    if healthy == total:
+        return f"None of the {total} runs shows a problem."
+    return f"{healthy} of {total} runs show no problem; {total - healthy} show the findings below."
+
+
+def _statuses(study: Study) -> Table:
+    labels = {run.id: cell.label for cell in study.cells for run in cell.runs}
+    metric = study.metric
+    rows, classes = [], []
+    for run in study.runs:
+        value = metric.of(run)
+        ranked = "" if run.status in RANKED_STATUSES else " (not ranked)"
+        rows.append(
+            [
+                run.id,
+                run.record.name or "",
+                labels.get(run.id, ""),
+                str(run.record.seed),
+                run.status + ranked,
+                str(len(run.epochs)),
+                metric.format(value if math.isfinite(value) else None),
+                run.record.error or "",
+            ]
+        )
+        classes.append("problem" if run.status in PROBLEM_STATUSES else "")
+    return Table(
+        ["run", "name", "configuration", "seed", "status", "epochs", metric.name, "error"], rows, classes
+    )

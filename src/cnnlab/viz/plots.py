@@ -1,0 +1,107 @@
+"""The `cnnlab plot` figures as library calls: choose the runs, draw, save atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnlab.analyze.cells import format_value, group_cells, levels, varying_keys
+from cnnlab.analyze.effects import effect_of
+from cnnlab.analyze.metrics import choose_metric
+from cnnlab.analyze.rundata import RunData
+from cnnlab.analyze.select import exclude_runs, load_runs
+from cnnlab.errors import ConfigError, Problem
+from cnnlab.store import RunStore
+from cnnlab.viz.curves import overlay_figure, run_figure
+from cnnlab.viz.effect import effect_figure
+from cnnlab.viz.style import save_figure
+
+MAX_SINGLE_LINES = 10  # more runs than this without --group-by are grouped by configuration
+
+
+@dataclass(frozen=True)
+class Plotted:
+    """A written figure: where, what it shows."""
+
+    path: Path
+    description: str
+
+
+def plot_curves(
+    store: RunStore,
+    refs: Sequence[str],
+    output: str | Path,
+    group_by: str | None = None,
+    exclude: Sequence[str] = (),
+) -> Plotted:
+    """Curves of the runs named by ``refs``: one run's curves, one line per run, or groups by a setting."""
+    runs = exclude_runs(load_runs(store, refs), exclude, store)
+    groups, title, legend = curve_groups(runs, group_by)
+    if group_by is None and len(runs) == 1:
+        fig, description = run_figure(runs[0]), f"curves of run {runs[0].label}"
+    else:
+        fig, description = overlay_figure(groups, title, legend), f"{len(runs)} runs in {len(groups)} groups"
+    return Plotted(save_figure(fig, output), description)
+
+
+def curve_groups(
+    runs: Sequence[RunData], group_by: str | None
+) -> tuple[list[tuple[str, list[RunData]]], str, str]:
+    """Groups for an overlay, its title and legend title: by ``group_by``, else one per run (few runs)
+    or per configuration (many runs)."""
+    if group_by is not None:
+        if not any(group_by in run.settings for run in runs):
+            keys = ", ".join(varying_keys(runs)) or "none"
+            raise ConfigError(
+                Problem("--group-by", group_by, f"is not a setting of these runs; settings that vary: {keys}")
+            )
+        groups = [(format_value(value), group) for value, group in levels(runs, group_by)]
+        return groups, f"Curves by {group_by}: mean over the runs of each value", group_by
+    if len(runs) <= MAX_SINGLE_LINES:
+        return [(run.label, [run]) for run in runs], f"Curves of {len(runs)} runs", "run"
+    cells = group_cells(runs, varying_keys(runs))
+    return (
+        [(cell.label, cell.runs) for cell in cells],
+        f"Curves of {len(runs)} runs by configuration: mean over seeds",
+        "configuration",
+    )
+
+
+def plot_effect(
+    store: RunStore,
+    refs: Sequence[str],
+    output: str | Path,
+    param: str | None = None,
+    metric: str | None = None,
+    exclude: Sequence[str] = (),
+) -> Plotted:
+    """The chosen metric against one setting (``param``; may be left out when only one setting varies)."""
+    runs = exclude_runs(load_runs(store, refs), exclude, store)
+    varying = varying_keys(runs)
+    if param is None:
+        if len(varying) != 1:
+            raise ConfigError(
+                Problem(
+                    "--param",
+                    "",
+                    "must name one of the settings that vary: " + (", ".join(varying) or "none"),
+                )
+            )
+        param = varying[0]
+    if param not in varying:
+        raise ConfigError(
+            Problem(
+                "--param",
+                param,
+                "does not vary across these runs; settings that vary: " + (", ".join(varying) or "none"),
+            )
+        )
+    effect = effect_of(runs, param, choose_metric(runs, metric), varying)
+    if not effect.levels:
+        raise ConfigError(Problem("--metric", effect.metric.name, "has no value in any finished run"))
+    fig = effect_figure(effect)
+    return Plotted(
+        save_figure(fig, output),
+        f"{effect.metric.description} against {param} at {len(effect.levels)} values",
+    )
