@@ -129,6 +129,7 @@ def test_sigterm_then_resume_from_the_command_line(tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
     (record,) = store.list_runs()
     assert record.status == "interrupted", out
     done = len(store.epochs(record.id))

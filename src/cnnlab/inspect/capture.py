@@ -49,14 +49,11 @@ def layer_outputs(model: nn.Module, x: Tensor, *, skip_pooling: bool = False) ->
     outputs: list[LayerOutput] = []
     calls: dict[str, int] = {}
 
-    def before(name: str) -> Callable[..., None]:
-        def hook(module: nn.Module, args: tuple) -> None:
-            flat = isinstance(module, nn.Flatten | nn.Linear)
-            image = bool(args) and isinstance(args[0], Tensor) and args[0].dim() == 4
-            if skip_pooling and (flat or not image):
-                raise _Stop
-
-        return hook
+    def before(module: nn.Module, args: tuple) -> None:
+        flat = isinstance(module, nn.Flatten | nn.Linear)
+        image = bool(args) and isinstance(args[0], Tensor) and args[0].dim() == 4
+        if flat or not image:
+            raise _Stop
 
     def after(name: str) -> Callable[..., Tensor | None]:
         def hook(module: nn.Module, args: tuple, output: object) -> Tensor | None:
@@ -72,7 +69,8 @@ def layer_outputs(model: nn.Module, x: Tensor, *, skip_pooling: bool = False) ->
 
     handles = []
     for name, module in leaf_modules(model):
-        handles.append(module.register_forward_pre_hook(before(name)))
+        if skip_pooling:
+            handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after(name)))
     was_training = model.training
     try:

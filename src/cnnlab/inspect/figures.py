@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,24 +47,38 @@ def mosaic(tiles: Tensor | np.ndarray, cols: int | None = None) -> Mosaic:
     return Mosaic(out, rows, cols, count, (height, width))
 
 
-def _figure(mosaic_: Mosaic, title: str, extra_width: float = 1.2) -> tuple[Figure, Axes]:
+def _wrap(title: str, width_inches: float) -> str:
+    return "\n".join(textwrap.fill(line, int(width_inches * 12)) for line in title.splitlines())
+
+
+def _mosaic_axes(tiles: Mosaic, title: str) -> tuple[Figure, Axes, Axes]:
+    """A figure with the mosaic's axes sized to its aspect, a colour-bar axes and the title.
+    Placed by hand: a layout engine would take longer than drawing."""
     from matplotlib.figure import Figure
 
-    ratio = mosaic_.array.shape[0] / mosaic_.array.shape[1]
-    width = min(14.0, max(4.0, 0.55 * mosaic_.cols * max(mosaic_.tile_shape[1], 8) / 8))
-    fig = Figure(figsize=(width + extra_width, max(2.5, width * ratio) + 0.8), layout="constrained")
-    ax = fig.add_subplot()
+    ratio = tiles.array.shape[0] / tiles.array.shape[1]
+    image_width = min(11.0, max(3.2, 0.5 * tiles.cols * max(tiles.tile_shape[1], 8) / 8))
+    image_height = image_width * ratio
+    if image_height > 11.0:
+        image_width, image_height = image_width * 11.0 / image_height, 11.0
+    bar, margin = 1.1, 0.1
+    width = image_width + bar + 2 * margin
+    title = _wrap(title, width)
+    heading = 0.15 + 0.18 * (title.count("\n") + 1)
+    height = image_height + heading + 2 * margin
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((margin / width, margin / height, image_width / width, image_height / height))
     ax.set_axis_off()
-    fig.suptitle(title, fontsize=10)
-    return fig, ax
+    colorbar = fig.add_axes(((image_width + 2 * margin) / width, (margin + 0.1 * image_height) / height,
+                             0.15 / width, 0.8 * image_height / height))
+    fig.suptitle(title, fontsize=9, y=1 - margin / height, va="top")
+    return fig, ax, colorbar
 
 
 def _cmap(name: str) -> Colormap:
     from matplotlib import colormaps
 
-    cmap = colormaps[name].copy()
-    cmap.set_bad("white")
-    return cmap
+    return colormaps[name].with_extremes(bad="white")
 
 
 def filters_mosaic(conv: nn.Conv2d, mode: str = "auto") -> tuple[Mosaic, str]:
@@ -80,7 +95,7 @@ def filters_mosaic(conv: nn.Conv2d, mode: str = "auto") -> tuple[Mosaic, str]:
     if mode == "rgb":
         if in_ch != 3:
             raise ValueError(f"rgb needs 3 input channels, the layer has {in_ch}")
-        return mosaic(weight.permute(0, 2, 3, 1)), f"{out_ch} filters as RGB"
+        return mosaic(weight.permute(0, 2, 3, 1)), f"{out_ch} filters as RGB (gray = 0)"
     if mode == "mean" or in_ch == 1:
         what = f"{out_ch} filters" + ("" if in_ch == 1 else f", averaged over {in_ch} input channels")
         return mosaic(weight.mean(dim=1)), what
@@ -98,14 +113,15 @@ def filters_figure(name: str, conv: nn.Conv2d, mode: str = "auto") -> Figure:
     limit = float(np.nanmax(np.abs(tiles.array))) or 1.0
     title = (f"{name} · {what}, {kh}×{kw}\n"
              f"colour scale shared by all tiles: −{limit:.3g} … {limit:.3g}")
-    fig, ax = _figure(tiles, title)
+    fig, ax, colorbar = _mosaic_axes(tiles, title)
     if tiles.array.ndim == 3:
         rgb = np.nan_to_num(tiles.array / (2 * limit) + 0.5, nan=1.0).clip(0, 1)
         ax.imshow(rgb, interpolation="nearest")
+        colorbar.set_axis_off()
     else:
         image = ax.imshow(tiles.array, cmap=_cmap("RdBu_r"), vmin=-limit, vmax=limit,
                           interpolation="nearest")
-        fig.colorbar(image, ax=ax, shrink=0.8, label="weight")
+        fig.colorbar(image, cax=colorbar, label="weight")
     return fig
 
 
@@ -116,10 +132,10 @@ def feature_map_figure(layer: LayerOutput, note: str = "") -> Figure:
     low, high = float(layer.output.min()), float(layer.output.max())
     title = (f"{layer.title}{note}\none tile per channel (0–{tiles.tiles - 1}, row by row), "
              f"shared scale {low:.3g} … {high:.3g}")
-    fig, ax = _figure(tiles, title)
+    fig, ax, colorbar = _mosaic_axes(tiles, title)
     image = ax.imshow(tiles.array, cmap=_cmap("viridis"), vmin=low, vmax=max(high, low + 1e-12),
                       interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.8, label="activation")
+    fig.colorbar(image, cax=colorbar, label="activation")
     return fig
 
 
@@ -163,19 +179,31 @@ def attribution_figure(image: Tensor, cam: Tensor, saliency: Tensor, title: str,
 
 def image_grid_figure(images: Tensor, captions: list[str], rows: int, cols: int, title: str,
                       wrong: list[bool] | None = None) -> Figure:
-    """uint8 N×C×H×W images on a rows×cols grid, each captioned; captions of ``wrong`` in red."""
+    """uint8 N×C×H×W images on a rows×cols grid, each captioned above (``wrong`` ones in red).
+    Drawn as one picture with text on it: a hundred subplots would take seconds."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(1.25 * cols + 0.3, 1.45 * rows + 0.6), layout="constrained")
-    fig.suptitle(title, fontsize=10)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).reshape(-1)
-    for i, ax in enumerate(axes):
-        if i >= len(images):
-            ax.set_axis_off()
-            continue
-        show_image(ax, images[i])
+    count, channels, height, width = images.shape
+    pixel = 1.2 / (width + 2)  # inches: each tile about 1.2 inches wide
+    lines = max((caption.count("\n") + 1 for caption in captions), default=1)
+    gap = math.ceil((lines * 7 * 1.25 / 72 + 0.04) / pixel)  # room for 7-point captions
+    rgb = images[:, :3] if channels >= 3 else images[:, :1].expand(-1, 3, -1, -1)
+    canvas = np.ones((rows * (height + gap), cols * (width + 2), 3))
+    for i in range(min(count, rows * cols)):
+        top, left = (i // cols) * (height + gap) + gap, (i % cols) * (width + 2) + 1
+        canvas[top:top + height, left:left + width] = rgb[i].permute(1, 2, 0).numpy() / 255.0
+    fig_width = max(canvas.shape[1] * pixel, 3.0)
+    title = _wrap(title, fig_width)
+    grid_height, heading = canvas.shape[0] * pixel, 0.15 + 0.17 * (title.count("\n") + 1)
+    fig = Figure(figsize=(fig_width, grid_height + heading))
+    ax = fig.add_axes((0, 0, 1, grid_height / (grid_height + heading)))
+    ax.imshow(canvas, interpolation="nearest", aspect="auto")
+    ax.set_axis_off()
+    fig.suptitle(title, fontsize=9, y=1 - 0.08 / fig.get_figheight(), va="top")
+    for i, caption in enumerate(captions[:rows * cols]):
         red = wrong is not None and wrong[i]
-        ax.set_title(captions[i], fontsize=7, color="#c0392b" if red else "black")
+        ax.text((i % cols) * (width + 2) + 1 + width / 2, (i // cols) * (height + gap) + gap - 0.5,
+                caption, ha="center", va="bottom", fontsize=7, color="#c0392b" if red else "black")
     return fig
 
 

@@ -13,6 +13,7 @@ from cnnlab.errors import CheckpointError, DataError
 from cnnlab.models import build_model
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.hardware import resolve_channels_last
 from cnnlab.train.loop import Normalizer
 
 CHECKPOINT = "checkpoint.pt"
@@ -29,10 +30,11 @@ class LoadedRun:
     input_shape: tuple[int, int, int]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    channels_last: bool = False  # as trained: measured faster for conv nets on this CPU
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 N×C×H×W images as the float batch the model was trained on: (x/255 − mean)/std."""
-        return Normalizer(self.mean, self.std, channels_last=False)(images)
+        return Normalizer(self.mean, self.std, self.channels_last)(images)
 
     def probabilities(self, images: Tensor, batch_size: int = 1024) -> Tensor:
         """Softmax class probabilities (N×classes) for uint8 N×C×H×W images, in batches."""
@@ -66,9 +68,13 @@ def load_run(store: RunStore, ref: str) -> LoadedRun:
     except RuntimeError as exc:
         raise CheckpointError(f"checkpoint {path} does not fit the model {exp.model.name!r} its "
                               f"config builds: {str(exc).splitlines()[0]}") from None
+    channels_last = resolve_channels_last(exp.train.memory_format, model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     model.eval()
     return LoadedRun(record, model, [str(c) for c in state["classes"]], (channels, height, width),
-                     tuple(float(m) for m in state["mean"]), tuple(float(s) for s in state["std"]))
+                     tuple(float(m) for m in state["mean"]), tuple(float(s) for s in state["std"]),
+                     channels_last)
 
 
 def load_test_split(run: LoadedRun, data_root: str | None = None) -> Split:

@@ -106,14 +106,17 @@ def inspect_model(model: nn.Module, x: Tensor, out_dir: str | Path, *, image: Te
                   description: str = "input", label: str | None = None) -> Inspection:
     """Write every inspect figure of ``model`` for the normalised input ``x`` (1×C×H×W) into
     ``out_dir``: filters, feature maps, feature maps without pooling (when the model has pooling
-    layers), Grad-CAM and saliency.
+    layers), Grad-CAM and saliency (when it has a conv layer).
     ``image`` (uint8 or 0–1 float C×H×W) is drawn under the attributions; works for any nn.Module."""
+    if layer is not None:
+        pick_conv(model, x, layer)  # a bad layer name fails before any figure is written
     title = description + (f" · true {label}" if label is not None else "")
     result = Inspection(description, top_classes(model, x, classes), label=label)
     result.files += filter_figures(model, x, out_dir)
     result.files += feature_map_figures(model, x, out_dir)
     if any(isinstance(m, POOLING) for m in model.modules()):
         result.files += feature_map_figures(model, x, out_dir, skip_pooling=True)
-    result.files += attribution_figures(model, x, out_dir, image=image, layer=layer,
-                                        classes=classes, title=title)
+    if layer is not None or conv_layers(model, x):  # Grad-CAM needs a conv layer
+        result.files += attribution_figures(model, x, out_dir, image=image, layer=layer,
+                                            classes=classes, title=title)
     return result
