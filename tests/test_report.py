@@ -235,5 +235,9 @@ def test_end_to_end_report_of_two_real_tiny_runs(tmp_path):
     html = (tmp_path / "out" / "index.html").read_text()
     assert 'id="ranking"' in html and "optimizer=adam" in html and "optimizer=sgd" in html
     assert "With one seed per configuration this order may be noise" in html
+    # The best run has a checkpoint, so the report shows its model from the inside.
+    assert "Inside the best model" in html and "conv1" in html
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "Inside the best model" in markdown
     diagnosed = runner.invoke(app, ["diagnose", ids[0], "--store", f"sqlite:///{home}/runs.sqlite"])
     assert diagnosed.exit_code == 0 and ids[0] in diagnosed.output

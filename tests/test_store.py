@@ -346,3 +346,8 @@ def test_processes_write_one_sqlite_store_concurrently(tmp_path: Path) -> None:
             rows = store.epochs(run.id)
             assert [row["epoch"] for row in rows] == list(range(epochs))
             assert all(row["train_loss"] == 0.5 and "val/extra" not in row for row in rows)
+
+
+def test_a_sqlite_url_keeps_run_folders_beside_its_file(tmp_path):
+    store = RunStore(f"sqlite:///{tmp_path}/elsewhere/runs.sqlite")
+    assert store.root == tmp_path / "elsewhere"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import re
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cnnlab.analyze.study import Study
 from cnnlab.store import RunStore
@@ -44,14 +46,26 @@ SectionProvider = Callable[[Study, RunStore], list[Section]]
 
 
 def best_model_sections(study: Study, store: RunStore) -> list[Section]:
-    """Sections about the best run's trained model; none yet.
+    """The best run's trained model from the inside: its filters, feature maps, attributions and
+    confusion matrix (drawn by `cnnlab.inspect`), when its checkpoint is in the store."""
+    run = study.best_run
+    if run is None or not (store.run_dir(run.id) / "checkpoint.pt").is_file():
+        return []
+    from cnnlab.errors import CnnlabError
+    from cnnlab.inspect import report_figures
 
-    This is the hook for the inspection stage (filters, feature maps, class activation maps of
-    ``study.best_run``, whose checkpoint is ``store.run_dir(run.id) / "checkpoint.pt"``): draw its
-    figures here as ``ReportFigure``s and return them in ``Section``s. They appear in the report
-    right after the best run's curves, in HTML and Markdown alike.
-    """
-    return []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            drawn = report_figures(store, run.id, tmp, register=False)
+        except CnnlabError as exc:
+            return [Section(f"Inside the best model, {run.label}",
+                            [f"Its figures could not be drawn: {exc}"])]
+        figures = [ReportFigure(f"inspect-{i}-{Path(path).stem}", title, title, Path(path).read_bytes())
+                   for i, (title, path) in enumerate(drawn)]
+    text = (f"The best run of the best configuration, {run.label}, seen from the inside: each "
+            "convolution layer's filters, its feature maps for one test image, where the network "
+            "looks (Grad-CAM and saliency) and the confusion matrix on the test split.")
+    return [Section(f"Inside the best model, {run.label}", [text], figures)]
 
 
 # Called in order for every report; each returns sections to add (possibly none).

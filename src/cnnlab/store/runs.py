@@ -138,10 +138,17 @@ class RunStore:
     """Runs, their epochs and artifacts in a SQL database, plus a folder per run under ``root``."""
 
     def __init__(self, url: str | URL | None = None, root: str | Path | None = None) -> None:
-        self.root = Path(root).expanduser().absolute() if root is not None else default_root()
-        if url is None:
-            url = URL.create("sqlite", database=str(self.root / DB_FILE))
-        self._url = _parse_url(url)
+        parsed = _parse_url(url) if url is not None else None
+        if root is not None:
+            self.root = Path(root).expanduser().absolute()
+        elif parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (
+            None, "", ":memory:"
+        ):
+            # A SQLite file keeps its run folders (checkpoints, figures) beside it.
+            self.root = Path(parsed.database).expanduser().absolute().parent
+        else:
+            self.root = default_root()
+        self._url = parsed or _parse_url(URL.create("sqlite", database=str(self.root / DB_FILE)))
         self.url = self._url.render_as_string(hide_password=True)
         self._engine = _make_engine(self._url, self.url)
         # SQLite: transactions through this engine begin with BEGIN IMMEDIATE (see module doc).
