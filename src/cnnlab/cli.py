@@ -81,6 +81,7 @@ def quickstart(
 
     exp = load_experiment(base=QUICKSTART, overrides={"train.epochs": epochs})
     outcome = train_experiment(exp, _store(store), console=console, progress=not quiet)
+    _exit_if_interrupted(outcome.record.status)
     console.print(
         f"\nNext: [bold]cnnlab show {outcome.record.id}[/] for its epochs, "
         "[bold]cnnlab runs[/] for all runs, [bold]cnnlab train examples/book-cnn-mnist.toml "
@@ -111,8 +112,10 @@ def train(
     if resume is not None:
         epochs = _resume_epochs(set_)
         root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
-        resume_run(resume, _store(store), epochs=epochs, data_root=str(root) if root else None,
-                   console=console, progress=not quiet)
+        outcome = resume_run(resume, _store(store), epochs=epochs,
+                             data_root=str(root) if root else None, console=console,
+                             progress=not quiet)
+        _exit_if_interrupted(outcome.record.status)
         return
     if experiment is None:
         raise typer.BadParameter("give an experiment file, or --resume RUN", param_hint="EXPERIMENT")
@@ -120,7 +123,14 @@ def train(
     if name:
         overrides.append(f"name={name!r}")
     exp = load_experiment(experiment, overrides)
-    train_experiment(exp, _store(store), console=console, progress=not quiet)
+    outcome = train_experiment(exp, _store(store), console=console, progress=not quiet)
+    _exit_if_interrupted(outcome.record.status)
+
+
+def _exit_if_interrupted(status: str) -> None:
+    """An interrupted run ends the command with 130, as an interrupted shell command does."""
+    if status == "interrupted":
+        raise typer.Exit(130)
 
 
 def _resume_epochs(sets: list[str] | None) -> int | None:
@@ -226,8 +236,215 @@ def datasets() -> None:
 
 # --- sweeps (issue 3) ---
 
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", help="Where the sweep's Optuna study lives: a PostgreSQL URL shared by "
+                 "workers on many machines, or a journal file (default: sweeps.journal in the store "
+                 "folder)."),
+]
+SweepStoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Run store URL (default: the --storage database, else SQLite in "
+                 "./cnnlab-runs or $CNNLAB_HOME)."),
+]
+ArtifactsOpt = Annotated[
+    Path | None,
+    typer.Option("--artifacts", help="Folder for checkpoints, shared by all workers of a distributed "
+                 "sweep (default: ./cnnlab-runs or $CNNLAB_HOME)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", "-w", min=0, help="Worker processes here (default: one per physical "
+                 "core; 0 with `sweep`: only queue the cells)."),
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="Torch threads per worker (default: physical cores ÷ workers)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live view: print each run's lines.")]
+
+
+def _location(storage: str | None, store: str | None, artifacts: Path | None):
+    from cnnlab.sweep import Location
+
+    return Location(storage, store, str(artifacts) if artifacts else None)
+
+
+def _print_sweep(outcome: Any) -> None:
+    from cnnlab.sweep.view import sweep_detail
+
+    for renderable in sweep_detail(outcome.status):
+        console.print(renderable)
+    if outcome.interrupted:
+        console.print("stopped: run the same command again to continue where it stopped", highlight=False)
+    if any(outcome.exitcodes):
+        err_console.print(f"[bold red]error:[/] worker exit codes {outcome.exitcodes}", highlight=False)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def sweep(
+    file: Annotated[Path, typer.Argument(help="Sweep file (TOML): a base experiment and a search space.")],
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    storage: StorageOpt = None,
+    store: SweepStoreOpt = None,
+    artifacts: ArtifactsOpt = None,
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a sweep: queue every cell × seed in an Optuna study, train what is missing with local
+    workers (again: finished cells are skipped, interrupted ones resumed)."""
+    from cnnlab.sweep import run_sweep
+
+    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
+                        data_root=str(root) if root else None, console=console, live=not quiet)
+    if workers == 0 and outcome.queued is not None:
+        console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
+                      f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
+                      f"`cnnlab worker --study {outcome.queued.name}`", highlight=False)
+        return
+    _print_sweep(outcome)
+
+
+@app.command()
+@_user_errors
+def worker(
+    study: Annotated[str, typer.Option("--study", help="Name of the sweep to work on.")],
+    storage: StorageOpt = None,
+    workers: WorkersOpt = None,
+    threads: ThreadsOpt = None,
+    store: SweepStoreOpt = None,
+    artifacts: ArtifactsOpt = None,
+    data_dir: DataDirOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a queued sweep's cells until none is left (run it on any machine that reaches --storage)."""
+    from cnnlab.sweep import run_worker
+
+    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
+                         data_root=str(root) if root else None, console=console, live=not quiet)
+    _print_sweep(outcome)
+
+
+@app.command()
+@_user_errors
+def sweeps(storage: StorageOpt = None, store: SweepStoreOpt = None) -> None:
+    """Table of sweeps: cells, runs done / running / pending / failed, best cell."""
+    from cnnlab.sweep import list_sweeps
+    from cnnlab.sweep.view import sweeps_table
+
+    console.print(sweeps_table(list_sweeps(_location(storage, store, None))))
+
+
+@app.command("sweep-status")
+@_user_errors
+def sweep_status(
+    name: Annotated[str, typer.Argument(help="Sweep name (its file's `name`, or the file name).")],
+    storage: StorageOpt = None,
+    store: SweepStoreOpt = None,
+) -> None:
+    """One sweep, cell by cell: runs done / running / pending / failed / pruned, metric mean ± sd."""
+    from cnnlab.sweep import sweep_status as read_status
+    from cnnlab.sweep.view import sweep_detail
+
+    for renderable in sweep_detail(read_status(_location(storage, store, None), name)):
+        console.print(renderable)
+
 
 # --- analysis and report (issue 4) ---
+
+SweepOrRunsArg = Annotated[
+    list[str],
+    typer.Argument(help="Sweep names, run ids, unique id prefixes or run names.", show_default=False),
+]
+ExcludeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--exclude", "-x", help="Leave out a run (id, prefix, name) or the runs matching "
+                 "key=value[,key=value], e.g. train.loss=cross_entropy,train.optimizer=sgd (repeatable)."),
+]
+MetricOpt = Annotated[
+    str | None,
+    typer.Option("--metric", help="best_val_acc (default), final_val_acc, final_test_acc, final_train_acc, "
+                 "min_val_loss."),
+]
+plot_app = typer.Typer(help="Figures of stored runs: training curves and hyperparameter effects.",
+                       no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app.add_typer(plot_app, name="plot")
+
+
+@app.command()
+@_user_errors
+def report(
+    runs: SweepOrRunsArg,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the report into.")
+    ] = Path("report"),
+    metric: MetricOpt = None,
+    exclude: ExcludeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Write a report: index.html (one self-contained file) and report.md with its PNG figures."""
+    from cnnlab.report import write_report
+
+    files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [])
+    console.print(f"wrote {files.html} and {files.markdown} with {len(files.pngs)} figures", highlight=False,
+                  markup=False)
+
+
+@plot_app.command("curves")
+@_user_errors
+def plot_curves(
+    runs: SweepOrRunsArg,
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="Setting to group runs by, e.g. train.optimizer.")
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file (.png, .svg, .pdf).")
+    ] = Path("curves.png"),
+    exclude: ExcludeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Accuracy and loss per epoch: one run, one line per run, or groups as mean ± band over seeds."""
+    from cnnlab.viz import plot_curves as draw
+
+    plotted = draw(_store(store), runs, output, group_by=group_by, exclude=exclude or [])
+    console.print(f"wrote {plotted.path}: {plotted.description}", highlight=False, markup=False)
+
+
+@plot_app.command("effect")
+@_user_errors
+def plot_effect(
+    runs: SweepOrRunsArg,
+    param: Annotated[
+        str | None, typer.Option("--param", help="The setting on the x axis (default: the one that varies).")
+    ] = None,
+    metric: MetricOpt = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file (.png, .svg, .pdf).")
+    ] = Path("effect.png"),
+    exclude: ExcludeOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """A metric against one hyperparameter: mean ± 95% CI over seeds, single runs as dots."""
+    from cnnlab.viz import plot_effect as draw
+
+    plotted = draw(_store(store), runs, output, param=param, metric=metric, exclude=exclude or [])
+    console.print(f"wrote {plotted.path}: {plotted.description}", highlight=False, markup=False)
+
+
+@app.command()
+@_user_errors
+def diagnose(runs: SweepOrRunsArg, store: StoreOpt = None) -> None:
+    """What went wrong in a run (overfitting, divergence, ...), with the epochs and values behind it."""
+    from cnnlab.analyze import diagnose_stored
+
+    for diagnosis in diagnose_stored(_store(store), runs):
+        console.print(diagnosis.text(), highlight=False, markup=False, soft_wrap=True)
 
 
 # --- inspect (issue 5) ---
@@ -307,8 +524,7 @@ def confusion(
     store: StoreOpt = None,
 ) -> None:
     """Confusion matrix figure and per-class precision and recall on the run's test split."""
-    from cnnlab.inspect.evaluation import scores_table
-    from cnnlab.inspect import confusion_run
+    from cnnlab.inspect import confusion_run, scores_table
 
     result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
     console.print(scores_table(result.classes, result.scores, title=f"run {run}: test split"))

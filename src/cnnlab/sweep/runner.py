@@ -1,0 +1,144 @@
+"""Local parallelism: queue a sweep file, then drain its study with N worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from cnnlab.sweep.spec import SweepSpec, load_sweep
+from cnnlab.sweep.status import SweepStatus, sweep_status
+from cnnlab.sweep.storage import Location
+from cnnlab.sweep.study import QueueResult, open_study, queue_sweep, quiet_optuna, runnable
+from cnnlab.sweep.view import live_status
+from cnnlab.sweep.worker import WorkerOptions, work
+from cnnlab.train.hardware import physical_cores
+
+
+@dataclass
+class SweepOutcome:
+    """How a sweep command ended: what it queued, the workers it ran, and the sweep's status."""
+
+    status: SweepStatus
+    queued: QueueResult | None = None
+    workers: int = 0
+    threads: int = 0
+    exitcodes: list[int] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """No worker crashed, none was interrupted and no run failed."""
+        return (not self.interrupted and all(code == 0 for code in self.exitcodes)
+                and self.status.counts()["failed"] == 0)
+
+
+def plan_workers(workers: int | None, runnable: int | None = None,
+                 threads: int | None = None) -> tuple[int, int]:
+    """(workers, threads each): one worker per physical core by default but no more than there are
+    runs to start, and unless ``threads`` is given the cores shared out so that workers × threads
+    never exceeds them (at least one thread each)."""
+    cores = physical_cores()
+    count = cores if workers is None else workers
+    if runnable is not None:
+        count = min(count, runnable)
+    return count, threads or max(1, cores // max(count, 1))
+
+
+def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *,
+              workers: int | None = None, threads: int | None = None, data_root: str | None = None,
+              console: Console | None = None, live: bool = True) -> SweepOutcome:
+    """Validate a sweep file (or spec), queue its missing cells in the study, and train them with
+    ``workers`` local processes (0: only queue, for `cnnlab worker`s elsewhere). Run it again
+    and only what is missing is trained: interrupted runs resume, failed ones are retried."""
+    location = location or Location()
+    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
+    with quiet_optuna():
+        queued = queue_sweep(spec, location)
+    if workers == 0:
+        return SweepOutcome(sweep_status(location, spec.name), queued)
+    outcome = _drain(location, spec.name, workers, threads, data_root, console or Console(), live)
+    outcome.queued = queued
+    return outcome
+
+
+def run_worker(study: str, location: Location | None = None, *, workers: int | None = None,
+               threads: int | None = None, data_root: str | None = None,
+               console: Console | None = None, live: bool = False) -> SweepOutcome:
+    """Work on a queued sweep (on this or any machine that reaches its storage) until no cell is
+    left, with ``workers`` processes here (default: one per physical core)."""
+    location = location or Location()
+    return _drain(location, study, workers, threads, data_root, console or Console(), live)
+
+
+def _drain(location: Location, name: str, workers: int | None, threads: int | None,
+           data_root: str | None, console: Console, live: bool) -> SweepOutcome:
+    with quiet_optuna():
+        study, spec = open_study(location, name)
+        count, threads = plan_workers(workers, runnable(study, spec), threads)
+    options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet)
+    interrupted = False
+    exitcodes: list[int] = []
+    with live_status(location, name, console, enabled=live and count > 0):
+        if count == 0:
+            pass  # nothing to start: every run is finished, or running in another worker
+        elif count == 1:  # in this process: no start-up cost, and Ctrl-C works the same
+            report = work(options, console=None if live else console)
+            interrupted = report.interrupted
+        else:
+            context = multiprocessing.get_context("spawn")
+            processes = [context.Process(target=worker_process, args=(options,),
+                                         name=f"cnnlab-worker-{i + 1}") for i in range(count)]
+            # Workers start with Ctrl-C ignored (they install their own handlers once imported),
+            # so a Ctrl-C while they import torch reaches only this process, which forwards it.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                for process in processes:
+                    process.start()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            with _forward_signals(processes) as stopped:
+                for process in processes:
+                    while process.is_alive():
+                        process.join(0.5)
+            interrupted = stopped.is_set()
+            # A worker stopped by the forwarded SIGTERM before it could take a cell is no crash.
+            exitcodes = [0 if interrupted and p.exitcode == -signal.SIGTERM else
+                         (p.exitcode if p.exitcode is not None else -1) for p in processes]
+    return SweepOutcome(sweep_status(location, name), None, count, threads, exitcodes, interrupted)
+
+
+def worker_process(options: WorkerOptions) -> None:
+    """Entry point of a spawned worker process."""
+    work(options, console=Console() if options.verbose else None)
+
+
+@contextlib.contextmanager
+def _forward_signals(processes: list[multiprocessing.process.BaseProcess]) -> Iterator[threading.Event]:
+    """Ctrl-C or SIGTERM: ask every worker to stop after its current batch (SIGTERM, which the
+    trainer takes as "stop cleanly", never as a second Ctrl-C) and wait for them."""
+    stopped = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stopped.set()
+        for process in processes:
+            if process.pid is not None and process.is_alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stopped
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,198 @@
+"""Where a sweep stands: every cell's runs as done, running, pending, failed, pruned or diverged."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from cnnlab.errors import StoreError
+from cnnlab.store import RunRecord, RunStore
+from cnnlab.sweep.spec import SweepSpec
+from cnnlab.sweep.storage import Location
+from cnnlab.sweep.study import SKIPPED, SPEC_ATTR, open_study, quiet_optuna, sampled
+
+STATES = ("done", "running", "pending", "interrupted", "failed", "pruned", "diverged")
+
+
+@dataclass
+class SeedRun:
+    """One cell × seed: its state, run and objective value (from its latest trial)."""
+
+    seed: int
+    state: str
+    trial: int
+    run_id: str | None = None
+    epochs_done: int = 0
+    epochs_planned: int | None = None
+    value: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class CellStatus:
+    """One cell (a setting combination) and its runs, one per seed."""
+
+    label: str
+    cell_hash: str
+    runs: list[SeedRun] = field(default_factory=list)
+
+    def count(self, state: str) -> int:
+        """Runs in ``state``."""
+        return sum(run.state == state for run in self.runs)
+
+    @property
+    def values(self) -> list[float]:
+        """Objective values of the finished (done or diverged) runs."""
+        return [r.value for r in self.runs
+                if r.state in ("done", "diverged") and r.value is not None and math.isfinite(r.value)]
+
+    @property
+    def mean(self) -> float | None:
+        """Mean objective over finished seeds."""
+        return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over finished seeds (None below two)."""
+        return statistics.stdev(self.values) if len(self.values) > 1 else None
+
+
+@dataclass
+class SweepStatus:
+    """A sweep's cells and runs; ``unsampled`` counts tpe runs not sampled yet."""
+
+    name: str
+    mode: str
+    metric: str
+    direction: str
+    storage: str
+    cells: list[CellStatus] = field(default_factory=list)
+    unsampled: int = 0
+
+    def counts(self) -> dict[str, int]:
+        """Runs per state (every state in STATES, zeros included)."""
+        counts = dict.fromkeys(STATES, 0)
+        for cell in self.cells:
+            for run in cell.runs:
+                counts[run.state] += 1
+        counts["pending"] += self.unsampled
+        return counts
+
+    @property
+    def total(self) -> int:
+        """All runs of the sweep, sampled or not."""
+        return sum(len(c.runs) for c in self.cells) + self.unsampled
+
+    @property
+    def finished(self) -> bool:
+        """Nothing pending, interrupted or running."""
+        counts = self.counts()
+        return counts["pending"] + counts["running"] + counts["interrupted"] == 0
+
+    def best(self) -> CellStatus | None:
+        """The cell with the best mean objective over its finished seeds."""
+        scored = [c for c in self.cells if c.mean is not None]
+        if not scored:
+            return None
+        sign = 1.0 if self.direction == "maximize" else -1.0
+        return max(scored, key=lambda c: sign * (c.mean or 0.0))
+
+
+def sweep_status(location: Location, name: str) -> SweepStatus:
+    """Read a sweep's state from its study and the run store."""
+    with quiet_optuna():
+        study, spec = open_study(location, name)
+        return _status(study, spec, location)
+
+
+def list_sweeps(location: Location) -> list[SweepStatus]:
+    """Every sweep in the storage, by name."""
+    with quiet_optuna():
+        storage = location.open_storage(create=False)
+        if storage is None:
+            return []
+        out = []
+        for name in sorted(optuna.get_all_study_names(storage)):
+            try:
+                study, spec = open_study(location, name, storage)
+            except StoreError:
+                continue  # a study of another program in the same database
+            out.append(_status(study, spec, location))
+        return out
+
+
+def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepStatus:
+    trials = study.get_trials(deepcopy=False)
+    queued = study.user_attrs[SPEC_ATTR].get("config_hashes")
+    latest: dict[str, FrozenTrial] = {}
+    first: dict[str, int] = {}  # cell hash -> number of its first trial: cells in queue order
+    for trial in trials:
+        config_hash = trial.user_attrs.get("config_hash")
+        if config_hash is None or trial.user_attrs.get("outcome") in SKIPPED:
+            continue
+        if spec.mode != "tpe" and queued is not None and config_hash not in queued:
+            continue  # a cell since removed from the sweep file
+        latest[config_hash] = trial  # trials come in number order: the last one wins
+        first.setdefault(trial.user_attrs["cell_hash"], trial.number)
+    store = location.open_store()
+    try:
+        runs = {r.id: r for r in store.list_runs(sweep=study.study_name)}
+        by_trial = {r.trial: r for r in reversed(list(runs.values())) if r.trial is not None}
+        status = SweepStatus(spec.name, spec.mode, spec.metric, spec.direction, location.describe())
+        cells: dict[str, CellStatus] = {}
+        for trial in sorted(latest.values(), key=lambda t: t.user_attrs.get("seed", 0)):
+            attrs = trial.user_attrs
+            cell = cells.setdefault(attrs["cell_hash"], CellStatus(attrs["label"], attrs["cell_hash"]))
+            record = _record(trial, runs, by_trial, store)
+            run = _seed_run(trial, record)
+            if run.state == "running" and record is not None:  # the run row counts epochs at its end
+                run.epochs_done = len(store.epochs(record.id))
+            cell.runs.append(run)
+        status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
+        if spec.mode == "tpe":
+            real = [t for t in sampled(trials) if t.user_attrs.get("outcome") not in SKIPPED]
+            status.unsampled = max(0, spec.n_trials - len(real)) * len(spec.seeds)
+        return status
+    finally:
+        store.close()
+
+
+def _record(trial: FrozenTrial, runs: dict[str, RunRecord], by_trial: dict[int, RunRecord],
+            store: RunStore) -> RunRecord | None:
+    run_id = trial.user_attrs.get("run_id")
+    if run_id is None:
+        return by_trial.get(trial.number)
+    if run_id in runs:
+        return runs[run_id]
+    try:  # a run reused from another sweep
+        return store.get_run(run_id)
+    except StoreError:
+        return None
+
+
+def _seed_run(trial: FrozenTrial, record: RunRecord | None) -> SeedRun:
+    attrs = trial.user_attrs
+    if trial.state == TrialState.WAITING:
+        state = "interrupted" if "resumes" in attrs else "pending"
+    elif trial.state == TrialState.RUNNING:
+        state = "running"
+    elif trial.state == TrialState.COMPLETE:
+        state = "diverged" if attrs.get("run_status") == "diverged" else "done"
+    elif trial.state == TrialState.PRUNED:
+        state = "pruned"
+    else:
+        state = "failed"
+    run = SeedRun(seed=attrs.get("seed", 0), state=state, trial=trial.number,
+                  value=trial.value if trial.state == TrialState.COMPLETE else None)
+    if state == "failed":
+        text = str(attrs.get("error") or attrs.get("outcome") or "").strip()
+        run.error = text.splitlines()[-1] if text else None
+    if record is not None:
+        run.run_id = record.id
+        run.epochs_done = record.epochs_done
+        run.epochs_planned = record.planned_epochs
+    return run

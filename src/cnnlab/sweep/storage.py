@@ -1,0 +1,110 @@
+"""Where a sweep lives: the Optuna storage (a journal file locally, a database when shared) and
+the run store beside it."""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from cnnlab.errors import StoreError
+from cnnlab.store import RunStore, default_root
+
+JOURNAL_FILE = "sweeps.journal"
+# A worker that has not written a heartbeat for GRACE_PERIOD_S is dead: its trial is failed and
+# retried (Optuna's heartbeat, database storages only; local workers are also checked by pid).
+HEARTBEAT_INTERVAL_S = 15
+GRACE_PERIOD_S = 60
+
+
+@dataclass(frozen=True)
+class Location:
+    """The storages a sweep uses, as plain strings so spawned worker processes can open them.
+
+    ``storage``: a database URL (PostgreSQL for sweeps shared between machines) or a journal file
+    path; None means ``ROOT/sweeps.journal``. ``store``: the run store URL; None means the
+    storage's database when it is one, else the default SQLite store in ROOT. ``root``: the
+    folder for checkpoints (``--artifacts``; shared by all workers of a distributed sweep)."""
+
+    storage: str | None = None
+    store: str | None = None
+    root: str | None = None
+
+    @property
+    def root_path(self) -> Path:
+        """The artifacts folder (checkpoints), ``$CNNLAB_HOME`` or ./cnnlab-runs by default."""
+        return Path(self.root).expanduser().absolute() if self.root else default_root()
+
+    @property
+    def storage_url(self) -> str | None:
+        """The storage as a database URL with an installed driver, or None for a journal file."""
+        return database_url(self.storage) if self.storage else None
+
+    @property
+    def journal_path(self) -> Path:
+        """The journal file of a local sweep."""
+        return Path(self.storage).expanduser().absolute() if self.storage else self.root_path / JOURNAL_FILE
+
+    def describe(self) -> str:
+        """The storage for messages, password hidden."""
+        url = self.storage_url
+        if url is not None:
+            return make_url(url).render_as_string(hide_password=True)
+        return str(self.journal_path)
+
+    def open_storage(self, create: bool = True) -> optuna.storages.BaseStorage | None:
+        """The Optuna storage; None when ``create`` is false and a local journal does not exist."""
+        url = self.storage_url
+        if url is None:
+            path = self.journal_path
+            if not create and not path.exists():
+                return None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages.journal import JournalFileBackend
+
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        return _rdb_storage(url, self.describe())
+
+    def open_store(self) -> RunStore:
+        """The run store; its run folders go to ``root`` when given, else where RunStore puts them."""
+        url = self.store
+        if url is None and self.storage_url is not None:
+            url = self.storage_url
+        root = self.root_path if self.root else None
+        return RunStore((database_url(url) or url) if url else None, root=root)
+
+
+def database_url(text: str) -> str | None:
+    """``text`` as an SQLAlchemy URL whose driver is installed (``postgresql://`` is served by
+    psycopg 3 unless psycopg2 is there); None when ``text`` is not a URL (a file path)."""
+    if "://" not in text:
+        return None
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise StoreError(f"storage {text!r} is not a database URL or a file path") from None
+    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
+        url = url.set(drivername="postgresql+psycopg")
+    return url.render_as_string(hide_password=False)
+
+
+def _rdb_storage(url: str, shown: str) -> optuna.storages.RDBStorage:
+    from cnnlab.sweep.study import RetryFailed
+
+    options: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S}
+    # Optuna < 4.9 names the callback failed_trial_callback.
+    key = ("heartbeat_stale_trial_callback"
+           if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback") else "failed_trial_callback")
+    options[key] = RetryFailed()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True}, **options)
+    except Exception as exc:  # driver missing, server down, bad credentials: all reach the user
+        raise StoreError(f"cannot open the sweep storage {shown}: {type(exc).__name__}: {exc}") from exc

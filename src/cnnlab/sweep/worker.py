@@ -1,0 +1,394 @@
+"""A sweep worker: take the study's waiting cells one at a time and train, resume or reuse each run.
+
+Each trial is one stored run, linked both ways (trial user attribute ``run_id``; the run's
+``sweep`` and ``trial``). Before training, the run store is searched by config hash: a finished
+run of the same config and seed is reused, an interrupted or failed one (or one whose worker
+died) is resumed from its checkpoint, so no config and seed is trained twice and no epoch is
+stored twice. Every epoch's metric is reported to the trial, and the study's pruner may stop it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from rich.console import Console
+
+from cnnlab.config import Experiment
+from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.store import RunRecord, RunStore
+from cnnlab.sweep.cells import experiment, make_cell
+from cnnlab.sweep.pruners import make_pruner
+from cnnlab.sweep.space import suggest
+from cnnlab.sweep.spec import SweepSpec
+from cnnlab.sweep.storage import Location
+from cnnlab.sweep.study import (
+    SPEC_ATTR,
+    enqueue_repeats,
+    open_study,
+    pop_waiting,
+    quiet_optuna,
+    recover_stale,
+    requeue,
+    sampled,
+    worker_id,
+)
+from cnnlab.train import Pruned, resume_run, train_experiment
+from cnnlab.train.hardware import physical_cores
+from cnnlab.train.loop import StopFlag
+from cnnlab.train.run import CHECKPOINT
+
+# Run statuses that are final results of a config and seed: reused, never trained again.
+FINISHED = ("completed", "stopped_early", "diverged")
+# Run statuses a new attempt continues from the run's checkpoint.
+RESUMABLE = ("interrupted", "failed", "pruned")
+POLL_S = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """What one worker process needs (picklable, for spawned processes)."""
+
+    location: Location
+    study: str
+    threads: int = 0  # intra-op threads per worker; 0: all physical cores
+    data_root: str | None = None
+    verbose: bool = False  # print each run's lines (when no live view shows the sweep)
+    poll_s: float = POLL_S
+
+
+@dataclass
+class WorkerReport:
+    """What one worker did, by outcome (trained, resumed, reused, pruned, failed, ...)."""
+
+    outcomes: dict[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def add(self, outcome: str) -> None:
+        """Count one trial's outcome."""
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def work(options: WorkerOptions, console: Console | None = None) -> WorkerReport:
+    """Pull cells from the sweep's study until none is waiting or running (or Ctrl-C / SIGTERM).
+
+    A worker that finds nothing to do while others still train waits: a cell whose worker dies is
+    queued again and taken by whoever is still there."""
+    console = console or Console(quiet=True)
+    report = WorkerReport()
+    stop = StopFlag()
+    with quiet_optuna(), _stop_on_signals(stop):
+        storage = options.location.open_storage(create=False)
+        study, _ = open_study(options.location, options.study, storage)
+        assert storage is not None
+        store = options.location.open_store()
+        with contextlib.closing(store):
+            _loop(study, storage, store, options, console, stop, report)
+        report.interrupted = report.interrupted or stop.requested
+    return report
+
+
+def _loop(study: optuna.Study, storage: optuna.storages.BaseStorage, store: RunStore,
+          options: WorkerOptions, console: Console, stop: StopFlag, report: WorkerReport) -> None:
+    """Take trials one by one until none is waiting and none is running (or a stop request)."""
+    while not stop.requested:
+        recover_stale(study, storage)
+        spec = _current_spec(study)
+        trial = pop_waiting(study, storage) or _sample(study, spec)
+        if trial is None:
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                return
+            _sleep(options.poll_s, stop)
+            continue
+        outcome = _TrialRun(study, storage, spec, trial, store, options, console, stop).run()
+        report.add(outcome)
+        if outcome == "interrupted":
+            report.interrupted = True
+            return
+
+
+def _current_spec(study: optuna.Study) -> SweepSpec:
+    """The spec as last queued (re-read each trial: a re-queued, edited file applies at once)."""
+    spec = SweepSpec.from_dict(study.user_attrs[SPEC_ATTR])
+    study.pruner = make_pruner(spec.pruner)
+    if spec.mode != "tpe":
+        study.sampler = optuna.samplers.RandomSampler()  # every trial was queued with its values
+    else:
+        options = {"n_startup_trials": spec.n_startup_trials} if spec.n_startup_trials is not None else {}
+        # constant_liar: running trials count as bad guesses, so parallel workers spread out.
+        study.sampler = optuna.samplers.TPESampler(constant_liar=True, **options)
+    return spec
+
+
+def _sample(study: optuna.Study, spec: SweepSpec) -> optuna.Trial | None:
+    """A new tpe trial while fewer than n_trials points were sampled; None otherwise."""
+    if spec.mode != "tpe" or len(sampled(study.get_trials(deepcopy=False))) >= spec.n_trials:
+        return None
+    trial = study.ask()
+    trial.set_user_attr("worker", worker_id())
+    frozen = study.get_trials(deepcopy=False)
+    if trial.number < len(frozen) and not sampled([frozen[trial.number]]):
+        return trial  # ask() handed over a trial queued meanwhile
+    earlier = [t for t in sampled(frozen) if t.number < trial.number]
+    if len(earlier) >= spec.n_trials:  # another worker sampled the last point at the same time
+        trial.set_user_attr("outcome", "surplus")
+        study.tell(trial, state=TrialState.FAIL)
+        return None
+    return trial
+
+
+class _TrialRun:
+    """One trial: decide train / resume / reuse, run it, tell the study how it ended."""
+
+    def __init__(self, study: optuna.Study, storage: optuna.storages.BaseStorage, spec: SweepSpec,
+                 trial: optuna.Trial, store: RunStore, options: WorkerOptions, console: Console,
+                 stop: StopFlag) -> None:
+        self.study, self.storage, self.spec, self.trial = study, storage, spec, trial
+        self.store, self.options, self.console, self.stop = store, options, console, stop
+        self.linked: str | None = None
+        self.epochs = 0
+
+    def run(self) -> str:
+        """Run the trial to its end; returns its outcome."""
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self.trial.number)
+        try:
+            with _heartbeat(self.storage, trial_id):
+                return self._run()
+        except BaseException:
+            # Ctrl-C outside training, or a bug in this worker: give the cell back unharmed.
+            with contextlib.suppress(Exception):
+                if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
+                    self._finish("interrupted", TrialState.FAIL, requeue_count=False)
+            raise
+
+    def _run(self) -> str:
+        try:
+            exp = self._experiment()
+        except ConfigError as exc:
+            return self._fail(exc, retry=False)
+        if exp is None:
+            return self._finish("removed", TrialState.FAIL)
+        self.epochs = exp.train.epochs
+        try:
+            action, record = self._find_run(exp.hash())
+            if action == "reuse":
+                assert record is not None
+                self._link(record.id)
+                return self._tell(record, "reused")
+            if action == "stop" or self.stop.requested:  # Ctrl-C / SIGTERM before training began
+                return self._finish("interrupted", TrialState.FAIL, requeue_count=False)
+            if record is not None:
+                resumed = self._resume(record)
+                if resumed is not None:
+                    return self._tell(resumed, "resumed")
+            outcome = train_experiment(
+                exp, self.store, console=self.console, progress=False, on_epoch=self._on_epoch,
+                sweep=self.study.study_name, trial=self.trial.number,
+            )
+            return self._tell(outcome.record, "trained")
+        except ConfigError as exc:  # the same settings would fail again: no retry
+            return self._fail(exc, retry=False)
+        except Exception as exc:
+            return self._fail(exc, retry=True)
+
+    def _experiment(self) -> Experiment | None:
+        """The trial's cell as an experiment with this worker's threads and data folder; None
+        when the cell was removed from the sweep file since it was queued."""
+        spec, trial = self.spec, self.trial
+        attrs = trial.user_attrs
+        if "cell" in attrs:
+            queued = self.study.user_attrs[SPEC_ATTR].get("config_hashes")
+            if spec.mode != "tpe" and queued is not None and attrs["config_hash"] not in queued:
+                return None
+            if spec.mode != "grid":
+                suggest(trial, spec)  # records the (fixed) params on the trial for Optuna's views
+            overrides, seed = attrs["cell"], attrs["seed"]
+        else:  # a point Optuna's sampler just proposed: it runs with the first seed
+            overrides, seed = suggest(trial, spec), spec.seeds[0]
+            cell = make_cell(spec, overrides, seed, trial.params)
+            for key, value in cell.attrs().items():
+                trial.set_user_attr(key, value)
+            enqueue_repeats(self.study, spec, cell)
+        machine: dict[str, Any] = {"train.threads": self.options.threads or physical_cores()}
+        if self.options.data_root:
+            machine["data.root"] = self.options.data_root
+        return experiment(spec, overrides, seed, machine)
+
+    def _find_run(self, config_hash: str) -> tuple[str, RunRecord | None]:
+        """("reuse", run) for a finished run of this config and seed, ("resume", run) for one to
+        continue, ("new", None) otherwise. A run another live worker of this sweep is training
+        is waited for."""
+        name = self.study.study_name
+        while True:
+            runs = self.store.list_runs(config_hash=config_hash)
+            finished = [r for r in runs if r.status in FINISHED]
+            if finished:
+                return "reuse", finished[0]
+            resumable, busy = [], False
+            for run in runs:
+                if run.status in RESUMABLE:
+                    resumable.append(run)
+                elif run.status in ("running", "created") and run.sweep == name and run.trial is not None:
+                    trials = self.study.get_trials(deepcopy=False)
+                    owner = trials[run.trial] if run.trial < len(trials) else None
+                    if owner is not None and owner.state == TrialState.RUNNING \
+                            and owner.number != self.trial.number:
+                        busy = True
+                    else:  # its worker died: the run is ours to continue
+                        resumable.append(run)
+            if not busy:
+                resumable.sort(key=lambda r: r.sweep != name)  # this sweep's runs first, newest first
+                return ("resume", resumable[0]) if resumable else ("new", None)
+            if self.stop.requested:
+                return "stop", None
+            _sleep(self.options.poll_s, self.stop)
+            recover_stale(self.study, self.storage)
+
+    def _resume(self, record: RunRecord) -> RunRecord | None:
+        """Continue ``record`` from its checkpoint; None (and the run marked failed) when it has no
+        usable checkpoint, e.g. its worker died in the first epoch or on another machine."""
+        if not (self.store.run_dir(record.id) / CHECKPOINT).is_file():
+            self._unusable(record, f"no checkpoint at {self.store.run_dir(record.id) / CHECKPOINT}")
+            return None
+        for epoch in self.store.epochs(record.id):
+            self._report(epoch["epoch"], epoch)
+        self.store.update_run(record.id, sweep=self.study.study_name, trial=self.trial.number)
+        self._link(record.id)
+        try:
+            return resume_run(
+                record.id, self.store, data_root=self.options.data_root, console=self.console,
+                progress=False, on_epoch=self._on_epoch,
+                threads=self.options.threads or physical_cores(),
+            ).record
+        except CheckpointError as exc:
+            self._unusable(record, str(exc))
+            self.linked = None
+            return None
+
+    def _unusable(self, record: RunRecord, why: str) -> None:
+        if record.status != "failed":  # a failed run keeps the traceback of its failure
+            self.store.update_run(record.id, status="failed", error=f"cannot be resumed: {why}")
+
+    def _on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+        if self.linked is None:
+            run = self._own_run()
+            if run is not None:
+                self._link(run.id)
+        self._report(epoch, metrics)
+        # The last epoch is never pruned: the run is complete by then.
+        if epoch < self.epochs and self.trial.should_prune():
+            raise Pruned(epoch)
+
+    def _report(self, epoch: int, metrics: dict[str, Any]) -> None:
+        value = metrics.get(self.spec.metric)
+        if value is not None and math.isfinite(value):
+            self.trial.report(float(value), epoch)
+
+    def _link(self, run_id: str) -> None:
+        self.linked = run_id
+        self.trial.set_user_attr("run_id", run_id)
+
+    def _own_run(self) -> RunRecord | None:
+        config_hash = self.trial.user_attrs.get("config_hash")
+        for run in self.store.list_runs(config_hash=config_hash, sweep=self.study.study_name):
+            if run.trial == self.trial.number:
+                return run
+        return None
+
+    def _tell(self, record: RunRecord, outcome: str) -> str:
+        """Finish the trial from its run: interrupted runs are queued again, pruned ones PRUNED,
+        the rest COMPLETE with the metric of the last epoch (the worst value if not finite)."""
+        self.trial.set_user_attr("run_id", record.id)
+        self.trial.set_user_attr("run_status", record.status)
+        if record.status == "interrupted":
+            return self._finish("interrupted", TrialState.FAIL, requeue_count=False)
+        if record.status == "pruned":
+            return self._finish("pruned", TrialState.PRUNED)
+        epochs = self.store.epochs(record.id)
+        value = epochs[-1].get(self.spec.metric) if epochs else None
+        if value is None or not math.isfinite(value):
+            value = -math.inf if self.spec.direction == "maximize" else math.inf
+        self.trial.set_user_attr("outcome", outcome)
+        self.study.tell(self.trial, float(value))
+        return outcome
+
+    def _fail(self, exc: BaseException, retry: bool) -> str:
+        text = "".join(traceback.format_exception(exc))
+        run = self._own_run()
+        if run is not None:  # the run is stored `failed`; keep the whole traceback with it
+            self.store.update_run(run.id, status="failed", error=text)
+            self.trial.set_user_attr("run_id", run.id)
+        self.trial.set_user_attr("error", text[-4000:])
+        self.console.print(f"trial {self.trial.number} failed: {type(exc).__name__}: {exc}",
+                           highlight=False, soft_wrap=True)
+        return self._finish("failed", TrialState.FAIL, requeue_count=True if retry else None)
+
+    def _finish(self, outcome: str, state: TrialState, requeue_count: bool | None = None) -> str:
+        """End the trial in ``state``; ``requeue_count`` True/False queues the cell again
+        (counting a retry, or not), None does not."""
+        self.trial.set_user_attr("outcome", outcome)
+        self.study.tell(self.trial, state=state)
+        if requeue_count is not None:
+            requeue(self.study, self.study.get_trials(deepcopy=False)[self.trial.number],
+                    count=requeue_count)
+        return outcome
+
+
+@contextlib.contextmanager
+def _heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+    """Optuna's heartbeat for the trial while it runs (database storages), so a dead worker's
+    trial is found stale and retried."""
+    interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
+    if not interval:
+        yield
+        return
+    done = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                storage.record_heartbeat(trial_id)
+            if done.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="cnnlab-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
+    """Ctrl-C or SIGTERM between trials: finish cleanly (training handles them itself)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        stop.requested = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _sleep(seconds: float, stop: StopFlag) -> None:
+    end = time.monotonic() + seconds
+    while not stop.requested and time.monotonic() < end:
+        time.sleep(min(0.2, seconds))

@@ -1,0 +1,221 @@
+"""Running sweeps on the local store: nothing trained twice, interrupted runs resumed, failing
+cells retried then stored `failed`, hopeless cells pruned, and two worker processes at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from cnnlab.cli import app
+from cnnlab.store import RunStore
+from cnnlab.sweep import Location, expand_cells, parse_sweep, run_sweep
+from cnnlab.sweep.study import SPEC_ATTR, RetryFailed, pop_waiting, recover_stale
+from cnnlab.train import run as run_module
+
+BASE = {
+    "data": {"dataset": "mnist-sample", "train_limit": 256, "test_limit": 64, "val": 0.02},
+    "model": {"name": "book_cnn"},
+    "train": {"optimizer": "adam", "lr": 0.003, "epochs": 1, "batch_size": 32, "eval_test": False},
+}
+
+
+@pytest.fixture
+def home(tmp_path) -> Location:
+    return Location(root=str(tmp_path / "home"))
+
+
+def sweep(location: Location, name: str = "s", workers: int = 1, **raw):
+    spec = parse_sweep({"name": name, "base": BASE, **raw})
+    return run_sweep(spec, location, workers=workers, threads=1, live=False)
+
+
+def store(location: Location) -> RunStore:
+    return location.open_store()
+
+
+def study(location: Location, name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=location.open_storage())
+
+
+def test_runs_are_linked_to_trials_and_a_second_run_trains_nothing(home):
+    grid = {"train.lr": [0.003, 0.002]}
+    first = sweep(home, seeds=[0, 1], grid=grid)
+    assert first.ok
+    assert first.status.counts()["done"] == 4
+    runs = store(home).list_runs()
+    assert len(runs) == 4 and all(r.status == "completed" for r in runs)
+    trials = study(home).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    for trial in trials:  # linked both ways
+        run = store(home).get_run(trial.user_attrs["run_id"])
+        assert (run.sweep, run.trial) == ("s", trial.number)
+        assert run.config_hash == trial.user_attrs["config_hash"]
+        assert trial.value == store(home).epochs(run.id)[-1]["val_acc"]
+
+    again = sweep(home, seeds=[0, 1], grid=grid)
+    assert again.workers == 0  # nothing to start
+    assert len(store(home).list_runs()) == 4
+    assert len(study(home).get_trials()) == 4
+
+    # An edited grid trains only its new cells; a cell dropped from the file leaves the view.
+    edited = sweep(home, seeds=[0, 1], grid={"train.lr": [0.003, 0.004]})
+    assert edited.ok
+    assert len(store(home).list_runs()) == 6
+    assert sorted(c.label for c in edited.status.cells) == ["train.lr=0.003", "train.lr=0.004"]
+
+    # Another sweep with a cell already trained reuses its run instead of training it again.
+    other = sweep(home, name="other", seeds=[0], grid={"train.lr": [0.003, 0.005]})
+    assert other.ok
+    assert len(store(home).list_runs()) == 7
+    reused = [t for t in study(home, "other").get_trials() if t.user_attrs["outcome"] == "reused"]
+    assert len(reused) == 1
+    assert store(home).get_run(reused[0].user_attrs["run_id"]).sweep == "s"
+
+
+def test_an_interrupted_run_is_resumed_by_the_next_sweep_command(home, monkeypatch):
+    real_epoch = run_module.train_one_epoch
+    calls = {"n": 0}
+
+    def sigterm_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as Ctrl-C or a scheduler would send it
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", sigterm_in_second_epoch)
+    raw = {"seeds": [0], "grid": {"train.lr": [0.003, 0.002]}, "set": {"train.epochs": 3}}
+    cut = sweep(home, **raw)
+    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    assert cut.interrupted and not cut.ok
+    assert cut.status.counts()["interrupted"] == 1
+    (run,) = store(home).list_runs()
+    assert run.status == "interrupted" and run.epochs_done == 1
+
+    done = sweep(home, **raw)
+    assert done.ok
+    runs = store(home).list_runs()
+    assert len(runs) == 2
+    resumed = store(home).get_run(run.id)
+    assert resumed.status == "completed"
+    assert [e["epoch"] for e in store(home).epochs(run.id)] == [1, 2, 3]
+    outcomes = [t.user_attrs.get("outcome") for t in study(home).get_trials()]
+    assert outcomes.count("resumed") == 1 and outcomes.count("interrupted") == 1
+
+
+def test_a_cell_that_always_raises_is_retried_then_stored_failed_with_its_traceback(home, monkeypatch):
+    real_epoch = run_module.train_one_epoch
+
+    def broken_for_one_lr(*args, optimizer, **kwargs):
+        if optimizer.param_groups[0]["lr"] == 0.002:
+            raise RuntimeError("boom")
+        return real_epoch(*args, optimizer=optimizer, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", broken_for_one_lr)
+    outcome = sweep(home, seeds=[0], retries=1, grid={"train.lr": [0.003, 0.002]})
+    assert not outcome.ok
+    counts = outcome.status.counts()
+    assert (counts["done"], counts["failed"], counts["pending"]) == (1, 1, 0)
+    failed = [t for t in study(home).get_trials() if t.state == TrialState.FAIL]
+    assert len(failed) == 2  # the first attempt and its one retry
+    assert failed[1].system_attrs["retry_history"] == [failed[0].number]
+    runs = store(home).list_runs(status="failed")
+    assert len(runs) == 2
+    for run in runs:
+        assert "Traceback" in run.error and "RuntimeError: boom" in run.error
+    cell = next(c for c in outcome.status.cells if c.label == "train.lr=0.002")
+    assert cell.runs[0].error == "RuntimeError: boom"
+
+
+def test_the_median_pruner_stops_a_hopeless_cell(home):
+    outcome = sweep(home, seeds=[0], metric="val_loss", set={"train.epochs": 3},
+                    grid={"train.lr": [0.003, 0.002, 1e-7]},
+                    pruner={"type": "median", "n_startup_trials": 2})
+    states = {c.label: c.runs[0].state for c in outcome.status.cells}
+    assert states == {"train.lr=0.003": "done", "train.lr=0.002": "done", "train.lr=1e-07": "pruned"}
+    hopeless = next(r for r in store(home).list_runs() if r.config["train"]["lr"] == 1e-7)
+    assert hopeless.status == "pruned"
+    assert hopeless.epochs_done < 3
+    trial = study(home).get_trials()[hopeless.trial]
+    assert trial.state == TrialState.PRUNED and trial.user_attrs["run_id"] == hopeless.id
+
+
+def test_a_diverged_cell_is_stored_diverged_and_the_sweep_goes_on(home):
+    outcome = sweep(home, seeds=[0], set={"train.optimizer": "sgd"}, grid={"train.lr": [1e12, 0.01]})
+    assert outcome.ok
+    states = {c.label: c.runs[0].state for c in outcome.status.cells}
+    assert states == {"train.lr=1e+12": "diverged", "train.lr=0.01": "done"}
+    diverged = next(r for r in store(home).list_runs() if r.config["train"]["lr"] == 1e12)
+    assert diverged.status == "diverged"
+    trial = study(home).get_trials()[diverged.trial]
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["run_status"] == "diverged"
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_optunas_heartbeat_fails_a_silent_workers_trial_and_it_is_queued_again(tmp_path, monkeypatch):
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'optuna.db'}", heartbeat_interval=1, grace_period=1,
+        heartbeat_stale_trial_callback=RetryFailed(),
+    )
+    spec = parse_sweep({"name": "hb", "base": BASE, "retries": 1, "grid": {"train.lr": [0.003]}})
+    study_ = optuna.create_study(study_name="hb", storage=storage, direction="maximize")
+    study_.set_user_attr(SPEC_ATTR, spec.to_dict())
+    (cell,) = expand_cells(spec)
+    study_.enqueue_trial({}, user_attrs=cell.attrs())
+    trial = pop_waiting(study_, storage)
+    study_id = storage.get_study_id_from_name("hb")
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
+    monkeypatch.setattr("cnnlab.sweep.study.is_alive", lambda worker: None)  # "on another machine"
+    time.sleep(2.5)
+    recover_stale(study_, storage)
+    first, retry = study_.get_trials()
+    assert first.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING
+    assert retry.user_attrs["config_hash"] == cell.config_hash
+    assert retry.system_attrs["retry_history"] == [0]
+
+
+def test_tpe_samples_n_trials_points_and_repeats_each_for_every_seed(home):
+    lr = {"low": 1e-3, "high": 1e-2, "log": True}
+    outcome = sweep(home, seeds=[0, 1], tpe={"n_trials": 2, "train.lr": lr})
+    assert outcome.ok
+    assert outcome.status.counts()["done"] == 4
+    trials = study(home).get_trials()
+    assert len(trials) == 4
+    points = {}
+    for trial in trials:
+        points.setdefault(trial.params["train.lr"], set()).add(trial.user_attrs["seed"])
+    assert list(points.values()) == [{0, 1}, {0, 1}]
+    assert study(home).user_attrs[SPEC_ATTR]["mode"] == "tpe"
+
+
+def test_two_worker_processes_share_the_sqlite_store_without_errors(home):
+    outcome = sweep(home, workers=2, seeds=[0, 1], grid={"train.lr": [0.003, 0.002]})
+    assert outcome.exitcodes == [0, 0]
+    assert outcome.ok, outcome.status
+    runs = store(home).list_runs()
+    assert len(runs) == 4
+    assert len({r.config_hash for r in runs}) == 4
+    assert all(r.status == "completed" and r.epochs_done == 1 for r in runs)
+    assert all(r.config["train"]["threads"] == 1 for r in runs)
+    assert all([e["epoch"] for e in store(home).epochs(r.id)] == [1] for r in runs)
+
+
+def test_sweeps_and_sweep_status_commands(home, monkeypatch):
+    monkeypatch.setenv("CNNLAB_HOME", home.root)
+    sweep(home, name="shown", seeds=[0], grid={"train.lr": [0.003, 0.002]})
+    runner = CliRunner()
+    listed = runner.invoke(app, ["sweeps"])
+    assert listed.exit_code == 0, listed.output
+    assert "shown" in listed.output and "grid" in listed.output
+    status = runner.invoke(app, ["sweep-status", "shown"])
+    assert status.exit_code == 0, status.output
+    assert "train.lr=0.002" in status.output and "2 runs — 2 done" in status.output
+    missing = runner.invoke(app, ["sweep-status", "nope"])
+    assert missing.exit_code == 2
+    assert "no sweep named 'nope'" in missing.output and "shown" in missing.output
