@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import threading
 import time
 import traceback
@@ -45,7 +44,7 @@ from cnnlab.sweep.study import (
 from cnnlab.train import Pruned, resume_run, train_experiment
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.loop import StopFlag
-from cnnlab.train.run import CHECKPOINT
+from cnnlab.train.run import CHECKPOINT, stop_on_signals
 
 # Run statuses that are final results of a config and seed: reused, never trained again.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -86,7 +85,7 @@ def work(options: WorkerOptions, console: Console | None = None) -> WorkerReport
     console = console or Console(quiet=True)
     report = WorkerReport()
     stop = StopFlag()
-    with quiet_optuna(), _stop_on_signals(stop):
+    with quiet_optuna(), stop_on_signals(stop, second_interrupt_raises=False):
         storage = options.location.open_storage(create=False)
         study, _ = open_study(options.location, options.study, storage)
         assert storage is not None
@@ -368,24 +367,6 @@ def _heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[
     finally:
         done.set()
         thread.join()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: StopFlag) -> Iterator[None]:
-    """Ctrl-C or SIGTERM between trials: finish cleanly (training handles them itself)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        stop.requested = True
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _sleep(seconds: float, stop: StopFlag) -> None:

@@ -146,15 +146,16 @@ def summarize_experiment(exp: Experiment) -> tuple[Summary, str]:
 
 
 @contextlib.contextmanager
-def stop_on_signals(stop: StopFlag) -> Iterator[None]:
-    """First Ctrl-C or SIGTERM asks training to stop after the current batch; a second Ctrl-C
-    interrupts at once. Handlers are only installed in the main thread."""
+def stop_on_signals(stop: StopFlag, second_interrupt_raises: bool = True) -> Iterator[None]:
+    """Ctrl-C or SIGTERM sets ``stop.requested``, so the loop stops at its next check (training:
+    after the current batch); with ``second_interrupt_raises`` a second Ctrl-C interrupts at once.
+    Handlers are only installed in the main thread."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: object) -> None:
-        if stop.requested and signum == signal.SIGINT:
+        if second_interrupt_raises and stop.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         stop.requested = True
 
