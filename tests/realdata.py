@@ -11,9 +11,19 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(os.environ.get("CNNLAB_SHARED_DATASETS")
-              or Path(__file__).resolve().parents[2] / "shared" / "datasets")
-PRESENT = (SHARED / "MNIST" / "raw").is_dir() and (SHARED / "FashionMNIST" / "raw").is_dir()
+
+def _present(folder: Path) -> bool:
+    return (folder / "MNIST" / "raw").is_dir() and (folder / "FashionMNIST" / "raw").is_dir()
+
+
+# $CNNLAB_SHARED_DATASETS, else ../shared/datasets beside the checkout, else where this
+# workplace keeps it (for checkouts made elsewhere, such as a CI clone in a temporary folder).
+_CANDIDATES = [Path(p) for p in (os.environ.get("CNNLAB_SHARED_DATASETS"),) if p] + [
+    Path(__file__).resolve().parents[2] / "shared" / "datasets",
+    Path("/work/shared/datasets"),
+]
+SHARED = next((c for c in _CANDIDATES if _present(c)), _CANDIDATES[0])
+PRESENT = _present(SHARED)
 
 if not PRESENT and os.environ.get("CNNLAB_REQUIRE_REAL_DATA") == "1":
     raise RuntimeError(f"CNNLAB_REQUIRE_REAL_DATA=1 but the real datasets are not at {SHARED}")
