@@ -252,3 +252,13 @@ def test_learns_best_needs_two_configurations(store):
     study = analyze_stored(store, ["s"])
     assert learns_best(study.ranking) is None
     assert study.conclusions.best_configuration.startswith("The one configuration (2 runs)")
+
+
+def test_a_setting_without_effect_is_said_to_make_no_difference(store):
+    for loss in ("mse", "cross_entropy"):
+        for seed in range(2):
+            add(store, {"train.loss": loss}, seed, 0.95 + 0.001 * seed)
+    (sentence,) = analyze_stored(store, ["s"]).conclusions.effects
+    assert sentence.startswith("train.loss: best validation accuracy is the same")
+    assert "mse" in sentence and "cross_entropy" in sentence
+    assert "better with" not in sentence

@@ -153,13 +153,17 @@ def effect_sentence(effect: Effect) -> str | None:
         return None
     metric = effect.metric
     pooled = " (averaged over the other settings)" if effect.others else ""
-    best = max(levels, key=lambda lv: _ordered(metric, lv.summary.mean))
-    worst = min(levels, key=lambda lv: _ordered(metric, lv.summary.mean))
+    # Sorted, not max/min: with equal means, best and worst must still be two different values.
+    ranked = sorted(levels, key=lambda lv: _ordered(metric, lv.summary.mean))
+    worst, best = ranked[0], ranked[-1]
+    head = f"{effect.key}{pooled}: {metric.description}"
+    if best.summary.mean == worst.summary.mean:
+        values = ", ".join(lv.label for lv in levels)
+        return f"{head} is the same, {_score(metric, best)}, with every value ({values})."
     gap = (
         f"best and worst are {metric.format_diff(best.summary.mean - worst.summary.mean)} apart, "
         f"{_significance(best, worst)}"
     )
-    head = f"{effect.key}{pooled}: {metric.description}"
     if len(levels) == 2:
         return (
             f"{head} is better with {best.label} ({_score(metric, best)}) than with {worst.label} "
