@@ -4,7 +4,7 @@ Each worker count runs the same sweep in a fresh store; threads per worker are t
 cores divided by the workers (1 worker × 2 threads against 2 workers × 1 thread on the 2-core
 machine). Prints the wall times and their ratio; the target is 2 workers ≤ 0.85× 1 worker.
 
-    python benchmarks/sweep.py [--images 2048] [--epochs 2]
+    python benchmarks/sweep.py [--images 3600] [--epochs 4]
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def timed(workers: int, images: int, epochs: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=2048, help="training images per run")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--images", type=int, default=3600, help="training images per run")
+    parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     print(machine())
     results = {}

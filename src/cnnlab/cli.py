@@ -71,7 +71,7 @@ def _overrides(sets: list[str] | None, data_dir: Path | None) -> list[str]:
 @app.command()
 @_user_errors
 def quickstart(
-    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 8,
+    epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 15,
     store: StoreOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:

@@ -26,7 +26,7 @@ QUICKSTART: dict[str, Any] = {
     "data": {"dataset": "mnist-sample", "val": 0.1, "test_fraction": 0.2},
     "model": {"name": "book_cnn"},
     "train": {"loss": "cross_entropy", "optimizer": "adam", "lr": 0.001, "batch_size": 64,
-              "epochs": 8},
+              "epochs": 15},
 }
 
 # Keys that say where or how fast a run happens, not what it computes: left out of the config hash.
