@@ -163,7 +163,7 @@ def test_crafted_pickle_checkpoint_cannot_run_code(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     with open(path, "wb") as f:
-        pickle.dump({"format": 1, "epoch": 1, "payload": _Exploit(str(marker))}, f)
+        pickle.dump({"format": 1, "epoch": 1, "payload": _Exploit(str(marker))}, f, protocol=2)
     with pytest.raises(CheckpointError, match="could run code"):
         load_checkpoint(path)
     assert not marker.exists()

@@ -60,11 +60,17 @@ def _store(url: str | None):
     return RunStore(url)
 
 
+def _data_root(data_dir: Path | None) -> str | None:
+    """--data-dir, else $CNNLAB_DATA_DIR, else None (the dataset's default place)."""
+    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    return str(root) if root else None
+
+
 def _overrides(sets: list[str] | None, data_dir: Path | None) -> list[str]:
     overrides = list(sets or [])
-    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    root = _data_root(data_dir)
     if root:
-        overrides.append(f"data.root={str(root)!r}")
+        overrides.append(f"data.root={root!r}")
     return overrides
 
 
@@ -111,10 +117,8 @@ def train(
 
     if resume is not None:
         epochs = _resume_epochs(set_)
-        root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
-        outcome = resume_run(resume, _store(store), epochs=epochs,
-                             data_root=str(root) if root else None, console=console,
-                             progress=not quiet)
+        outcome = resume_run(resume, _store(store), epochs=epochs, data_root=_data_root(data_dir),
+                             console=console, progress=not quiet)
         _exit_if_interrupted(outcome.record.status)
         return
     if experiment is None:
@@ -299,9 +303,8 @@ def sweep(
     workers (again: finished cells are skipped, interrupted ones resumed)."""
     from cnnlab.sweep import run_sweep
 
-    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
     outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
-                        data_root=str(root) if root else None, console=console, live=not quiet)
+                        data_root=_data_root(data_dir), console=console, live=not quiet)
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
@@ -325,9 +328,8 @@ def worker(
     """Train a queued sweep's cells until none is left (run it on any machine that reaches --storage)."""
     from cnnlab.sweep import run_worker
 
-    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
     outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
-                         data_root=str(root) if root else None, console=console, live=not quiet)
+                         data_root=_data_root(data_dir), console=console, live=not quiet)
     _print_sweep(outcome)
 
 
@@ -456,11 +458,6 @@ FiguresOpt = Annotated[
 StyleOpt = Annotated[
     str, typer.Option("--style", help="Image preprocessing: auto (digit for MNIST runs), digit, plain.")
 ]
-
-
-def _data_root(data_dir: Path | None) -> str | None:
-    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
-    return str(root) if root else None
 
 
 def _top(top: list[tuple[str, float]]) -> str:
