@@ -33,7 +33,7 @@ STUDIES = {
     # Only optimizer and learning rate change; the best of these is reported.
     "fashion-tuned": ("book-cnn-fashion.toml", [
         {"train.optimizer": "adam", "train.lr": 1e-3, "train.momentum": 0.0},
-        {"train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.9},
+        {"train.optimizer": "adam", "train.lr": 3e-3, "train.momentum": 0.0},
     ]),
 }
 
@@ -42,6 +42,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--only", default=",".join(STUDIES))
+    parser.add_argument("--variant", type=int, default=None,
+                        help="run only this variant (0-based) of each study")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads per run (0: physical cores); 1 lets two copies share 2 cores")
     args = parser.parse_args()
@@ -51,7 +53,7 @@ def main() -> None:
         store = RunStore(root=tmp)
         for study in args.only.split(","):
             file, variants = STUDIES[study]
-            for overrides in variants:
+            for overrides in variants if args.variant is None else variants[args.variant:][:1]:
                 exp = load_experiment(EXAMPLES / file, {
                     **overrides, "data.root": str(DATA_DIR), "train.epochs": args.epochs,
                     "train.threads": args.threads})
