@@ -15,7 +15,6 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import (
     build_model,
     create_model,
-    feature_maps,
     list_models,
     model_kwargs,
     register_model,
@@ -456,15 +455,3 @@ def test_module_class_problems(user_module):
     assert _problems(name="not a path:Tiny") == [
         "model.name: 'not a path:Tiny' is not of the form package.module:Class"
     ]
-
-
-# --- feature maps -----------------------------------------------------------------------------
-
-
-def test_feature_maps_by_layer_name():
-    model = create_model("book_cnn")
-    maps = feature_maps(model, torch.zeros(1, 1, 28, 28), ["conv1", "conv2"])
-    assert maps["conv1"].shape == (1, 10, 24, 24) and maps["conv2"].shape == (1, 20, 8, 8)
-    assert model.training
-    with pytest.raises(KeyError, match="conv9"):
-        feature_maps(model, torch.zeros(1, 1, 28, 28), ["conv9"])

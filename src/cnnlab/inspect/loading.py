@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -15,8 +16,8 @@ from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.hardware import resolve_channels_last
 from cnnlab.train.loop import Normalizer
+from cnnlab.train.run import CHECKPOINT
 
-CHECKPOINT = "checkpoint.pt"
 _NEEDED = ("model", "config", "classes", "input_shape", "mean", "std")
 
 
@@ -32,9 +33,13 @@ class LoadedRun:
     std: tuple[float, ...]
     channels_last: bool = False  # as trained: measured faster for conv nets on this CPU
 
+    @cached_property
+    def _normalizer(self) -> Normalizer:
+        return Normalizer(self.mean, self.std, self.channels_last)
+
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 N×C×H×W images as the float batch the model was trained on: (x/255 − mean)/std."""
-        return Normalizer(self.mean, self.std, self.channels_last)(images)
+        return self._normalizer(images)
 
     def probabilities(self, images: Tensor, batch_size: int = 1024) -> Tensor:
         """Softmax class probabilities (N×classes) for uint8 N×C×H×W images, in batches."""

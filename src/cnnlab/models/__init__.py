@@ -3,7 +3,6 @@
 
 from cnnlab.models import zoo as _zoo  # noqa: F401  (registers the seed models)
 from cnnlab.models.build import build_model, validate_model_config
-from cnnlab.models.features import feature_maps
 from cnnlab.models.layers import LAYER_TYPES
 from cnnlab.models.registry import create_model, list_models, model_kwargs, register_model
 from cnnlab.models.summary import LayerRow, Summary, summarize
@@ -14,7 +13,6 @@ __all__ = [
     "Summary",
     "build_model",
     "create_model",
-    "feature_maps",
     "list_models",
     "model_kwargs",
     "register_model",
