@@ -215,23 +215,19 @@ def resume_run(
         raw["data"] = {**raw["data"], "root": data_root}
     exp = validate_experiment(raw)
     path = store.run_dir(record.id) / CHECKPOINT
-    if not path.exists() and not store.epochs(record.id):
-        # Stopped inside its first epoch, before any checkpoint: start it again from its seed,
-        # which gives exactly the run that was cut short.
-        set_threads(exp.train.threads)
-        prepared = prepare(exp)
-        store.update_run(record.id, status="running", config=exp.resolved(), error=None)
-        return _fit(prepared, store, record.id, None, console or Console(), progress, on_epoch)
-    state = load_checkpoint(path)
-    if state["epoch"] >= exp.train.epochs:
+    # A run stopped inside its first epoch has no checkpoint yet: it starts again from its seed,
+    # which gives exactly the run that was cut short.
+    state = load_checkpoint(path) if path.exists() or store.epochs(record.id) else None
+    if state is not None and state["epoch"] >= exp.train.epochs:
         raise CheckpointError(
             f"run {record.id} already has {state['epoch']} of {exp.train.epochs} epochs; "
             f"pass -s train.epochs=N with N > {state['epoch']} to train it further"
         )
     set_threads(exp.train.threads)
     prepared = prepare(exp)
-    prepared.model.load_state_dict(state["model"])
-    store.truncate_epochs(record.id, state["epoch"])
+    if state is not None:
+        prepared.model.load_state_dict(state["model"])
+        store.truncate_epochs(record.id, state["epoch"])
     store.update_run(record.id, status="running", config=exp.resolved(), error=None)
     return _fit(prepared, store, record.id, state, console or Console(), progress, on_epoch)
 
