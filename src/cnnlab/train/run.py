@@ -20,7 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from cnnlab.config import Experiment, validate_experiment
-from cnnlab.data import DataBundle, input_shape, load_data
+from cnnlab.data import DataBundle, Split, input_shape, load_data
 from cnnlab.errors import CheckpointError, ConfigError, Problem
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
@@ -299,18 +299,17 @@ def _fit(
                     "lr": optimizer.param_groups[0]["lr"],
                     "images_per_s": result.images / max(result.seconds, 1e-9),
                 }
-                for split_name, split in (("val", val), ("test", test if cfg.eval_test else None)):
-                    if split is None:
-                        continue
-                    if split is val and split_name == "test":
-                        # data.val = "test": the test set was just evaluated as the validation set.
-                        metrics["test_loss"], metrics["test_acc"] = metrics["val_loss"], metrics["val_acc"]
-                        continue
-                    metrics[f"{split_name}_loss"], metrics[f"{split_name}_acc"] = evaluate(
-                        model, split.images, split.labels, loss_fn=loss_fn,
-                        normalize=normalize, batch_size=cfg.eval_batch_size,
-                        precision=prepared.precision,
-                    )
+                def score(split: Split) -> tuple[float, float]:
+                    return evaluate(model, split.images, split.labels, loss_fn=loss_fn,
+                                    normalize=normalize, batch_size=cfg.eval_batch_size,
+                                    precision=prepared.precision)
+
+                if val is not None:
+                    metrics["val_loss"], metrics["val_acc"] = score(val)
+                if cfg.eval_test and test is not None:
+                    # data.val = "test": the test set was just evaluated as the validation set.
+                    metrics["test_loss"], metrics["test_acc"] = (
+                        (metrics["val_loss"], metrics["val_acc"]) if test is val else score(test))
                 metrics["seconds"] = time.perf_counter() - epoch_start
                 run_seconds += metrics["seconds"]
                 store.log_epoch(run_id, epoch, metrics)
@@ -334,11 +333,11 @@ def _fit(
                     "mean": list(data.mean),
                     "std": list(data.std),
                 })
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics)
                 if should_stop:
                     status = "stopped_early"
                     break
-                if on_epoch is not None:
-                    on_epoch(epoch, metrics)
             else:
                 status = "completed"
     except Pruned as exc:
