@@ -308,7 +308,8 @@ def test_tables_render(store: RunStore) -> None:
     console.print(*run_detail(store.get_run(run_id), store.epochs(run_id)))
     text = console.export_text()
     assert run_id in text and "diverged" in text and "book_cnn" in text and "1m 15s" in text
-    assert "90.12%" in text and "NaN" in text and "val/svhn_acc" in text
+    assert "90.12%" in text and "NaN" in text and "val svhn" in text
+    assert "accuracy per domain" in text and "25.00%" in text
     assert "train.lr" in text and "test acc" not in text.split("epochs")[-1]
 
 

@@ -168,6 +168,7 @@ SEED_STUDIES = {
     "keras-cifar-ablation": (16, "model.pool", {1, 2}),
     "mnist-bn-factors": (14, "train.lr", {1e-1, 1e-2, 1e-3, 1e-4, 1e-5}),
     "mnist-bn-tpe": (0, "train.lr", set()),
+    "domains": (6, "train.lr", {1e-3}),
 }
 
 

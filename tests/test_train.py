@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from cnnlab.config import validate_experiment
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.store import RunStore
 from cnnlab.train import Pruned, load_checkpoint, resume_run, save_checkpoint, train_experiment
 from cnnlab.train import run as run_module
@@ -237,3 +237,17 @@ def test_run_cut_in_its_first_epoch_resumes_from_scratch(store, monkeypatch):
     resumed = resume_run(cut.id, store, console=QUIET, progress=False).record
     assert resumed.status == "completed"
     assert metrics(store, cut.id) == metrics(store, full.id)
+
+
+def test_device_cuda_without_a_gpu_is_a_config_error(store):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(ConfigError, match=r"train\.device.*cuda.*'cpu' or 'auto'"):
+        train(store, small(device="cuda"))
+    assert store.list_runs() == []
+
+
+def test_device_auto_trains_on_the_cpu_here_and_stores_the_device(store):
+    record = train(store, small(epochs=1, device="auto")).record
+    expected = "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name()
+    assert record.device == expected

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError, Problem
 
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
@@ -139,7 +139,6 @@ def _exit_if_interrupted(status: str) -> None:
 
 def _resume_epochs(sets: list[str] | None) -> int | None:
     from cnnlab.config import parse_override
-    from cnnlab.errors import ConfigError, Problem
 
     epochs = None
     for text in sets or []:
@@ -495,21 +494,55 @@ def inspect_(
 @app.command()
 @_user_errors
 def samples(
-    run: RunArg,
+    run: Annotated[str | None, typer.Argument(
+        help="Run id, unique id prefix or run name (or leave out and pass --dataset).")] = None,
     grid: Annotated[str, typer.Option(help="Rows x columns, e.g. 5x5 or 10x10.")] = "5x5",
     errors: Annotated[bool, typer.Option("--errors", help="The most confident mistakes instead.")] = False,
-    output: FiguresOpt = None,
+    dataset: Annotated[str | None, typer.Option(
+        "--dataset", help="Show this dataset's images instead of a run's (see `cnnlab datasets`).")] = None,
+    alter: Annotated[list[str] | None, typer.Option(
+        "--alter", help="With --dataset: alterations, e.g. colour (repeat or join with +; see "
+        "`cnnlab alterations`).")] = None,
+    split: Annotated[str, typer.Option(help="With --dataset: train or test.")] = "test",
+    seed: Annotated[int, typer.Option(help="With --dataset: seed of the alterations.")] = 0,
+    size: Annotated[int | None, typer.Option(help="With --dataset: resize to size×size.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Folder for the figure (default: the run's), or with --dataset a .png "
+        "file or folder (default: here).")] = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
 ) -> None:
-    """A grid of test images with true and predicted classes (or the most confident mistakes)."""
-    from cnnlab.inspect import samples_run
+    """A grid of test images with true and predicted classes (or the most confident mistakes) of a
+    run, or with --dataset a grid of a dataset's images, altered as --alter says."""
+    from cnnlab.inspect import parse_grid, samples_run
 
+    if (run is None) == (dataset is None):
+        raise ConfigError(Problem("samples", run or dataset, "give a run or --dataset, not both")
+                          if run else Problem("samples", None, "needs a run or --dataset NAME"))
+    if dataset is not None:
+        from cnnlab.inspect.datasets import dataset_samples
+
+        shown = dataset_samples(dataset, alter=alter or None, grid=parse_grid(grid), split=split,
+                                seed=seed, size=size, output=output, data_root=_data_root(data_dir))
+        console.print(f"{shown.shown} images of {shown.description}", highlight=False, soft_wrap=True)
+        console.print(f"wrote {shown.path}", highlight=False, soft_wrap=True)
+        return
+    if alter:
+        raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
     result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
                          data_root=_data_root(data_dir))
     what = "mistakes" if errors else "images"
     console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
     _print_written(result.files)
+
+
+@app.command()
+def alterations() -> None:
+    """Names accepted by data.alter / --alter (combine them: ["colour", "noise"] or colour+noise)."""
+    from cnnlab.data.alter import OPTIONS
+
+    for name, text in OPTIONS.items():
+        print(f"{name:10} {text}")
 
 
 @app.command()

@@ -5,19 +5,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.errors import CnnlabError, ConfigError, Problem, one_of
 
 LOSSES = ("cross_entropy", "mse", "nll")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 MONITORS = ("val_loss", "val_acc")
 PRECISIONS = ("fp32", "bf16", "auto")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
+DEVICES = ("auto", "cpu", "cuda")
 
 # The embedded offline default that `cnnlab quickstart` trains: real digits, no download.
 QUICKSTART: dict[str, Any] = {
@@ -30,18 +32,72 @@ QUICKSTART: dict[str, Any] = {
 }
 
 # Keys that say where or how fast a run happens, not what it computes: left out of the config hash.
-MACHINE_KEYS = (("data", "root"), ("data", "download"), ("train", "threads"), ("name",))
+MACHINE_KEYS = (("data", "root"), ("data", "download"), ("train", "threads"), ("train", "device"),
+                ("name",))
+# Keys added after the first release, left out of the hash while at their defaults, so runs stored
+# before they existed keep their hashes (and sweeps still find them).
+LATER_KEYS = {("data", "train"): None, ("data", "eval"): None, ("data", "alter"): None,
+              ("data", "extra"): False}
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class DomainConfig(_Section):
+    """One dataset of a mixture (``data.train``) or one evaluation domain (``data.eval``).
+
+    A bare string in those lists means ``{ dataset = "<string>" }``.
+    """
+
+    dataset: str
+    alter: str | list[str] | None = None
+    path: str | None = None
+    size: int | None = Field(None, ge=4, le=1024)
+    channels: Literal[1, 3] | None = None
+    extra: bool = False
+    weight: float = Field(1.0, gt=0, le=100)
+    limit: int | None = Field(None, ge=1)
+    name: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.+-]+$")
+
+    @field_validator("alter")
+    @classmethod
+    def _alter(cls, v: str | list[str] | None) -> str | list[str] | None:
+        return _alter_names(v)
+
+
+def _alter_names(v: str | list[str] | None) -> str | list[str] | None:
+    from cnnlab.data.alter import parse_alter
+    from cnnlab.errors import DataError
+
+    if v is None:
+        return v
+    try:
+        parse_alter(v)
+    except DataError as exc:
+        raise ValueError(str(exc)) from None
+    return v
+
+
+def _domains(v: Any) -> Any:
+    if isinstance(v, list):
+        return [{"dataset": item} if isinstance(item, str) else item for item in v]
+    return v
+
+
 class DataConfig(_Section):
-    """Which images to train and evaluate on, and how to split them."""
+    """Which images to train and evaluate on, and how to split them.
+
+    One dataset (``dataset``, optionally ``alter``-ed), or a mixture: ``train`` lists the datasets
+    trained on together and ``eval`` the domains evaluated one by one (``val/<domain>_acc`` …).
+    """
 
     dataset: str = "mnist-sample"
     path: str | None = None
+    alter: str | list[str] | None = None
+    extra: bool = False
+    train: list[DomainConfig] | None = Field(None, min_length=1)
+    eval: list[DomainConfig] | None = Field(None, min_length=1)
     root: str | None = None
     download: bool = True
     val: float | Literal["test"] = 0.1
@@ -50,6 +106,16 @@ class DataConfig(_Section):
     channels: Literal[1, 3] | None = None
     train_limit: int | None = Field(None, ge=1)
     test_limit: int | None = Field(None, ge=1)
+
+    @field_validator("alter")
+    @classmethod
+    def _alter(cls, v: str | list[str] | None) -> str | list[str] | None:
+        return _alter_names(v)
+
+    @field_validator("train", "eval", mode="before")
+    @classmethod
+    def _domain_strings(cls, v: Any) -> Any:
+        return _domains(v)
 
     @field_validator("val")
     @classmethod
@@ -92,6 +158,12 @@ class TrainConfig(_Section):
     precision: str = "fp32"
     memory_format: str = "auto"
     threads: int = Field(0, ge=0)
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return _choice(v, DEVICES)
 
     @field_validator("loss")
     @classmethod
@@ -147,9 +219,54 @@ def _choice(value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def domain_label(entry: dict[str, Any]) -> str:
+    """A dataset entry's name: its ``name``, else the dataset and its alteration, ``mnist-colour``."""
+    if entry.get("name"):
+        return str(entry["name"])
+    dataset = str(entry.get("dataset", "?"))
+    if not entry.get("alter"):
+        return dataset
+    from cnnlab.data.alter import alter_name, parse_alter
+
+    try:
+        return f"{dataset}-{alter_name(parse_alter(entry['alter']))}"
+    except CnnlabError:  # stored by another version: show it as written
+        alter = entry["alter"]
+        return f"{dataset}-{'+'.join(alter) if isinstance(alter, list) else alter}"
+
+
+def domains_label(value: Any) -> str | None:
+    """A ``data.train``/``data.eval`` list for people: ``mnist + svhn (size 28)``; None for any
+    other value. Settings other than the name (weight, size, limit, channels) follow in brackets."""
+    if not (isinstance(value, list) and value
+            and all(isinstance(v, str) or (isinstance(v, dict) and "dataset" in v) for v in value)):
+        return None
+    parts = []
+    for entry in value:
+        entry = {"dataset": entry} if isinstance(entry, str) else entry
+        extras = [f"weight {entry['weight']:g}"] if entry.get("weight", 1.0) != 1.0 else []
+        extras += [f"{key} {entry[key]}" for key in ("size", "limit", "channels")
+                   if entry.get(key) is not None]
+        parts.append(domain_label(entry) + (f" ({', '.join(extras)})" if extras else ""))
+    return " + ".join(parts)
+
+
+def data_label(data: dict[str, Any]) -> str:
+    """What a (resolved) data section trains on, for tables: ``mnist``, ``svhn + mnist-colour``."""
+    if data.get("train"):
+        return " + ".join(domain_label(e if isinstance(e, dict) else {"dataset": e}) for e in data["train"])
+    return domain_label(data)
+
+
 def config_hash(resolved: dict[str, Any], include_seed: bool = True) -> str:
     """SHA-256 (first 16 hex digits) of the canonical JSON of a resolved config."""
     cfg = copy.deepcopy(resolved)
+    for path, default in LATER_KEYS.items():
+        node = cfg
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if path[-1] in node and node[path[-1]] == default:
+            del node[path[-1]]
     for path in MACHINE_KEYS:
         node = cfg
         for part in path[:-1]:
@@ -237,7 +354,7 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
         ctx = err.get("ctx") or {}
         if kind == "extra_forbidden":
             section = _key(loc[:-1])
-            allowed = sorted(fields.get(section, {}))
+            allowed = sorted(fields.get(re.sub(r"\[\d+\]$", "[]", section), {}))
             text = "is not a known key; allowed: " + ", ".join(allowed)
             problems[key] = Problem(key, loc[-1], text)
             continue
@@ -261,6 +378,8 @@ def _known_fields() -> dict[str, Any]:
     return {
         "": list(Experiment.model_fields),
         "data": list(DataConfig.model_fields),
+        "data.train[]": list(DomainConfig.model_fields),
+        "data.eval[]": list(DomainConfig.model_fields),
         "train": list(TrainConfig.model_fields),
     }
 
@@ -282,10 +401,35 @@ def _registry_problems(exp: Experiment) -> list[Problem]:
     from cnnlab.models import validate_model_config
 
     problems: list[Problem] = []
-    if exp.data.dataset not in list_datasets():
-        problems.append(Problem("data.dataset", exp.data.dataset, one_of(list_datasets())))
-    elif exp.data.dataset in ("imagefolder", "npz") and not exp.data.path:
-        problems.append(Problem("data.path", None, f"is required for dataset {exp.data.dataset!r}"))
+    data = exp.data
+    if data.train is None:
+        if data.dataset not in list_datasets():
+            problems.append(Problem("data.dataset", data.dataset, one_of(list_datasets())))
+        elif data.dataset in ("imagefolder", "npz") and not data.path:
+            problems.append(Problem("data.path", None, f"is required for dataset {data.dataset!r}"))
+        if data.extra and data.dataset != "svhn":
+            problems.append(Problem("data.extra", True, "only applies to dataset 'svhn'"))
+    else:
+        for key in ("path", "alter"):
+            if getattr(data, key) is not None:
+                problems.append(Problem(f"data.{key}", getattr(data, key),
+                                        "must be set per entry of data.train when data.train is set"))
+        if data.dataset != DataConfig.model_fields["dataset"].default:
+            problems.append(Problem("data.dataset", data.dataset,
+                                    "must be left out when data.train lists the datasets"))
+    for section in ("train", "eval"):
+        for i, domain in enumerate(getattr(data, section) or []):
+            key = f"data.{section}[{i}]"
+            if domain.dataset not in list_datasets():
+                problems.append(Problem(f"{key}.dataset", domain.dataset, one_of(list_datasets())))
+            elif domain.dataset in ("imagefolder", "npz") and not domain.path:
+                problems.append(Problem(f"{key}.path", None,
+                                        f"is required for dataset {domain.dataset!r}"))
+            if domain.extra and domain.dataset != "svhn":
+                problems.append(Problem(f"{key}.extra", True, "only applies to dataset 'svhn'"))
+            if section == "eval" and (domain.weight != 1.0 or domain.limit is not None):
+                problems.append(Problem(f"{key}", domain.dataset,
+                                        "weight and limit only apply to data.train entries"))
     problems += validate_model_config(exp.model)
     return problems
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.analyze.rundata import RunData
-from cnnlab.config import MACHINE_KEYS
+from cnnlab.config import MACHINE_KEYS, domains_label
 
 # Settings that never define a configuration: the seed (a cell is all its seeds) and the
 # machine-only keys that the config hash leaves out too.
@@ -33,6 +33,8 @@ def format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
+    if (datasets := domains_label(value)) is not None:  # data.train / data.eval
+        return datasets
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -32,10 +32,21 @@ class Split:
 
 
 @dataclass
+class Domain:
+    """One evaluation domain of a mixture: its name (``val/<name>_acc``), validation and test splits."""
+
+    name: str
+    val: Split | None
+    test: Split
+
+
+@dataclass
 class DataBundle:
     """Train, validation and test splits with class names and train-split channel statistics.
 
     When ``val`` is the test set (``data.val = "test"``), ``val`` and ``test`` are the same object.
+    ``domains`` lists the evaluation domains of a mixture (``data.train``/``data.eval``); then
+    ``val`` and ``test`` are their splits concatenated.
     """
 
     train: Split
@@ -45,6 +56,7 @@ class DataBundle:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     description: str
+    domains: list[Domain] = field(default_factory=list)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

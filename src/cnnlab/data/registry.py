@@ -9,6 +9,7 @@ import torch
 from cnnlab.config import DataConfig
 from cnnlab.data.bundle import DataBundle, Source, Split, channel_stats
 from cnnlab.data.imagefolder import load_imagefolder
+from cnnlab.data.mixture import BUILTIN_SHAPES, is_mixture, load_mixture, mixture_input_shape
 from cnnlab.data.npz import load_npz
 from cnnlab.data.sample import load_mnist_sample
 from cnnlab.data.splits import hold_out, limit
@@ -25,16 +26,6 @@ _LOADERS: dict[str, Callable[[DataConfig], Source]] = {
     "npz": load_npz,
     "svhn": load_svhn,
 }
-# (C, H, W) of the built-in datasets, all with 10 classes; user data must be loaded to know.
-_BUILTIN_SHAPES = {
-    "cifar10": (3, 32, 32),
-    "fashion-mnist": (1, 28, 28),
-    "mnist": (1, 28, 28),
-    "mnist-sample": (1, 28, 28),
-    "svhn": (3, 32, 32),
-}
-
-
 def list_datasets() -> list[str]:
     """Names accepted by ``data.dataset``, sorted."""
     return sorted(_LOADERS)
@@ -45,9 +36,12 @@ def input_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int] | None:
 
     None for user data (imagefolder, npz), whose shape is only known once it is read.
     """
-    if cfg.dataset not in _BUILTIN_SHAPES:
+    if is_mixture(cfg):
+        shape = mixture_input_shape(cfg)
+        return None if shape is None else (shape, 10)
+    if cfg.dataset not in BUILTIN_SHAPES:
         return None
-    channels, height, width = _BUILTIN_SHAPES[cfg.dataset]
+    channels, height, width = BUILTIN_SHAPES[cfg.dataset]
     if cfg.size is not None:
         height = width = cfg.size
     return (cfg.channels or channels, height, width), 10
@@ -76,7 +70,11 @@ def load_data(cfg: DataConfig, seed: int) -> DataBundle:
     split (a stratified ``val`` fraction of train, or the test set), then ``train_limit`` and
     ``test_limit`` subsets, then channel conversion and resizing. All randomness comes from one
     ``torch.Generator`` seeded with ``seed``. Raises DataError for anything a user can get wrong.
+    Mixtures and altered datasets (``data.train``, ``data.eval``, ``data.alter``) are built from
+    such single-dataset loads by `cnnlab.data.mixture`.
     """
+    if is_mixture(cfg):
+        return load_mixture(cfg, seed, load_data)
     loader = _LOADERS.get(cfg.dataset)
     if loader is None:
         raise DataError(str(Problem("data.dataset", cfg.dataset, one_of(list_datasets()))))

@@ -223,15 +223,21 @@ def _svhn_split(path: Path) -> Split:
 
 
 def load_svhn(cfg: DataConfig) -> Source:
-    """SVHN from ``root/train_32x32.mat`` and ``root/test_32x32.mat``."""
+    """SVHN cropped digits from ``root/train_32x32.mat`` and ``root/test_32x32.mat``; with
+    ``data.extra`` the 531,131 easier ``extra_32x32.mat`` digits are added to the training set."""
+    splits = ["train", "test"] + (["extra"] if cfg.extra else [])
+
     def fetch(root: str) -> None:
         from torchvision.datasets import SVHN
-        SVHN(root, split="train", download=True)
-        SVHN(root, split="test", download=True)
+        for split in splits:
+            SVHN(root, split=split, download=True)
 
     root = data_root(cfg)
-    _ensure("SVHN", root, [root / "train_32x32.mat", root / "test_32x32.mat"], cfg.download,
-            fetch)
-    train = _svhn_split(root / "train_32x32.mat")
-    test = _svhn_split(root / "test_32x32.mat")
-    return Source(train, test, DIGITS, f"SVHN from {root} (.mat)")
+    files = [root / f"{split}_32x32.mat" for split in splits]
+    _ensure("SVHN", root, files, cfg.download, fetch)
+    train = _svhn_split(files[0])
+    if cfg.extra:
+        extra = _svhn_split(files[2])
+        train = Split(torch.cat([train.images, extra.images]), torch.cat([train.labels, extra.labels]))
+    test = _svhn_split(files[1])
+    return Source(train, test, DIGITS, f"SVHN{' + extra' if cfg.extra else ''} from {root} (.mat)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import cnnlab
@@ -14,19 +14,10 @@ from cnnlab.analyze.ranking import RANKED_STATUSES
 from cnnlab.analyze.speed import DEFINITION as FALL_DEFINITION
 from cnnlab.analyze.study import Study
 from cnnlab.report import figures as figs
-from cnnlab.report.sections import ReportFigure, Section, extra_sections
+from cnnlab.report.sections import ReportFigure, Section, Table, extra_sections
 from cnnlab.store import RunStore
 
 PROBLEM_STATUSES = ("diverged", "failed", "interrupted", "pruned", "running", "created")
-
-
-@dataclass(frozen=True)
-class Table:
-    """Headers and rows of strings; ``row_classes`` style rows (best, tied, problem)."""
-
-    headers: list[str]
-    rows: list[list[str]]
-    row_classes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

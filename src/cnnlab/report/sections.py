@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import re
 import tempfile
 from collections.abc import Callable
@@ -34,12 +35,22 @@ class ReportFigure:
 
 
 @dataclass(frozen=True)
+class Table:
+    """Headers and rows of strings; ``row_classes`` style rows (best, tied, problem)."""
+
+    headers: list[str]
+    rows: list[list[str]]
+    row_classes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Section:
-    """A titled report section: paragraphs of text and figures."""
+    """A titled report section: paragraphs of text, tables and figures."""
 
     title: str
     paragraphs: list[str] = field(default_factory=list)
     figures: list[ReportFigure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
 
 
 SectionProvider = Callable[[Study, RunStore], list[Section]]
@@ -70,8 +81,61 @@ def best_model_sections(study: Study, store: RunStore) -> list[Section]:
     return [Section(f"Inside the best model, {run.label}", [text], figures)]
 
 
+def domain_sections(study: Study, store: RunStore) -> list[Section]:
+    """Accuracy per evaluation domain (runs on mixtures, ``data.eval``): each configuration's mean
+    over seeds of the last epoch's per-domain test accuracy (validation where no test was run)."""
+    import statistics
+
+    from cnnlab.store.tables import domain_names
+    from cnnlab.viz import png_bytes
+    from cnnlab.viz.domains import domain_figure
+
+    domains: list[str] = []
+    for run in study.runs:
+        domains += [d for d in domain_names(run.epochs) if d not in domains]
+    if not domains:
+        return []
+    split = "test" if any(f"test/{domains[0]}_acc" in e for r in study.runs for e in r.epochs) else "val"
+    labels, means, stds, rows = [], [], [], []
+    for cell in study.cells:
+        finished = [r for r in cell.runs if r.status in ("completed", "stopped_early") and r.epochs]
+        if not finished:
+            continue
+        cell_means, cell_stds, row = [], [], [cell.label or "all runs"]
+        for domain in domains:
+            values = [v for r in finished if (v := r.epochs[-1].get(f"{split}/{domain}_acc")) is not None
+                      and math.isfinite(v)]
+            mean = statistics.fmean(values) if values else math.nan
+            sd = statistics.stdev(values) if len(values) > 1 else math.nan
+            cell_means.append(mean)
+            cell_stds.append(sd)
+            row.append("–" if not values else f"{100 * mean:.2f}%"
+                       + (f" ± {100 * sd:.2f}" if len(values) > 1 else "") + f" (n={len(values)})")
+        labels.append(cell.label or "all runs")
+        means.append(cell_means)
+        stds.append(cell_stds)
+        rows.append(row)
+    if not rows:
+        return []
+    text = (f"Each evaluation domain scored on its own: the mean {split} accuracy of the last epoch over "
+            "a configuration's finished seeds (± sample standard deviation), so it shows what each "
+            "training mix buys on each kind of image.")
+    best = [f"{domain}: {labels[i]} ({100 * means[i][j]:.2f}%)" for j, domain in enumerate(domains)
+            if (i := _argmax([m[j] for m in means])) is not None]
+    paragraphs = [text] + (["Best per domain: " + "; ".join(best) + "."] if len(labels) > 1 else [])
+    figure = ReportFigure("domains", "Accuracy per domain", text,
+                          png_bytes(domain_figure(labels, domains, means, stds, f"{split} accuracy")))
+    table = Table(["configuration", *domains], rows)
+    return [Section("Accuracy per domain", paragraphs, [figure], [table])]
+
+
+def _argmax(values: list[float]) -> int | None:
+    finite = [(v, i) for i, v in enumerate(values) if math.isfinite(v)]
+    return max(finite)[1] if finite else None
+
+
 # Called in order for every report; each returns sections to add (possibly none).
-SECTION_PROVIDERS: list[SectionProvider] = [best_model_sections]
+SECTION_PROVIDERS: list[SectionProvider] = [domain_sections, best_model_sections]
 
 
 def extra_sections(study: Study, store: RunStore) -> list[Section]:

@@ -121,8 +121,11 @@ class RunRecord:
 
     @property
     def dataset(self) -> str:
-        """The dataset's name from the config, or ``?``."""
-        return str((self.config.get("data") or {}).get("dataset", "?"))
+        """The dataset's name from the config (``mnist-colour`` when altered, ``svhn + mnist-colour``
+        for a mixture), or ``?``."""
+        from cnnlab.config import data_label
+
+        return data_label(self.config.get("data") or {})
 
     @property
     def planned_epochs(self) -> int | None:

@@ -74,8 +74,49 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
 
 
 def run_detail(record: RunRecord, epochs: Sequence[dict[str, Any]]) -> list[RenderableType]:
-    """A run's summary, its resolved config and its per-epoch table, in that order."""
-    return [_summary(record), _config(record.config), epochs_table(epochs, record.best_epoch)]
+    """A run's summary, its resolved config, its per-domain table (mixtures) and its per-epoch table."""
+    parts: list[RenderableType] = [_summary(record), _config(record.config)]
+    if domain_names(epochs):
+        parts.append(domains_table(epochs, record.best_epoch))
+    return [*parts, epochs_table(epochs, record.best_epoch)]
+
+
+def domain_names(epochs: Sequence[dict[str, Any]]) -> list[str]:
+    """Evaluation domains with per-domain metrics (``val/<domain>_acc``), in stored order."""
+    names: list[str] = []
+    for row in epochs:
+        for key in row:
+            if key.startswith(("val/", "test/")) and key.endswith("_acc"):
+                name = key.split("/", 1)[1][: -len("_acc")]
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def domain_summary(epochs: Sequence[dict[str, Any]], best_epoch: int | None) -> list[dict[str, Any]]:
+    """Per domain: the last measured val and test accuracy, and both at the best epoch (by overall
+    val acc)."""
+    def last(key: str) -> float | None:
+        return next((row[key] for row in reversed(epochs) if row.get(key) is not None), None)
+
+    best = next((row for row in epochs if row["epoch"] == best_epoch), {})
+    return [{"domain": name,
+             "final_val_acc": last(f"val/{name}_acc"), "best_val_acc": best.get(f"val/{name}_acc"),
+             "final_test_acc": last(f"test/{name}_acc"), "best_test_acc": best.get(f"test/{name}_acc")}
+            for name in domain_names(epochs)]
+
+
+def domains_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None) -> Table:
+    """Accuracy per evaluation domain: last epoch and the best epoch (by overall val accuracy)."""
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", title="accuracy per domain")
+    table.add_column("domain")
+    at = f" (epoch {best_epoch})" if best_epoch is not None else ""
+    for header in ("final val", "final test", f"val at best{at}", f"test at best{at}"):
+        table.add_column(header, justify="right")
+    for row in domain_summary(epochs, best_epoch):
+        table.add_row(row["domain"], *(format_metric("acc", row[key]) for key in
+                                       ("final_val_acc", "final_test_acc", "best_val_acc", "best_test_acc")))
+    return table
 
 
 def epochs_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None) -> Table:
@@ -84,12 +125,15 @@ def epochs_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None
     for row in epochs:
         columns += [key for key in row if key != "epoch" and key not in columns]
     standard = [key for key in EPOCH_METRICS if key in columns]
-    extra = [key for key in columns if key not in EPOCH_METRICS]
+    # Per-domain losses stay in `cnnlab export`; the table shows per-domain validation accuracy.
+    extra = [key for key in columns if key not in EPOCH_METRICS
+             and not (key.startswith(("val/", "test/")) and key.endswith("_loss"))
+             and not key.startswith("test/")]
     shown = [key for key in standard + extra if any(row.get(key) is not None for row in epochs)]
     table = Table(box=box.SIMPLE_HEAD, header_style="bold", title="epochs")
     table.add_column("epoch", justify="right")
     for key in shown:
-        table.add_column(_EPOCH_HEADERS.get(key, key), justify="right")
+        table.add_column(_EPOCH_HEADERS.get(key, key.replace("/", " ").removesuffix("_acc")), justify="right")
     for row in epochs:
         style = "bold green" if best_epoch is not None and row["epoch"] == best_epoch else None
         cells = [format_metric(key, row.get(key)) for key in shown]

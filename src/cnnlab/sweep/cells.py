@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.config import Experiment, apply_overrides, validate_experiment
+from cnnlab.config import Experiment, apply_overrides, domains_label, validate_experiment
 from cnnlab.errors import ConfigError, Problem
 from cnnlab.sweep.space import decode, sample_random
 from cnnlab.sweep.spec import SweepSpec
@@ -48,6 +48,8 @@ def format_value(value: Any) -> str:
         return text if any(c in text for c in ".ein") else text + ".0"
     if isinstance(value, str):
         return value
+    if (datasets := domains_label(value)) is not None:  # data.train / data.eval
+        return datasets
     return json.dumps(value, separators=(",", ":"))
 
 

@@ -30,6 +30,8 @@ class SeedRun:
     epochs_planned: int | None = None
     value: float | None = None
     error: str | None = None
+    # Mixtures: the last epoch's accuracy per evaluation domain (test, else val), for done runs.
+    domains: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -49,6 +51,15 @@ class CellStatus:
         """Objective values of the finished (done or diverged) runs."""
         return [r.value for r in self.runs
                 if r.state in ("done", "diverged") and r.value is not None and math.isfinite(r.value)]
+
+    def domain_means(self) -> dict[str, float]:
+        """Mean accuracy per evaluation domain over the done runs that measured it."""
+        names: list[str] = []
+        for run in self.runs:
+            names += [n for n in run.domains if n not in names]
+        return {name: statistics.fmean(values) for name in names
+                if (values := [r.domains[name] for r in self.runs if r.state == "done" and name in r.domains
+                               and math.isfinite(r.domains[name])])}
 
     @property
     def mean(self) -> float | None:
@@ -151,6 +162,8 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
             run = _seed_run(trial, record)
             if run.state == "running" and record is not None:  # the run row counts epochs at its end
                 run.epochs_done = len(store.epochs(record.id))
+            if run.state == "done" and record is not None and _has_domains(record):
+                run.domains = _domain_accuracies(store.epochs(record.id))
             cell.runs.append(run)
         status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
         if spec.mode == "tpe":
@@ -159,6 +172,25 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
         return status
     finally:
         store.close()
+
+
+def _has_domains(record: RunRecord) -> bool:
+    data = record.config.get("data") or {}
+    return bool(data.get("train") or data.get("eval"))
+
+
+def _domain_accuracies(epochs: list[dict]) -> dict[str, float]:
+    from cnnlab.store.tables import domain_names
+
+    if not epochs:
+        return {}
+    last = epochs[-1]
+    out = {}
+    for name in domain_names(epochs):
+        value = last.get(f"test/{name}_acc", last.get(f"val/{name}_acc"))
+        if value is not None:
+            out[name] = value
+    return out
 
 
 def _record(trial: FrozenTrial, runs: dict[str, RunRecord], by_trial: dict[int, RunRecord],

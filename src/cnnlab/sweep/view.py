@@ -52,6 +52,11 @@ def status_table(status: SweepStatus) -> Table:
     for state in ("done", "running", "pending", "failed", "pruned", "diverged"):
         table.add_column(state, justify="right", style=STATE_STYLES[state])
     table.add_column(f"{status.metric} (mean ± sd)", justify="right")
+    domains: list[str] = []
+    for cell in status.cells:
+        domains += [d for d in cell.domain_means() if d not in domains]
+    for domain in domains:
+        table.add_column(f"acc {domain}", justify="right")
     table.add_column("run ids", overflow="fold", style="dim")
     best = status.best()
     for cell in status.cells:
@@ -71,11 +76,12 @@ def status_table(status: SweepStatus) -> Table:
             _count(cell.count("pruned")),
             _count(cell.count("diverged")),
             _mean(status.metric, cell.mean, cell.std),
+            *(format_metric("acc", cell.domain_means().get(d)) for d in domains),
             " ".join(r.run_id for r in cell.runs if r.run_id),
         )
     if status.unsampled:
         table.add_row(Text("(not sampled yet)", style="dim"), str(status.unsampled), "", "",
-                      str(status.unsampled), "", "", "", "", "")
+                      str(status.unsampled), "", "", "", "", *([""] * len(domains)), "")
     if not status.cells and not status.unsampled:
         table.caption = "no cells queued"
     return table

@@ -6,7 +6,10 @@ import os
 from functools import cache
 from pathlib import Path
 
+import torch
 from torch import nn
+
+from cnnlab.errors import ConfigError, Problem
 
 
 @cache
@@ -40,9 +43,21 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def resolve_precision(precision: str) -> str:
-    """'auto' -> 'bf16' where the CPU runs it natively, else 'fp32'."""
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> the first CUDA GPU when there is one, else the CPU; 'cuda' without one is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(Problem("train.device", device,
+                                  "needs a CUDA GPU, and torch sees none here; use 'cpu' or 'auto'"))
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device | None = None) -> str:
+    """'auto' -> 'bf16' on a GPU with bf16 support or a CPU that runs it natively, else 'fp32'."""
     if precision == "auto":
+        if device is not None and device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return precision
 

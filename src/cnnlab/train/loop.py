@@ -17,9 +17,10 @@ from cnnlab.train.losses import LossFn
 class Normalizer:
     """uint8 N×C×H×W batch -> float32 normalised batch, with the constants computed once."""
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool):
-        std_t = torch.tensor(std, dtype=torch.float32).clamp_min(1e-6).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool,
+                 device: torch.device | str = "cpu"):
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).clamp_min(1e-6).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.scale = 1.0 / (255.0 * std_t)
         self.shift = -mean_t / std_t
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -49,10 +50,10 @@ class Interrupted(Exception):
     """Training stopped between batches because Ctrl-C or SIGTERM was received."""
 
 
-def autocast_context(precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on the CPU for precision 'bf16'; nothing for 'fp32'."""
+def autocast_context(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager:
+    """bf16 autocast (weights and optimizer state stay fp32) for precision 'bf16'; nothing for 'fp32'."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -78,9 +79,10 @@ def train_one_epoch(
     n = len(labels)
     # One permutation per epoch from the run's own generator: checkpointing its state makes
     # a resumed run draw exactly the batches the uninterrupted run would have drawn.
-    order = torch.randperm(n, generator=generator)
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    correct = torch.zeros((), dtype=torch.int64)
+    device = images.device
+    order = torch.randperm(n, generator=generator).to(device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     diverged = False
     start = time.perf_counter()
@@ -91,7 +93,7 @@ def train_one_epoch(
         idx = order[begin : begin + batch_size]
         x = normalize(images[idx])
         y = labels[idx]
-        with autocast_context(precision):
+        with autocast_context(precision, device.type):
             logits = model(x)
             loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -126,15 +128,16 @@ def evaluate(
 ) -> tuple[float, float]:
     """Mean loss and accuracy over a whole split, in large no-grad batches, in eval mode."""
     model.eval()
-    loss_sum = 0.0
-    correct = 0
+    device = images.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     for begin in range(0, len(labels), batch_size):
         x = normalize(images[begin : begin + batch_size])
         y = labels[begin : begin + batch_size]
-        with autocast_context(precision):
+        with autocast_context(precision, device.type):
             logits = model(x)
             loss = loss_fn(logits, y)
-        loss_sum += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        loss_sum += loss.double() * len(y)
+        correct += (logits.argmax(1) == y).sum()
     n = max(len(labels), 1)
-    return loss_sum / n, correct / n
+    return loss_sum.item() / n, correct.item() / n

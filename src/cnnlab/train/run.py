@@ -25,7 +25,12 @@ from cnnlab.errors import CheckpointError, ConfigError, Problem
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.train.hardware import physical_cores, resolve_channels_last, resolve_precision
+from cnnlab.train.hardware import (
+    physical_cores,
+    resolve_channels_last,
+    resolve_device,
+    resolve_precision,
+)
 from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, evaluate, train_one_epoch
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
@@ -50,6 +55,7 @@ class Prepared:
     model: nn.Module
     precision: str
     channels_last: bool
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
 
 @dataclass
@@ -119,14 +125,68 @@ def prepare(exp: Experiment) -> Prepared:
     problems = run_problems(exp)
     if problems:
         raise ConfigError(problems)
+    device = resolve_device(exp.train.device)
     data = load_data(exp.data, exp.seed)
     torch.manual_seed(exp.seed)
-    model = build_model(exp.model, data.input_shape, data.num_classes)
-    precision = resolve_precision(exp.train.precision)
+    model = build_model(exp.model, data.input_shape, data.num_classes).to(device)
+    precision = resolve_precision(exp.train.precision, device)
     channels_last = resolve_channels_last(exp.train.memory_format, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Prepared(exp, data, model, precision, channels_last)
+    return Prepared(exp, data, model, precision, channels_last, device)
+
+
+def on_device(split: Split | None, device: torch.device, channels_last: bool = False) -> Split | None:
+    """The split with its tensors on ``device`` (the same object on the CPU without channels_last).
+
+    With channels_last, gathering a batch from a channels_last uint8 tensor gives a
+    channels_last batch directly."""
+    if split is None or (device.type == "cpu" and not channels_last):
+        return split
+    images = split.images.to(device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    moved = Split.__new__(Split)  # skip __post_init__'s contiguous(): keep the memory format
+    moved.images, moved.labels = images, split.labels.to(device)
+    return moved
+
+
+def evaluation_metrics(
+    model: nn.Module,
+    data: DataBundle,
+    splits: dict[str, Split | None],
+    *,
+    loss_fn: Any,
+    normalize: Normalizer,
+    batch_size: int,
+    precision: str,
+) -> dict[str, float]:
+    """``val_loss``/``val_acc`` and ``test_loss``/``test_acc`` for the splits given (None: skipped;
+    test evaluated once when it is the validation set), plus ``val/<domain>_acc`` … for each
+    evaluation domain of a mixture, whose image-weighted means are the overall numbers."""
+    metrics: dict[str, float] = {}
+    domains = data.domains if len(data.domains) > 1 else []
+    done: dict[int, tuple[float, float]] = {}
+    for name, split in splits.items():
+        if split is None:
+            continue
+        if id(split) in done:
+            metrics[f"{name}_loss"], metrics[f"{name}_acc"] = done[id(split)]
+            continue
+        if not domains:
+            loss, acc = evaluate(model, split.images, split.labels, loss_fn=loss_fn, normalize=normalize,
+                                 batch_size=batch_size, precision=precision)
+        else:
+            loss = acc = 0.0
+            for domain in domains:
+                part = getattr(domain, name)
+                dl, da = evaluate(model, part.images, part.labels, loss_fn=loss_fn, normalize=normalize,
+                                  batch_size=batch_size, precision=precision)
+                metrics[f"{name}/{domain.name}_loss"], metrics[f"{name}/{domain.name}_acc"] = dl, da
+                loss += dl * len(part) / len(split)
+                acc += da * len(part) / len(split)
+        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = done[id(split)] = (loss, acc)
+    return metrics
 
 
 def summarize_experiment(exp: Experiment) -> tuple[Summary, str]:
@@ -188,7 +248,8 @@ def train_experiment(
         cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
         sweep=sweep, trial=trial,
     )
-    store.update_run(run_id, precision=prepared.precision, n_params=_count_params(prepared.model))
+    store.update_run(run_id, precision=prepared.precision, n_params=_count_params(prepared.model),
+                     device=_device_label(prepared.device))
     return _fit(prepared, store, run_id, None, console or Console(), progress, on_epoch)
 
 
@@ -228,7 +289,8 @@ def resume_run(
     if state is not None:
         prepared.model.load_state_dict(state["model"])
         store.truncate_epochs(record.id, state["epoch"])
-    store.update_run(record.id, status="running", config=exp.resolved(), error=None)
+    store.update_run(record.id, status="running", config=exp.resolved(), error=None,
+                     device=_device_label(prepared.device))
     return _fit(prepared, store, record.id, state, console or Console(), progress, on_epoch)
 
 
@@ -245,7 +307,8 @@ def _fit(
     cfg = exp.train
     optimizer = make_optimizer(cfg, model.parameters())
     loss_fn = make_loss(cfg.loss)
-    normalize = Normalizer(data.mean, data.std, prepared.channels_last)
+    device = prepared.device
+    normalize = Normalizer(data.mean, data.std, prepared.channels_last, device)
     generator = torch.Generator().manual_seed(exp.seed)
     early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta)
     start_epoch = 1
@@ -254,6 +317,8 @@ def _fit(
         optimizer.load_state_dict(resume_state["optimizer"])
         generator.set_state(resume_state["rng"]["shuffle"])
         torch.set_rng_state(resume_state["rng"]["torch"])
+        if device.type == "cuda" and "cuda" in resume_state["rng"]:
+            torch.cuda.set_rng_state(resume_state["rng"]["cuda"], device)
         early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, **resume_state["early_stopping"])
         start_epoch = resume_state["epoch"] + 1
         previous_seconds = float(resume_state.get("train_seconds", 0.0))
@@ -262,18 +327,19 @@ def _fit(
                 f"run {run_id}: {exp.model.name}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.loss}, "
                 f"{cfg.epochs} epochs, batch {cfg.batch_size}, {prepared.precision}, "
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
-                f"{torch.get_num_threads()} threads"]
+                + (_device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
     for line in messages:
         console.print(line, highlight=False, soft_wrap=True)
 
-    train, val, test = data.train, data.val, data.test
-    if train.images.dim() == 4 and prepared.channels_last:
-        # Gathering a batch from a channels_last uint8 tensor gives a channels_last batch directly.
-        train_images = train.images.contiguous(memory_format=torch.channels_last)
-    else:
-        train_images = train.images
+    # Everything on the device once: batches are gathered there by one indexing op.
+    train = on_device(data.train, device, prepared.channels_last)
+    val, test = on_device(data.val, device), on_device(data.test, device)
+    if data.test is data.val:
+        test = val
+    for domain in data.domains:
+        domain.val, domain.test = on_device(domain.val, device), on_device(domain.test, device)
     stop = StopFlag()
     status = "running"
     error: str | None = None
@@ -289,7 +355,7 @@ def _fit(
                     bar.batch(done, loss, acc, done / max(time.perf_counter() - t0, 1e-9))
 
                 result = train_one_epoch(
-                    model, train_images, train.labels, batch_size=cfg.batch_size,
+                    model, train.images, train.labels, batch_size=cfg.batch_size,
                     optimizer=optimizer, loss_fn=loss_fn, normalize=normalize,
                     generator=generator, precision=prepared.precision, stop=stop,
                     on_batch=on_batch,
@@ -299,17 +365,10 @@ def _fit(
                     "lr": optimizer.param_groups[0]["lr"],
                     "images_per_s": result.images / max(result.seconds, 1e-9),
                 }
-                def score(split: Split) -> tuple[float, float]:
-                    return evaluate(model, split.images, split.labels, loss_fn=loss_fn,
-                                    normalize=normalize, batch_size=cfg.eval_batch_size,
-                                    precision=prepared.precision)
-
-                if val is not None:
-                    metrics["val_loss"], metrics["val_acc"] = score(val)
-                if cfg.eval_test and test is not None:
-                    # data.val = "test": the test set was just evaluated as the validation set.
-                    metrics["test_loss"], metrics["test_acc"] = (
-                        (metrics["val_loss"], metrics["val_acc"]) if test is val else score(test))
+                metrics.update(evaluation_metrics(
+                    model, data, {"val": val, "test": test if cfg.eval_test else None},
+                    loss_fn=loss_fn, normalize=normalize, batch_size=cfg.eval_batch_size,
+                    precision=prepared.precision))
                 metrics["seconds"] = time.perf_counter() - epoch_start
                 run_seconds += metrics["seconds"]
                 store.log_epoch(run_id, epoch, metrics)
@@ -325,7 +384,8 @@ def _fit(
                     "config": exp.resolved(),
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "shuffle": generator.get_state()},
+                    "rng": {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
+                            **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
                     "early_stopping": early.state(),
                     "train_seconds": run_seconds,
                     "classes": list(data.classes),
@@ -355,6 +415,10 @@ def _fit(
     record = store.get_run(run_id)
     console.print(_closing_line(record, store), highlight=False, soft_wrap=True)
     return RunOutcome(record, data.description, messages)
+
+
+def _device_label(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _count_params(model: nn.Module) -> int:
