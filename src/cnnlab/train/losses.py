@@ -25,7 +25,9 @@ def mse(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     the mean over batch and classes of (p_k − y_k)².
     """
     probs = torch.softmax(logits.float(), dim=1)
-    one_hot = F.one_hot(targets, num_classes=logits.shape[1]).to(probs.dtype)
+    # Not F.one_hot: it checks its input's range, a data-dependent branch torch.vmap refuses.
+    classes = torch.arange(logits.shape[1], device=targets.device)
+    one_hot = (targets.unsqueeze(1) == classes).to(probs.dtype)
     return F.mse_loss(probs, one_hot)
 
 
