@@ -180,6 +180,8 @@ def test_mixture_run_stores_per_domain_metrics(tmp_path) -> None:
     # The overall numbers are the image-weighted means of the (equal-sized) domains.
     assert last["val_acc"] == pytest.approx(
         (last["val/mnist-sample_acc"] + last["val/mnist-sample-colour_acc"]) / 2)
+    assert last["test_acc"] == pytest.approx(
+        (last["test/mnist-sample_acc"] + last["test/mnist-sample-colour_acc"]) / 2)
     result = CliRunner().invoke(app, ["show", record.id, "--store", store.url], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "accuracy per domain" in result.output and "mnist-sample-colour" in result.output
@@ -221,6 +223,21 @@ def test_real_mnist_and_coloured_mnist_one_epoch(tmp_path) -> None:
 
 # Stated floor for coloured-MNIST test accuracy after one epoch of the mixture above.
 COLOUR_FLOOR = 0.80
+
+
+def test_val_test_gives_per_domain_test_metrics_too(tmp_path) -> None:
+    store = RunStore(root=tmp_path / "runs")
+    exp = validate_experiment({
+        "data": {"train": [{"dataset": "mnist-sample", "limit": 300}], "eval": ["mnist-sample", COLOUR],
+                 "val": "test", "test_limit": 100},
+        "train": {"epochs": 1, "device": "cpu"},
+    })
+    record = train_experiment(exp, store, console=QUIET, progress=False).record
+    (last,) = store.epochs(record.id)
+    for domain in ("mnist-sample", "mnist-sample-colour"):
+        assert last[f"test/{domain}_acc"] == last[f"val/{domain}_acc"]
+        assert last[f"test/{domain}_loss"] == last[f"val/{domain}_loss"]
+    assert last["test_acc"] == last["val_acc"]
 
 
 def test_samples_of_an_altered_dataset_and_the_alterations_list(tmp_path) -> None:

@@ -166,12 +166,14 @@ def evaluation_metrics(
     evaluation domain of a mixture, whose image-weighted means are the overall numbers."""
     metrics: dict[str, float] = {}
     domains = data.domains if len(data.domains) > 1 else []
-    done: dict[int, tuple[float, float]] = {}
+    done: dict[int, str] = {}  # id of an evaluated split -> its name
     for name, split in splits.items():
         if split is None:
             continue
-        if id(split) in done:
-            metrics[f"{name}_loss"], metrics[f"{name}_acc"] = done[id(split)]
+        if id(split) in done:  # data.val = "test": copy the numbers instead of evaluating again
+            first = done[id(split)]
+            metrics.update({name + key[len(first):]: value for key, value in list(metrics.items())
+                            if key.startswith((f"{first}_", f"{first}/"))})
             continue
         if not domains:
             loss, acc = evaluate(model, split.images, split.labels, loss_fn=loss_fn, normalize=normalize,
@@ -185,7 +187,8 @@ def evaluation_metrics(
                 metrics[f"{name}/{domain.name}_loss"], metrics[f"{name}/{domain.name}_acc"] = dl, da
                 loss += dl * len(part) / len(split)
                 acc += da * len(part) / len(split)
-        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = done[id(split)] = (loss, acc)
+        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss, acc
+        done[id(split)] = name
     return metrics
 
 
