@@ -219,3 +219,35 @@ def test_sweeps_and_sweep_status_commands(home, monkeypatch):
     missing = runner.invoke(app, ["sweep-status", "nope"])
     assert missing.exit_code == 2
     assert "no sweep named 'nope'" in missing.output and "shown" in missing.output
+
+
+def test_vmap_sweep_trains_cells_together_and_matches_a_plain_sweep(tmp_path):
+    """--vmap 4: the four cells (two lr × two seeds) train as one vmapped group; each stored run
+    matches the same cell of a sweep without vmap (no dropout or BN, so up to float rounding)."""
+    from rich.console import Console
+
+    base = {**BASE, "model": {"name": "layers", "layers": [
+        {"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
+        {"type": "flatten"}, {"type": "linear", "units": 10}]},
+        "train": {**BASE["train"], "optimizer": "sgd", "momentum": 0.9, "epochs": 2}}
+    spec = parse_sweep({"name": "v", "base": base, "seeds": [0, 1], "grid": {"train.lr": [0.01, 0.03]}})
+    console = Console(record=True, width=200)
+    together = run_sweep(spec, Location(root=str(tmp_path / "a")), threads=1, live=False, vmap=4,
+                         console=console)
+    assert together.ok and together.workers == 1 and together.status.counts()["done"] == 4
+    assert "vmap: 4 cells of layers together" in console.export_text()
+    alone = run_sweep(spec, Location(root=str(tmp_path / "b")), workers=1, threads=1, live=False)
+    assert alone.ok
+    a, b = (Location(root=str(tmp_path / d)).open_store() for d in "ab")
+    by_hash = {r.config_hash: r for r in b.list_runs()}
+    runs = a.list_runs()
+    assert len(runs) == 4 and all(r.status == "completed" and r.sweep == "v" for r in runs)
+    for run in runs:
+        twin = by_hash[run.config_hash]
+        for mine, theirs in zip(a.epochs(run.id), b.epochs(twin.id), strict=True):
+            assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
+            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+            assert abs(mine["val_acc"] - theirs["val_acc"]) <= 1 / 100
+    trials = study(Location(root=str(tmp_path / "a")), "v").get_trials()
+    assert all(t.state == TrialState.COMPLETE and t.user_attrs["outcome"] == "trained" for t in trials)
+    assert {t.user_attrs["run_id"] for t in trials} == {r.id for r in runs}

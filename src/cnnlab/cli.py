@@ -265,6 +265,11 @@ ThreadsOpt = Annotated[
     typer.Option("--threads", min=1, help="Torch threads per worker (default: physical cores ÷ workers)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No live view: print each run's lines.")]
+VmapOpt = Annotated[
+    int, typer.Option("--vmap", min=0, help="Train up to N cells of one architecture at once with "
+                      "torch.vmap (for GPUs; one worker unless --workers; BatchNorm models and lone cells "
+                      "train one at a time). 0: off.")
+]
 
 
 def _location(storage: str | None, store: str | None, artifacts: Path | None):
@@ -297,13 +302,14 @@ def sweep(
     artifacts: ArtifactsOpt = None,
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
+    vmap: VmapOpt = 0,
 ) -> None:
     """Run a sweep: queue every cell × seed in an Optuna study, train what is missing with local
     workers (again: finished cells are skipped, interrupted ones resumed)."""
     from cnnlab.sweep import run_sweep
 
     outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
-                        data_root=_data_root(data_dir), console=console, live=not quiet)
+                        data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap)
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
@@ -323,12 +329,13 @@ def worker(
     artifacts: ArtifactsOpt = None,
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
+    vmap: VmapOpt = 0,
 ) -> None:
     """Train a queued sweep's cells until none is left (run it on any machine that reaches --storage)."""
     from cnnlab.sweep import run_worker
 
     outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
-                         data_root=_data_root(data_dir), console=console, live=not quiet)
+                         data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap)
     _print_sweep(outcome)
 
 

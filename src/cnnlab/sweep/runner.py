@@ -54,36 +54,41 @@ def plan_workers(workers: int | None, runnable: int | None = None,
 
 def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *,
               workers: int | None = None, threads: int | None = None, data_root: str | None = None,
-              console: Console | None = None, live: bool = True) -> SweepOutcome:
+              console: Console | None = None, live: bool = True, vmap: int = 0) -> SweepOutcome:
     """Validate a sweep file (or spec), queue its missing cells in the study, and train them with
     ``workers`` local processes (0: only queue, for `cnnlab worker`s elsewhere). Run it again
-    and only what is missing is trained: interrupted runs resume, failed ones are retried."""
+    and only what is missing is trained: interrupted runs resume, failed ones are retried.
+    ``vmap`` > 1: each worker takes up to that many cells at once and trains those of one
+    architecture together (`cnnlab.train.vmap`; one worker unless ``workers`` says otherwise)."""
     location = location or Location()
     spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
     with quiet_optuna():
         queued = queue_sweep(spec, location)
     if workers == 0:
         return SweepOutcome(sweep_status(location, spec.name), queued)
-    outcome = _drain(location, spec.name, workers, threads, data_root, console or Console(), live)
+    outcome = _drain(location, spec.name, workers, threads, data_root, console or Console(), live, vmap)
     outcome.queued = queued
     return outcome
 
 
 def run_worker(study: str, location: Location | None = None, *, workers: int | None = None,
                threads: int | None = None, data_root: str | None = None,
-               console: Console | None = None, live: bool = False) -> SweepOutcome:
+               console: Console | None = None, live: bool = False, vmap: int = 0) -> SweepOutcome:
     """Work on a queued sweep (on this or any machine that reaches its storage) until no cell is
-    left, with ``workers`` processes here (default: one per physical core)."""
+    left, with ``workers`` processes here (default: one per physical core; with ``vmap``, one)."""
     location = location or Location()
-    return _drain(location, study, workers, threads, data_root, console or Console(), live)
+    return _drain(location, study, workers, threads, data_root, console or Console(), live, vmap)
 
 
 def _drain(location: Location, name: str, workers: int | None, threads: int | None,
-           data_root: str | None, console: Console, live: bool) -> SweepOutcome:
+           data_root: str | None, console: Console, live: bool, vmap: int = 0) -> SweepOutcome:
+    if vmap > 1 and workers is None:
+        workers = 1  # one process trains the cells together (on a GPU: one process holds it)
     with quiet_optuna():
         study, spec = open_study(location, name)
         count, threads = plan_workers(workers, runnable(study, spec), threads)
-    options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet)
+    options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet,
+                            vmap=vmap)
     interrupted = False
     exitcodes: list[int] = []
     with live_status(location, name, console, enabled=live and count > 0):

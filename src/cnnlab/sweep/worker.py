@@ -63,6 +63,7 @@ class WorkerOptions:
     data_root: str | None = None
     verbose: bool = False  # print each run's lines (when no live view shows the sweep)
     poll_s: float = POLL_S
+    vmap: int = 0  # > 1: take up to this many cells at once and train those that fit together vmapped
 
 
 @dataclass
@@ -108,11 +109,66 @@ def _loop(study: optuna.Study, storage: optuna.storages.BaseStorage, store: RunS
                 return
             _sleep(options.poll_s, stop)
             continue
-        outcome = _TrialRun(study, storage, spec, trial, store, options, console, stop).run()
-        report.add(outcome)
-        if outcome == "interrupted":
+        batch = [trial]
+        while len(batch) < options.vmap and (more := pop_waiting(study, storage)) is not None:
+            batch.append(more)
+        runs = [_TrialRun(study, storage, spec, t, store, options, console, stop) for t in batch]
+        outcomes = [runs[0].run()] if len(runs) == 1 else _run_together(runs)
+        for outcome in outcomes:
+            report.add(outcome)
+        if "interrupted" in outcomes:
             report.interrupted = True
             return
+
+
+def _run_together(runs: list[_TrialRun]) -> list[str]:
+    """Several trials taken at once (``--vmap``): reuse and resume as one trial would, then train
+    the new runs with `train_sweep_cells`, which vmaps those of one architecture together."""
+    from cnnlab.train.vmap import train_sweep_cells
+
+    first = runs[0]
+    study_id = first.storage.get_study_id_from_name(first.study.study_name)
+    outcomes: dict[int, str] = {}
+    fresh: list[tuple[int, Experiment]] = []
+    with contextlib.ExitStack() as beats:
+        for run in runs:
+            trial_id = first.storage.get_trial_id_from_study_id_trial_number(study_id, run.trial.number)
+            beats.enter_context(_heartbeat(first.storage, trial_id))
+        try:
+            for i, run in enumerate(runs):
+                exp, outcome = run.prepare()
+                if outcome is not None:
+                    outcomes[i] = outcome
+                else:
+                    assert exp is not None
+                    fresh.append((i, exp))
+            if fresh:
+                def on_epoch(cell: int, epoch: int, metrics: dict[str, float]) -> None:
+                    runs[fresh[cell][0]]._on_epoch(epoch, metrics)
+
+                try:
+                    train_sweep_cells([exp for _, exp in fresh], first.store, sweep=first.study.study_name,
+                                      trials=[runs[i].trial.number for i, _ in fresh],
+                                      console=first.console, on_epoch=on_epoch, batched=True)
+                except ConfigError as exc:
+                    for i, _ in fresh:
+                        outcomes[i] = runs[i]._fail(exc, retry=False)
+                except Exception as exc:
+                    for i, _ in fresh:
+                        outcomes[i] = runs[i]._fail(exc, retry=True)
+                for i, _ in fresh:
+                    if i in outcomes:
+                        continue
+                    record = runs[i]._own_run()
+                    outcomes[i] = (runs[i]._tell(record, "trained") if record is not None else
+                                   runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False))
+        except BaseException:
+            for run in runs:  # Ctrl-C outside training, or a bug here: give the cells back unharmed
+                with contextlib.suppress(Exception):
+                    if run.study.get_trials(deepcopy=False)[run.trial.number].state == TrialState.RUNNING:
+                        run._finish("interrupted", TrialState.FAIL, requeue_count=False)
+            raise
+    return [outcomes[i] for i in range(len(runs))]
 
 
 def _current_spec(study: optuna.Study) -> SweepSpec:
@@ -170,31 +226,45 @@ class _TrialRun:
                     self._finish("interrupted", TrialState.FAIL, requeue_count=False)
             raise
 
-    def _run(self) -> str:
+    def prepare(self) -> tuple[Experiment | None, str | None]:
+        """Everything before a new run is trained: (the experiment, None) when a new run must be
+        trained, else (None, outcome) once the trial has ended (reused, resumed, failed, …)."""
         try:
             exp = self._experiment()
         except ConfigError as exc:
-            return self._fail(exc, retry=False)
+            return None, self._fail(exc, retry=False)
         if exp is None:
-            return self._finish("removed", TrialState.FAIL)
+            return None, self._finish("removed", TrialState.FAIL)
         self.epochs = exp.train.epochs
         try:
             action, record = self._find_run(exp.hash())
             if action == "reuse":
                 assert record is not None
                 self._link(record.id)
-                return self._tell(record, "reused")
+                return None, self._tell(record, "reused")
             if action == "stop" or self.stop.requested:  # Ctrl-C / SIGTERM before training began
-                return self._finish("interrupted", TrialState.FAIL, requeue_count=False)
+                return None, self._finish("interrupted", TrialState.FAIL, requeue_count=False)
             if record is not None:
                 resumed = self._resume(record)
                 if resumed is not None:
-                    return self._tell(resumed, "resumed")
-            outcome = train_experiment(
+                    return None, self._tell(resumed, "resumed")
+        except ConfigError as exc:
+            return None, self._fail(exc, retry=False)
+        except Exception as exc:
+            return None, self._fail(exc, retry=True)
+        return exp, None
+
+    def _run(self) -> str:
+        exp, outcome = self.prepare()
+        if outcome is not None:
+            return outcome
+        assert exp is not None
+        try:
+            trained = train_experiment(
                 exp, self.store, console=self.console, progress=False, on_epoch=self._on_epoch,
                 sweep=self.study.study_name, trial=self.trial.number,
             )
-            return self._tell(outcome.record, "trained")
+            return self._tell(trained.record, "trained")
         except ConfigError as exc:  # the same settings would fail again: no retry
             return self._fail(exc, retry=False)
         except Exception as exc:
