@@ -28,14 +28,22 @@ def machine() -> str:
             f"{torch.get_num_threads()} threads")
 
 
-def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10) -> float:
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 10,
+                       device: str = "cpu") -> float:
     """Measured dense matmul throughput in GFLOP/s (the best of ``repeats``)."""
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
+    if device == "cuda":
+        size = max(size, 8192)
+        torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 peak, not TF32's
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
         start = time.perf_counter()
         a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9

@@ -4,7 +4,10 @@ Same real MNIST training images, same model, optimizer and batch size, in one pr
 The seed-001 way: torchvision's MNIST dataset with ToTensor + Normalize, a shuffling DataLoader,
 NCHW, eager loop. cnnlab: uint8 tensors in memory, per-batch normalisation, channels_last.
 
-    python benchmarks/throughput.py [--images 20000] [--batch-size 64]
+    python benchmarks/throughput.py [--images 20000] [--batch-size 64] [--device cpu|cuda]
+
+With ``--device cuda`` cnnlab's loop runs on the GPU with the images held there (the seed-001
+loop stays on the CPU, as the seed wrote it) and utilisation is against the GPU's matmul peaks.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torchvision import datasets, transforms
 from cnnlab.config import DataConfig
 from cnnlab.data import load_data
 from cnnlab.models import create_model, summarize
-from cnnlab.train.hardware import physical_cores, resolve_channels_last
+from cnnlab.train.hardware import physical_cores, resolve_channels_last, use_precision
 from cnnlab.train.loop import Normalizer, train_one_epoch
 from cnnlab.train.losses import nll
 
@@ -54,19 +57,20 @@ def seed001_loop(root: Path, images: int, batch_size: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def cnnlab_loop(images: int, batch_size: int, precision: str) -> float:
+def cnnlab_loop(images: int, batch_size: int, precision: str, device: str = "cpu") -> float:
     """Images/s of cnnlab's train_one_epoch on the same data, timed after a warm-up pass."""
     data = load_data(DataConfig(dataset="mnist", root=str(DATA_DIR), val=0), seed=0)
     torch.manual_seed(0)
-    model = create_model("book_cnn")
+    model = create_model("book_cnn").to(device)
     channels_last = resolve_channels_last("auto", model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    normalize = Normalizer(data.mean, data.std, channels_last)
-    x = data.train.images[: images + 10 * batch_size]
+    normalize = Normalizer(data.mean, data.std, channels_last, device)
+    use_precision(torch.device(device), precision)
+    x = data.train.images[: images + 10 * batch_size].to(device)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    y = data.train.labels[: len(x)]
+    y = data.train.labels[: len(x)].to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.5)
     common = dict(batch_size=batch_size, optimizer=optimizer, loss_fn=nll, normalize=normalize,
                   generator=torch.Generator().manual_seed(0), precision=precision)
@@ -79,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = parser.parse_args()
     torch.set_num_threads(physical_cores())
 
@@ -90,14 +95,14 @@ def main() -> None:
                 shutil.copyfileobj(src, dst)
         seed = seed001_loop(Path(tmp), args.images, args.batch_size)
 
-    fp32 = cnnlab_loop(args.images, args.batch_size, "fp32")
-    bf16 = cnnlab_loop(args.images, args.batch_size, "bf16")
+    fp32 = cnnlab_loop(args.images, args.batch_size, "fp32", args.device)
+    bf16 = cnnlab_loop(args.images, args.batch_size, "bf16", args.device)
     macs = summarize(create_model("book_cnn"), (1, 28, 28)).total_macs
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(device=args.device)
     # Training costs about 3× the forward pass: forward, and backward for inputs and weights.
     flops_per_image = 6 * macs
 
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
     print(f"book_cnn: {macs:,} MACs per image forward; fp32 matmul peak {peak:,.0f} GFLOP/s")
     print(f"| loop (batch {args.batch_size}) | images/s | vs seed-001 | model FLOP utilisation |")
     print("| --- | ---: | ---: | ---: |")

@@ -195,8 +195,11 @@ def test_vmapped_cells_equal_separately_trained_runs(store, kind, cells):
                 assert abs(mine[key] - theirs[key]) * n <= 1.0 + 1e-9, (key, mine[key], theirs[key])
             assert mine["lr"] == theirs["lr"]
         weights = load_checkpoint(store.run_dir(record.id) / CHECKPOINT)["model"]
+        # Adam divides by sqrt(v): a weight whose gradient is ~0 can move by float rounding of
+        # the gradient (seen on an H100: 1 of 32,448 weights off by 1.2e-5), hence atol 1e-4.
+        atol = 1e-4 if kind == "adam" else 1e-6
         for name, value in model.state_dict().items():
-            torch.testing.assert_close(value, weights[name], rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(value, weights[name], rtol=1e-4, atol=atol)
 
 
 def test_dropout_cells_draw_their_own_masks_and_learn():

@@ -62,6 +62,19 @@ def resolve_precision(precision: str, device: torch.device | None = None) -> str
     return precision
 
 
+def use_precision(device: torch.device, precision: str) -> None:
+    """On a CUDA GPU, 'fp32' means fp32: TF32 tensor-core convolutions and matmuls (which cuDNN
+    allows by default) are turned off, so runs, resumed runs and vmapped cells agree; 'bf16' is
+    the fast path (and keeps TF32 on for what autocast leaves in fp32). cuDNN is asked for
+    deterministic algorithms either way: the same config and seed give the same numbers."""
+    if device.type == "cuda":
+        fast = precision != "fp32"
+        torch.backends.cudnn.allow_tf32 = fast
+        torch.backends.cuda.matmul.allow_tf32 = fast
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
 def resolve_channels_last(memory_format: str, model: nn.Module) -> bool:
     """'auto' -> channels_last for models with 2-D convolutions (measured faster here), else NCHW."""
     if memory_format == "auto":

@@ -30,6 +30,7 @@ from cnnlab.train.hardware import (
     resolve_channels_last,
     resolve_device,
     resolve_precision,
+    use_precision,
 )
 from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, evaluate, train_one_epoch
 from cnnlab.train.losses import make_loss
@@ -130,6 +131,7 @@ def prepare(exp: Experiment) -> Prepared:
     torch.manual_seed(exp.seed)
     model = build_model(exp.model, data.input_shape, data.num_classes).to(device)
     precision = resolve_precision(exp.train.precision, device)
+    use_precision(device, precision)
     channels_last = resolve_channels_last(exp.train.memory_format, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

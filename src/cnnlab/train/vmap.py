@@ -78,7 +78,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import save_checkpoint
-from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision
+from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision, use_precision
 from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, autocast_context
 from cnnlab.train.losses import LossFn, make_loss
 from cnnlab.train.optimizers import make_optimizer
@@ -452,6 +452,7 @@ class VmapCells:
             raise VmapUnsupported(reason)
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
+        use_precision(self.device, self.precision)
         self.stop = stop
         self.bundles = self._bundles(data)
 
