@@ -256,3 +256,19 @@ def test_samples_of_an_altered_dataset_and_the_alterations_list(tmp_path) -> Non
     assert bad.exit_code == 2 and "sepia" in bad.output and "colour" in bad.output
     neither = runner.invoke(app, ["samples"])
     assert neither.exit_code == 2 and "--dataset" in neither.output
+
+
+def test_a_sweep_can_optimise_one_domains_metric() -> None:
+    from cnnlab.sweep import expand_cells, parse_sweep
+
+    base = {"data": {"train": ["mnist-sample", COLOUR], "eval": ["mnist-sample", COLOUR]},
+            "model": {"name": "book_cnn"}, "train": {"epochs": 1}}
+    ok = parse_sweep({"name": "d", "base": base, "metric": "val/mnist-sample-colour_acc",
+                      "grid": {"train.lr": [0.01, 0.02]}})
+    assert ok.direction == "maximize" and len(expand_cells(ok)) == 2
+    typo = parse_sweep({"name": "d", "base": base, "metric": "val/mnist-color_acc",
+                        "grid": {"train.lr": [0.01]}})
+    with pytest.raises(ConfigError, match="names no evaluation domain.*mnist-sample-colour"):
+        expand_cells(typo)
+    with pytest.raises(ConfigError, match=r"val/<domain>_acc"):
+        parse_sweep({"name": "d", "base": base, "metric": "val/mnist colour", "grid": {"train.lr": [0.01]}})

@@ -170,7 +170,15 @@ def _run_problems(exp: Experiment, spec: SweepSpec) -> list[Problem]:
     from cnnlab.train.run import run_problems
 
     problems = run_problems(exp)
-    split = spec.metric.split("_")[0]
+    split = spec.metric.split("_")[0].split("/")[0]
+    if "/" in spec.metric:  # a domain's metric, e.g. val/mnist-colour_acc
+        from cnnlab.data.mixture import domain_name, domain_specs
+
+        names = [domain_name(d) for d in domain_specs(exp.data)[1]]
+        domain = spec.metric.split("/", 1)[1].rsplit("_", 1)[0]
+        if domain not in names or len(names) < 2:
+            problems.append(Problem("metric", spec.metric, "names no evaluation domain of this cell; "
+                                    "its domains (data.eval, two or more): " + ", ".join(names)))
     if split == "val" and exp.data.val == 0:
         problems.append(Problem("metric", spec.metric, "needs a validation split: set data.val > 0 "
                                 "or 'test', or use another metric"))

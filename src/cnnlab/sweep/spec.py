@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -220,11 +221,16 @@ def _range(where: str, value: Any, problems: list[Problem]) -> dict[str, Any] | 
     return None
 
 
+# One evaluation domain's metric of a mixture (data.eval), e.g. val/mnist-colour_acc.
+DOMAIN_METRIC = re.compile(r"^(val|test)/[A-Za-z0-9_.+-]+_(acc|loss)$")
+
+
 def _objective(raw: dict[str, Any], spec: SweepSpec, problems: list[Problem]) -> None:
     metric = raw.get("metric", "val_acc")
     allowed = [f"{split}_{kind}" for split in ("val", "test", "train") for kind in ("acc", "loss")]
-    if metric not in allowed:
-        problems.append(Problem("metric", metric, one_of(allowed)))
+    if metric not in allowed and not (isinstance(metric, str) and DOMAIN_METRIC.match(metric)):
+        problems.append(Problem("metric", metric, one_of(allowed)
+                                + ", or one evaluation domain's: val/<domain>_acc, test/<domain>_loss, …"))
         return
     spec.metric = metric
     default = "maximize" if metric.endswith("_acc") else "minimize"

@@ -343,8 +343,9 @@ def _fit(
     val, test = on_device(data.val, device), on_device(data.test, device)
     if data.test is data.val:
         test = val
-    for domain in data.domains:
-        domain.val, domain.test = on_device(domain.val, device), on_device(domain.test, device)
+    if len(data.domains) > 1:  # evaluated one by one (a single domain is just val and test)
+        for domain in data.domains:
+            domain.val, domain.test = on_device(domain.val, device), on_device(domain.test, device)
     stop = StopFlag()
     status = "running"
     error: str | None = None
