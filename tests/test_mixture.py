@@ -268,7 +268,7 @@ def test_a_sweep_can_optimise_one_domains_metric() -> None:
     assert ok.direction == "maximize" and len(expand_cells(ok)) == 2
     typo = parse_sweep({"name": "d", "base": base, "metric": "val/mnist-color_acc",
                         "grid": {"train.lr": [0.01]}})
-    with pytest.raises(ConfigError, match="names no evaluation domain.*mnist-sample-colour"):
+    with pytest.raises(ConfigError, match=r"names no evaluation domain.*mnist-sample-colour"):
         expand_cells(typo)
     with pytest.raises(ConfigError, match=r"val/<domain>_acc"):
         parse_sweep({"name": "d", "base": base, "metric": "val/mnist colour", "grid": {"train.lr": [0.01]}})
