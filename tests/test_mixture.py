@@ -272,3 +272,29 @@ def test_a_sweep_can_optimise_one_domains_metric() -> None:
         expand_cells(typo)
     with pytest.raises(ConfigError, match=r"val/<domain>_acc"):
         parse_sweep({"name": "d", "base": base, "metric": "val/mnist colour", "grid": {"train.lr": [0.01]}})
+
+
+def test_seed003_example_trains_from_the_cli_on_small_files(tmp_path, monkeypatch) -> None:
+    """The example as a user runs it, shrunk by overrides: SVHN (.mat files written here, resized
+    to 28) plus coloured digits, three evaluation domains, one epoch; then summary and show."""
+    from pathlib import Path
+
+    monkeypatch.setenv("CNNLAB_HOME", str(tmp_path / "home"))
+    write_svhn(tmp_path / "data", n_train=60, n_test=30)
+    example = str(Path(__file__).resolve().parents[1] / "examples" / "seed003-best.toml")
+    colour, svhn = '{dataset="mnist-sample",alter="colour"', '{dataset="svhn",size=28}'
+    small = ["-s", f"data.train=[{svhn},{colour},limit=300}}]",
+             "-s", f'data.eval=["mnist-sample",{colour}}},{svhn}]',
+             "-s", "data.test_limit=60", "-s", "train.epochs=1", "-s", "train.device='cpu'"]
+    runner = CliRunner()
+    summary = runner.invoke(app, ["summary", example])
+    assert summary.exit_code == 0, summary.output
+    assert "3×28×28" in summary.output or "3, 28, 28" in summary.output
+    result = runner.invoke(app, ["train", example, *small, "--data-dir", str(tmp_path / "data"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "train svhn 54 + mnist-sample-colour 300" in result.output  # 60 less the 10% validation
+    store = RunStore(root=tmp_path / "home")
+    (record,) = store.list_runs()
+    assert record.status == "completed" and record.dataset == "svhn + mnist-sample-colour"
+    last = store.epochs(record.id)[-1]
+    assert {"val/svhn_acc", "val/mnist-sample_acc", "val/mnist-sample-colour_acc"} <= set(last)
