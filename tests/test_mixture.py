@@ -217,7 +217,8 @@ def test_real_mnist_and_coloured_mnist_one_epoch(tmp_path) -> None:
     })
     record = train_experiment(exp, store, console=QUIET, progress=False).record
     last = store.epochs(record.id)[-1]
-    assert last["test/mnist_acc"] >= 0.90
+    # Measured here: 91.75% and 91.25%; the floors leave room for other CPUs' rounding.
+    assert last["test/mnist_acc"] >= 0.88
     assert last["test/mnist-colour_acc"] >= COLOUR_FLOOR
 
 
