@@ -257,6 +257,8 @@ def test_samples_of_an_altered_dataset_and_the_alterations_list(tmp_path) -> Non
     assert bad.exit_code == 2 and "sepia" in bad.output and "colour" in bad.output
     neither = runner.invoke(app, ["samples"])
     assert neither.exit_code == 2 and "--dataset" in neither.output
+    mistakes = runner.invoke(app, ["samples", "--dataset", "mnist-sample", "--errors"])
+    assert mistakes.exit_code == 2 and "needs a run" in mistakes.output
 
 
 def test_a_sweep_can_optimise_one_domains_metric() -> None:

@@ -529,6 +529,8 @@ def samples(
     if dataset is not None:
         from cnnlab.inspect.datasets import dataset_samples
 
+        if errors:
+            raise ConfigError(Problem("--errors", True, "needs a run (mistakes are a model's)"))
         shown = dataset_samples(dataset, alter=alter or None, grid=parse_grid(grid), split=split,
                                 seed=seed, size=size, output=output, data_root=_data_root(data_dir))
         console.print(f"{shown.shown} images of {shown.description}", highlight=False, soft_wrap=True)
