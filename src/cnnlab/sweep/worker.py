@@ -143,6 +143,13 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
                     assert exp is not None
                     fresh.append((i, exp))
             if fresh:
+                from cnnlab.train.hardware import resolve_device
+
+                if resolve_device(fresh[0][1].train.device).type == "cpu":
+                    first.console.print("vmap on the CPU: expect it slower than one cell at a time "
+                                        "(measured 0.44×, BENCHMARKS.md); it pays off on a GPU",
+                                        highlight=False, soft_wrap=True)
+
                 def on_epoch(cell: int, epoch: int, metrics: dict[str, float]) -> None:
                     runs[fresh[cell][0]]._on_epoch(epoch, metrics)
 
