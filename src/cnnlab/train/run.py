@@ -253,8 +253,8 @@ def train_experiment(
         cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
         sweep=sweep, trial=trial,
     )
-    store.update_run(run_id, precision=prepared.precision, n_params=_count_params(prepared.model),
-                     device=_device_label(prepared.device))
+    store.update_run(run_id, precision=prepared.precision, n_params=count_params(prepared.model),
+                     device=device_label(prepared.device))
     return _fit(prepared, store, run_id, None, console or Console(), progress, on_epoch)
 
 
@@ -295,7 +295,7 @@ def resume_run(
         prepared.model.load_state_dict(state["model"])
         store.truncate_epochs(record.id, state["epoch"])
     store.update_run(record.id, status="running", config=exp.resolved(), error=None,
-                     device=_device_label(prepared.device))
+                     device=device_label(prepared.device))
     return _fit(prepared, store, record.id, state, console or Console(), progress, on_epoch)
 
 
@@ -332,7 +332,7 @@ def _fit(
                 f"run {run_id}: {exp.model.name}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.loss}, "
                 f"{cfg.epochs} epochs, batch {cfg.batch_size}, {prepared.precision}, "
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
-                + (_device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
+                + (device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
     for line in messages:
@@ -385,20 +385,8 @@ def _fit(
                              f"{epoch} epochs (try a smaller train.lr)")
                     break
                 should_stop = val is not None and early.update(epoch, metrics)
-                save_checkpoint(store.run_dir(run_id) / CHECKPOINT, {
-                    "epoch": epoch,
-                    "config": exp.resolved(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": {"torch": torch.get_rng_state(), "shuffle": generator.get_state(),
-                            **({"cuda": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {})},
-                    "early_stopping": early.state(),
-                    "train_seconds": run_seconds,
-                    "classes": list(data.classes),
-                    "input_shape": list(data.input_shape),
-                    "mean": list(data.mean),
-                    "std": list(data.std),
-                })
+                save_checkpoint(store.run_dir(run_id) / CHECKPOINT, checkpoint_state(
+                    exp, data, model, optimizer, generator, early, epoch, run_seconds, device))
                 if on_epoch is not None:
                     on_epoch(epoch, metrics)
                 if should_stop:
@@ -417,21 +405,48 @@ def _fit(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        _finish(store, run_id, status, error, run_seconds)
+        finish_run(store, run_id, status, error, run_seconds)
     record = store.get_run(run_id)
-    console.print(_closing_line(record, store), highlight=False, soft_wrap=True)
+    console.print(closing_line(record, store), highlight=False, soft_wrap=True)
     return RunOutcome(record, data.description, messages)
 
 
-def _device_label(device: torch.device) -> str:
+def device_label(device: torch.device) -> str:
+    """What a run stores as its device: the GPU's name, or ``cpu``."""
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def _count_params(model: nn.Module) -> int:
+def checkpoint_state(exp: Experiment, data: DataBundle, model: nn.Module, optimizer: torch.optim.Optimizer,
+                     generator: torch.Generator, early: EarlyStopping, epoch: int, train_seconds: float,
+                     device: torch.device) -> dict[str, Any]:
+    """What a checkpoint holds after ``epoch``: weights, optimizer state, every RNG state the next
+    epoch draws from, early-stopping state, and the data facts `cnnlab inspect` needs."""
+    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    return {
+        "epoch": epoch,
+        "config": exp.resolved(),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "rng": rng,
+        "early_stopping": early.state(),
+        "train_seconds": train_seconds,
+        "classes": list(data.classes),
+        "input_shape": list(data.input_shape),
+        "mean": list(data.mean),
+        "std": list(data.std),
+    }
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
     return sum(p.numel() for p in model.parameters())
 
 
-def _finish(store: RunStore, run_id: str, status: str, error: str | None, seconds: float) -> None:
+def finish_run(store: RunStore, run_id: str, status: str, error: str | None, seconds: float) -> None:
+    """Store a run's end: its status and error, duration, and the summary fields read from its
+    epochs (final and best accuracies and losses, best epoch)."""
     epochs = store.epochs(run_id)
     summary: dict[str, Any] = {"epochs_done": len(epochs)}
     if epochs:
@@ -452,7 +467,8 @@ def _finish(store: RunStore, run_id: str, status: str, error: str | None, second
                      duration_s=seconds, **summary)
 
 
-def _closing_line(record: RunRecord, store: RunStore) -> str:
+def closing_line(record: RunRecord, store: RunStore) -> str:
+    """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
     parts = [f"run {record.id} {record.status} after {record.epochs_done} epochs "
              f"in {record.duration_s or 0:.1f} s"]
     if record.final_test_acc is not None:

@@ -88,12 +88,13 @@ from cnnlab.train.run import (
     CHECKPOINT,
     EarlyStopping,
     Pruned,
-    _closing_line,
-    _count_params,
-    _device_label,
-    _finish,
+    checkpoint_state,
+    closing_line,
+    count_params,
+    device_label,
     environment,
     evaluation_metrics,
+    finish_run,
     on_device,
     run_problems,
     set_threads,
@@ -475,7 +476,7 @@ class VmapCells:
         if self.channels_last:
             models = [m.to(memory_format=torch.channels_last) for m in models]
         self.models = models
-        self.n_params = _count_params(models[0])
+        self.n_params = count_params(models[0])
         self.results = [CellResult() for _ in exps]
 
         unique: dict[int, _Data] = {}
@@ -516,7 +517,7 @@ class VmapCells:
         """One line: how many cells of which model train together, and how."""
         cfg = self.cfg
         lrs = sorted({exp.train.lr for exp in self.exps})
-        where = (_device_label(self.device) if self.device.type == "cuda"
+        where = (device_label(self.device) if self.device.type == "cuda"
                  else f"{torch.get_num_threads()} threads")
         return (f"vmap: {len(self.exps)} cells of {self.exps[0].model.name} together, {cfg.optimizer} "
                 f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, {cfg.epochs} epochs, batch "
@@ -672,22 +673,8 @@ class VmapCells:
         for name, state in optimizer.torch_state(position, named).items():
             param = dict(named)[name]
             torch_opt.state[param] = state
-        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            "epoch": epoch,
-            "config": exp.resolved(),
-            "model": model.state_dict(),
-            "optimizer": torch_opt.state_dict(),
-            "rng": rng,
-            "early_stopping": early.state(),
-            "train_seconds": self.results[cell].seconds,
-            "classes": list(data.classes),
-            "input_shape": list(data.input_shape),
-            "mean": list(data.mean),
-            "std": list(data.std),
-        }
+        return checkpoint_state(exp, data, model, torch_opt, generator, early, epoch,
+                                self.results[cell].seconds, self.device)
 
 
 def train_cells_vmapped(
@@ -781,7 +768,7 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
             sweep=sweep, trial=trials[i],
         )
         store.update_run(run_id, precision=cells.precision, n_params=cells.n_params,
-                         device=_device_label(cells.device))
+                         device=device_label(cells.device))
         run_ids.append(run_id)
     console.print(cells.describe() + f"; runs {', '.join(run_ids)}", highlight=False, soft_wrap=True)
     epochs = cells.cfg.epochs
@@ -811,8 +798,8 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
         raise
     finally:
         for run_id, result in zip(run_ids, cells.results, strict=True):
-            _finish(store, run_id, result.status, result.error, result.seconds)
+            finish_run(store, run_id, result.status, result.error, result.seconds)
     records = [store.get_run(run_id) for run_id in run_ids]
     for record in records:
-        console.print(_closing_line(record, store), highlight=False, soft_wrap=True)
+        console.print(closing_line(record, store), highlight=False, soft_wrap=True)
     return records
