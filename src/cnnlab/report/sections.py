@@ -84,8 +84,7 @@ def best_model_sections(study: Study, store: RunStore) -> list[Section]:
 def domain_sections(study: Study, store: RunStore) -> list[Section]:
     """Accuracy per evaluation domain (runs on mixtures, ``data.eval``): each configuration's mean
     over seeds of the last epoch's per-domain test accuracy (validation where no test was run)."""
-    import statistics
-
+    from cnnlab.analyze.stats import summarize
     from cnnlab.store.tables import domain_names
     from cnnlab.viz import png_bytes
     from cnnlab.viz.domains import domain_figure
@@ -103,14 +102,12 @@ def domain_sections(study: Study, store: RunStore) -> list[Section]:
             continue
         cell_means, cell_stds, row = [], [], [cell.label or "all runs"]
         for domain in domains:
-            values = [v for r in finished if (v := r.epochs[-1].get(f"{split}/{domain}_acc")) is not None
-                      and math.isfinite(v)]
-            mean = statistics.fmean(values) if values else math.nan
-            sd = statistics.stdev(values) if len(values) > 1 else math.nan
-            cell_means.append(mean)
-            cell_stds.append(sd)
-            row.append("–" if not values else f"{100 * mean:.2f}%"
-                       + (f" ± {100 * sd:.2f}" if len(values) > 1 else "") + f" (n={len(values)})")
+            found = summarize([v for r in finished
+                               if (v := r.epochs[-1].get(f"{split}/{domain}_acc")) is not None])
+            cell_means.append(found.mean)
+            cell_stds.append(found.std)
+            row.append("–" if not found.n else f"{100 * found.mean:.2f}%"
+                       + (f" ± {100 * found.std:.2f}" if found.n > 1 else "") + f" (n={found.n})")
         labels.append(cell.label or "all runs")
         means.append(cell_means)
         stds.append(cell_stds)
