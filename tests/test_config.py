@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cnnlab.config import (
-    QUICKSTART,
-    apply_overrides,
-    config_hash,
-    load_experiment,
-    parse_override,
-    validate_experiment,
-)
+from cnnlab.checks import load_experiment, validate_experiment
+from cnnlab.config import QUICKSTART, apply_overrides, config_hash, parse_override
 from cnnlab.errors import ConfigError
 
 

@@ -13,8 +13,8 @@ from PIL import Image
 from rich.console import Console
 from typer.testing import CliRunner
 
+from cnnlab.checks import validate_experiment
 from cnnlab.cli import app
-from cnnlab.config import validate_experiment
 from cnnlab.inspect import report_figures
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from typer.testing import CliRunner
 
+from cnnlab.checks import validate_experiment
 from cnnlab.cli import app
-from cnnlab.config import validate_experiment
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
 

@@ -8,8 +8,9 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
+from cnnlab.checks import validate_experiment
 from cnnlab.cli import app
-from cnnlab.config import DataConfig, config_hash, validate_experiment
+from cnnlab.config import DataConfig, config_hash
 from cnnlab.data import input_shape, load_data
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.store import RunStore
@@ -147,7 +148,7 @@ def test_svhn_extra_split(tmp_path) -> None:
 def test_seed003_example_and_domain_sweep_validate_without_data() -> None:
     from pathlib import Path
 
-    from cnnlab.config import load_experiment
+    from cnnlab.checks import load_experiment
     from cnnlab.sweep import expand_cells, load_sweep
 
     examples = Path(__file__).resolve().parents[1] / "examples"

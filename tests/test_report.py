@@ -211,7 +211,7 @@ def test_report_errors_exit_2(tmp_path, monkeypatch, args, message):
 
 
 def test_end_to_end_report_of_two_real_tiny_runs(tmp_path):
-    from cnnlab.config import load_experiment
+    from cnnlab.checks import load_experiment
     from cnnlab.train import train_experiment
 
     home = tmp_path / "store"

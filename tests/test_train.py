@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
-from cnnlab.config import validate_experiment
+from cnnlab.checks import validate_experiment
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.store import RunStore
 from cnnlab.train import Pruned, load_checkpoint, resume_run, save_checkpoint, train_experiment

@@ -12,7 +12,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from cnnlab.config import Experiment, TrainConfig, validate_experiment
+from cnnlab.checks import validate_experiment
+from cnnlab.config import Experiment, TrainConfig
 from cnnlab.models import build_model
 from cnnlab.store import RunStore
 from cnnlab.train import Pruned, load_checkpoint, resume_run, train_experiment

@@ -82,7 +82,8 @@ def quickstart(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train the book CNN on 5,000 real MNIST digits shipped with cnnlab's dependencies (offline)."""
-    from cnnlab.config import QUICKSTART, load_experiment
+    from cnnlab.checks import load_experiment
+    from cnnlab.config import QUICKSTART
     from cnnlab.train import train_experiment
 
     exp = load_experiment(base=QUICKSTART, overrides={"train.epochs": epochs})
@@ -112,7 +113,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Train a CNN from an experiment file and store the run."""
-    from cnnlab.config import load_experiment
+    from cnnlab.checks import load_experiment
     from cnnlab.train import resume_run, train_experiment
 
     if resume is not None:
@@ -158,7 +159,7 @@ def summary(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Per-layer output shapes with the output-size formula worked out, parameters and MACs."""
-    from cnnlab.config import load_experiment
+    from cnnlab.checks import load_experiment
     from cnnlab.train import summarize_experiment
 
     exp = load_experiment(experiment, _overrides(set_, data_dir))

@@ -1,4 +1,8 @@
-"""Experiment specs: TOML loading, `a.b=c` overrides and validation with one message per problem."""
+"""The experiment schema: TOML loading, `a.b=c` overrides and the fields' types, ranges and choices.
+
+A leaf: it imports nothing of cnnlab's stages. Names that live in registries (datasets, models,
+alterations) and settings that only conflict together are checked once, above the registries,
+by `cnnlab.checks`, which every caller uses to validate an experiment."""
 
 from __future__ import annotations
 
@@ -8,18 +12,39 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from cnnlab.errors import CnnlabError, ConfigError, Problem, one_of
+from cnnlab.errors import ConfigError, Problem, did_you_mean, one_of
 
-LOSSES = ("cross_entropy", "mse", "nll")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-MONITORS = ("val_loss", "val_acc")
-PRECISIONS = ("fp32", "bf16", "auto")
-MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
-DEVICES = ("auto", "cpu", "cuda")
+Loss = Literal["cross_entropy", "mse", "nll"]
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+Monitor = Literal["val_loss", "val_acc"]
+Precision = Literal["fp32", "bf16", "auto"]
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]
+DeviceName = Literal["auto", "cpu", "cuda"]
+LOSSES: tuple[str, ...] = get_args(Loss)
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+MONITORS: tuple[str, ...] = get_args(Monitor)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
+DEVICES: tuple[str, ...] = get_args(DeviceName)
+
+
+def _not_bool(kind: str) -> BeforeValidator:
+    """TOML's true/false is not a number (pydantic would read it as 1/0)."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"is not {kind}")
+        return value
+
+    return BeforeValidator(check)
+
+
+Int = Annotated[int, _not_bool("an integer")]
+Number = Annotated[float, _not_bool("a number")]
 
 # The embedded offline default that `cnnlab quickstart` trains: real digits, no download.
 QUICKSTART: dict[str, Any] = {
@@ -53,30 +78,12 @@ class DomainConfig(_Section):
     dataset: str
     alter: str | list[str] | None = None
     path: str | None = None
-    size: int | None = Field(None, ge=4, le=1024)
+    size: Int | None = Field(None, ge=4, le=1024)
     channels: Literal[1, 3] | None = None
     extra: bool = False
-    weight: float = Field(1.0, gt=0, le=100)
-    limit: int | None = Field(None, ge=1)
+    weight: Number = Field(1.0, gt=0, le=100, allow_inf_nan=False)
+    limit: Int | None = Field(None, ge=1)
     name: str | None = Field(None, min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.+-]+$")
-
-    @field_validator("alter")
-    @classmethod
-    def _alter(cls, v: str | list[str] | None) -> str | list[str] | None:
-        return _alter_names(v)
-
-
-def _alter_names(v: str | list[str] | None) -> str | list[str] | None:
-    from cnnlab.data.alter import parse_alter
-    from cnnlab.errors import DataError
-
-    if v is None:
-        return v
-    try:
-        parse_alter(v)
-    except DataError as exc:
-        raise ValueError(str(exc)) from None
-    return v
 
 
 def _domains(v: Any) -> Any:
@@ -100,17 +107,12 @@ class DataConfig(_Section):
     eval: list[DomainConfig] | None = Field(None, min_length=1)
     root: str | None = None
     download: bool = True
-    val: float | Literal["test"] = 0.1
-    test_fraction: float = Field(0.2, gt=0, lt=1)
-    size: int | None = Field(None, ge=4, le=1024)
+    val: Number | Literal["test"] = 0.1
+    test_fraction: Number = Field(0.2, gt=0, lt=1)
+    size: Int | None = Field(None, ge=4, le=1024)
     channels: Literal[1, 3] | None = None
-    train_limit: int | None = Field(None, ge=1)
-    test_limit: int | None = Field(None, ge=1)
-
-    @field_validator("alter")
-    @classmethod
-    def _alter(cls, v: str | list[str] | None) -> str | list[str] | None:
-        return _alter_names(v)
+    train_limit: Int | None = Field(None, ge=1)
+    test_limit: Int | None = Field(None, ge=1)
 
     @field_validator("train", "eval", mode="before")
     @classmethod
@@ -142,60 +144,31 @@ class ModelConfig(BaseModel):
 class TrainConfig(_Section):
     """Loss, optimizer, schedule and the knobs that only change speed."""
 
-    loss: str = "cross_entropy"
-    optimizer: str = "sgd"
-    lr: float = Field(0.01, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1)
+    loss: Loss = "cross_entropy"
+    optimizer: OptimizerName = "sgd"
+    lr: Number = Field(0.01, gt=0, allow_inf_nan=False)
+    momentum: Number = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(64, ge=1)
-    epochs: int = Field(10, ge=1, le=100_000)
-    patience: int = Field(0, ge=0)
-    monitor: str = "val_loss"
-    min_delta: float = Field(0.0, ge=0)
+    weight_decay: Number = Field(0.0, ge=0, allow_inf_nan=False)
+    batch_size: Int = Field(64, ge=1)
+    epochs: Int = Field(10, ge=1, le=100_000)
+    patience: Int = Field(0, ge=0)
+    monitor: Monitor = "val_loss"
+    min_delta: Number = Field(0.0, ge=0, allow_inf_nan=False)
     eval_test: bool = True
-    eval_batch_size: int = Field(1024, ge=1)
-    precision: str = "fp32"
-    memory_format: str = "auto"
-    threads: int = Field(0, ge=0)
-    device: str = "auto"
+    eval_batch_size: Int = Field(1024, ge=1)
+    precision: Precision = "fp32"
+    memory_format: MemoryFormat = "auto"
+    threads: Int = Field(0, ge=0)
+    device: DeviceName = "auto"
 
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        return _choice(v, DEVICES)
-
-    @field_validator("loss")
-    @classmethod
-    def _loss(cls, v: str) -> str:
-        return _choice(v, LOSSES)
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v: str) -> str:
-        return _choice(v, OPTIMIZERS)
-
-    @field_validator("monitor")
-    @classmethod
-    def _monitor(cls, v: str) -> str:
-        return _choice(v, MONITORS)
-
-    @field_validator("precision")
-    @classmethod
-    def _precision(cls, v: str) -> str:
-        return _choice(v, PRECISIONS)
-
-    @field_validator("memory_format")
-    @classmethod
-    def _memory_format(cls, v: str) -> str:
-        return _choice(v, MEMORY_FORMATS)
 
 
 class Experiment(_Section):
     """One training run: data, model and training settings plus the seed."""
 
     name: str | None = None
-    seed: int = Field(0, ge=0, lt=2**32)
+    seed: Int = Field(0, ge=0, lt=2**32)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -207,55 +180,6 @@ class Experiment(_Section):
     def hash(self, include_seed: bool = True) -> str:
         """Stable hash of what the run computes (machine-only keys left out)."""
         return config_hash(self.resolved(), include_seed=include_seed)
-
-
-class _ChoiceError(ValueError):
-    pass
-
-
-def _choice(value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise _ChoiceError(one_of(choices))
-    return value
-
-
-def domain_label(entry: dict[str, Any]) -> str:
-    """A dataset entry's name: its ``name``, else the dataset and its alteration, ``mnist-colour``."""
-    if entry.get("name"):
-        return str(entry["name"])
-    dataset = str(entry.get("dataset", "?"))
-    if not entry.get("alter"):
-        return dataset
-    from cnnlab.data.alter import alter_name, parse_alter
-
-    try:
-        return f"{dataset}-{alter_name(parse_alter(entry['alter']))}"
-    except CnnlabError:  # stored by another version: show it as written
-        alter = entry["alter"]
-        return f"{dataset}-{'+'.join(alter) if isinstance(alter, list) else alter}"
-
-
-def domains_label(value: Any) -> str | None:
-    """A ``data.train``/``data.eval`` list for people: ``mnist + svhn (size 28)``; None for any
-    other value. Settings other than the name (weight, size, limit, channels) follow in brackets."""
-    if not (isinstance(value, list) and value
-            and all(isinstance(v, str) or (isinstance(v, dict) and "dataset" in v) for v in value)):
-        return None
-    parts = []
-    for entry in value:
-        entry = {"dataset": entry} if isinstance(entry, str) else entry
-        extras = [f"weight {entry['weight']:g}"] if entry.get("weight", 1.0) != 1.0 else []
-        extras += [f"{key} {entry[key]}" for key in ("size", "limit", "channels")
-                   if entry.get(key) is not None]
-        parts.append(domain_label(entry) + (f" ({', '.join(extras)})" if extras else ""))
-    return " + ".join(parts)
-
-
-def data_label(data: dict[str, Any]) -> str:
-    """What a (resolved) data section trains on, for tables: ``mnist``, ``svhn + mnist-colour``."""
-    if data.get("train"):
-        return " + ".join(domain_label(e if isinstance(e, dict) else {"dataset": e}) for e in data["train"])
-    return domain_label(data)
 
 
 def config_hash(resolved: dict[str, Any], include_seed: bool = True) -> str:
@@ -337,12 +261,19 @@ _TYPE_MESSAGES = {
     "int_from_float": "is not an integer",
     "bool_parsing": "is not true or false",
     "bool_type": "is not true or false",
+    "finite_number": "is not a finite number",
     "string_type": "is not a string",
     "list_type": "is not a list",
     "dict_type": "is not a table",
     "model_type": "is not a table",
     "model_attributes_type": "is not a table",
 }
+
+
+def field_problems(exc: ValidationError) -> list[Problem]:
+    """One Problem per key from the schema's validation error: unknown keys, types, ranges and
+    choices, each naming the key, the value received and what is allowed."""
+    return _problems(exc, _known_fields())
 
 
 def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
@@ -355,7 +286,7 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
         if kind == "extra_forbidden":
             section = _key(loc[:-1])
             allowed = sorted(fields.get(re.sub(r"\[\d+\]$", "[]", section), {}))
-            text = "is not a known key; allowed: " + ", ".join(allowed)
+            text = "is not a known key; allowed: " + ", ".join(allowed) + did_you_mean(loc[-1], allowed)
             problems[key] = Problem(key, loc[-1], text)
             continue
         if kind == "value_error" and isinstance(ctx.get("error"), ValueError):
@@ -366,7 +297,8 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
             bound = next(iter(ctx.values()))
             text = f"is out of range: must be {op} {bound}"
         elif kind == "literal_error":
-            text = "is not one of " + str(ctx.get("expected", "")).replace("'", "")
+            expected = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
+            text = one_of([quoted or number for quoted, number in expected], err.get("input"))
         else:
             text = _TYPE_MESSAGES.get(kind, f"is invalid: {err['msg']}")
         # A union (float | "test") reports each arm; keep the first message per key.
@@ -382,65 +314,3 @@ def _known_fields() -> dict[str, Any]:
         "data.eval[]": list(DomainConfig.model_fields),
         "train": list(TrainConfig.model_fields),
     }
-
-
-def validate_experiment(raw: dict[str, Any]) -> Experiment:
-    """Validate a raw experiment dict: field types and ranges, then registry names and shapes."""
-    try:
-        exp = Experiment.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_problems(exc, _known_fields())) from None
-    problems = _registry_problems(exp)
-    if problems:
-        raise ConfigError(problems)
-    return exp
-
-
-def _registry_problems(exp: Experiment) -> list[Problem]:
-    from cnnlab.data import list_datasets
-    from cnnlab.models import validate_model_config
-
-    problems: list[Problem] = []
-    data = exp.data
-    if data.train is None:
-        if data.dataset not in list_datasets():
-            problems.append(Problem("data.dataset", data.dataset, one_of(list_datasets())))
-        elif data.dataset in ("imagefolder", "npz") and not data.path:
-            problems.append(Problem("data.path", None, f"is required for dataset {data.dataset!r}"))
-        if data.extra and data.dataset != "svhn":
-            problems.append(Problem("data.extra", True, "only applies to dataset 'svhn'"))
-    else:
-        for key in ("path", "alter"):
-            if getattr(data, key) is not None:
-                problems.append(Problem(f"data.{key}", getattr(data, key),
-                                        "must be set per entry of data.train when data.train is set"))
-        if data.dataset != DataConfig.model_fields["dataset"].default:
-            problems.append(Problem("data.dataset", data.dataset,
-                                    "must be left out when data.train lists the datasets"))
-    for section in ("train", "eval"):
-        for i, domain in enumerate(getattr(data, section) or []):
-            key = f"data.{section}[{i}]"
-            if domain.dataset not in list_datasets():
-                problems.append(Problem(f"{key}.dataset", domain.dataset, one_of(list_datasets())))
-            elif domain.dataset in ("imagefolder", "npz") and not domain.path:
-                problems.append(Problem(f"{key}.path", None,
-                                        f"is required for dataset {domain.dataset!r}"))
-            if domain.extra and domain.dataset != "svhn":
-                problems.append(Problem(f"{key}.extra", True, "only applies to dataset 'svhn'"))
-            if section == "eval" and (domain.weight != 1.0 or domain.limit is not None):
-                problems.append(Problem(f"{key}", domain.dataset,
-                                        "weight and limit only apply to data.train entries"))
-    problems += validate_model_config(exp.model)
-    return problems
-
-
-def load_experiment(
-    path: str | Path | None = None,
-    overrides: list[str] | dict[str, Any] | None = None,
-    base: dict[str, Any] | None = None,
-) -> Experiment:
-    """Read an experiment file (or start from ``base``), apply overrides and validate it."""
-    raw = read_toml(path) if path is not None else copy.deepcopy(base or {})
-    if overrides:
-        raw = apply_overrides(raw, overrides)
-    return validate_experiment(raw)

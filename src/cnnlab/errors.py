@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +44,15 @@ class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupt or unsafe to load."""
 
 
-def one_of(choices: list[str] | tuple[str, ...]) -> str:
-    """The `allowed` text for a name that must be one of ``choices``."""
-    return "is not one of " + ", ".join(choices)
+def did_you_mean(value: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean X?)`` when ``value`` is a string close to one of ``choices``, else ""."""
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def one_of(choices: list[str] | tuple[str, ...], value: Any = None) -> str:
+    """The `allowed` text for a name that must be one of ``choices``, with a "did you mean"
+    when ``value`` is close to one of them."""
+    return "is not one of " + ", ".join(choices) + did_you_mean(value, choices)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnlab.analyze.rundata import RunData
-from cnnlab.config import MACHINE_KEYS, domains_label
+from cnnlab.config import MACHINE_KEYS
+from cnnlab.data.labels import domains_label
 
 # Settings that never define a configuration: the seed (a cell is all its seeds) and the
 # machine-only keys that the config hash leaves out too.

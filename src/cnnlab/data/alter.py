@@ -75,6 +75,7 @@ Work is done on the CPU (the result goes back to the input's device). On a 2-cor
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -122,17 +123,22 @@ _WIDTH = _at
 del _at, _name, _width
 
 
-def _names(spec: str | list[str] | tuple[str, ...]) -> list[str]:
-    """The option names in ``spec``, split at "+", lower-cased; DataError for a non-string item."""
+def alter_problem(spec: Any) -> tuple[Any, str] | None:
+    """The bad part of an alteration spec and what is allowed, or None when ``spec`` is fine."""
     items = [spec] if isinstance(spec, str) else spec
     if not isinstance(items, list | tuple):
-        raise DataError(f"alter: {spec!r} must be a name, a list of names or names joined by '+'")
+        return spec, "must be a name, a list of names or names joined by '+'"
     names = []
     for item in items:
         if not isinstance(item, str):
-            raise DataError(f"alter: {item!r} {one_of(list(OPTIONS))}")
+            return item, one_of(list(OPTIONS))
         names += [part.strip().lower() for part in item.split("+") if part.strip()]
-    return names
+    if not names:
+        return spec, f"is empty; name at least one option, {one_of(list(OPTIONS)).removeprefix('is not ')}"
+    for name in names:
+        if name not in OPTIONS:
+            return name, one_of(list(OPTIONS), name)
+    return None
 
 
 def parse_alter(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
@@ -140,19 +146,17 @@ def parse_alter(spec: str | list[str] | tuple[str, ...] | None) -> tuple[str, ..
 
     Accepts "colour+noise", ["colour", "noise"] (items may also hold "+"), case-insensitively.
     ``texture`` and ``patches`` add ``colour``. None means no alteration and gives ().
-    Raises DataError naming the value and listing the allowed names for an unknown name, and
-    DataError for an empty spec ("", [] or only separators).
+    Raises DataError naming the bad value and what is allowed (`alter_problem`).
     """
     if spec is None:
         return ()
-    names = _names(spec)
-    if not names:
-        raise DataError(f"alter: {spec!r} is empty; name at least one option, "
-                        f"{one_of(list(OPTIONS)).removeprefix('is not ')}")
+    problem = alter_problem(spec)
+    if problem is not None:
+        raise DataError(f"alter: {problem[0]!r} {problem[1]}")
+    names = [part.strip().lower() for item in ([spec] if isinstance(spec, str) else spec)
+             for part in item.split("+") if part.strip()]
     chosen: set[str] = set()
     for name in names:
-        if name not in OPTIONS:
-            raise DataError(f"alter: {name!r} {one_of(list(OPTIONS))}")
         chosen.update(_PRESETS.get(name, (name,)))
     chosen.update(_IMPLIES[name] for name in list(chosen) if name in _IMPLIES)
     return tuple(name for name in ORDER if name in chosen)

@@ -25,20 +25,13 @@ import zlib
 
 import torch
 
-from cnnlab.config import DataConfig, DomainConfig, domain_label
+from cnnlab.config import DataConfig, DomainConfig
 from cnnlab.data.alter import alter_images, alter_name, parse_alter
 from cnnlab.data.bundle import DataBundle, Domain, Split, channel_stats
+from cnnlab.data.facts import DATASETS
+from cnnlab.data.labels import domain_label
 from cnnlab.data.transforms import resize, set_channels
 from cnnlab.errors import DataError, Problem
-
-# (C, H, W) of the built-in datasets; user data (imagefolder, npz) is only known once read.
-BUILTIN_SHAPES = {
-    "cifar10": (3, 32, 32),
-    "fashion-mnist": (1, 28, 28),
-    "mnist": (1, 28, 28),
-    "mnist-sample": (1, 28, 28),
-    "svhn": (3, 32, 32),
-}
 
 
 def domain_specs(cfg: DataConfig) -> tuple[list[DomainConfig], list[DomainConfig]]:
@@ -61,7 +54,8 @@ def domain_name(spec: DomainConfig) -> str:
 
 
 def _own_shape(spec: DomainConfig) -> tuple[int, int, int] | None:
-    shape = BUILTIN_SHAPES.get(spec.dataset)
+    facts = DATASETS.get(spec.dataset)
+    shape = facts.shape if facts is not None else None
     if shape is None:
         return None
     channels = 3 if spec.alter else spec.channels or shape[0]

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 
 from cnnlab.config import DataConfig
-from cnnlab.data.bundle import DataBundle, Source, Split, channel_stats
-from cnnlab.data.imagefolder import load_imagefolder
-from cnnlab.data.mixture import BUILTIN_SHAPES, is_mixture, load_mixture, mixture_input_shape
-from cnnlab.data.npz import load_npz
-from cnnlab.data.sample import load_mnist_sample
+from cnnlab.data.bundle import DataBundle, Split, channel_stats
+from cnnlab.data.facts import DATASETS
+from cnnlab.data.mixture import is_mixture, load_mixture, mixture_input_shape
 from cnnlab.data.splits import hold_out, limit
-from cnnlab.data.torchvision_sets import load_cifar10, load_fashion_mnist, load_mnist, load_svhn
 from cnnlab.data.transforms import resize, set_channels
 from cnnlab.errors import DataError, Problem, one_of
 
-_LOADERS: dict[str, Callable[[DataConfig], Source]] = {
-    "cifar10": load_cifar10,
-    "fashion-mnist": load_fashion_mnist,
-    "imagefolder": load_imagefolder,
-    "mnist": load_mnist,
-    "mnist-sample": load_mnist_sample,
-    "npz": load_npz,
-    "svhn": load_svhn,
-}
+
 def list_datasets() -> list[str]:
     """Names accepted by ``data.dataset``, sorted."""
-    return sorted(_LOADERS)
+    return sorted(DATASETS)
 
 
 def input_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int] | None:
@@ -39,9 +26,10 @@ def input_shape(cfg: DataConfig) -> tuple[tuple[int, int, int], int] | None:
     if is_mixture(cfg):
         shape = mixture_input_shape(cfg)
         return None if shape is None else (shape, 10)
-    if cfg.dataset not in BUILTIN_SHAPES:
+    facts = DATASETS.get(cfg.dataset)
+    if facts is None or facts.shape is None:
         return None
-    channels, height, width = BUILTIN_SHAPES[cfg.dataset]
+    channels, height, width = facts.shape
     if cfg.size is not None:
         height = width = cfg.size
     return (cfg.channels or channels, height, width), 10
@@ -75,12 +63,12 @@ def load_data(cfg: DataConfig, seed: int) -> DataBundle:
     """
     if is_mixture(cfg):
         return load_mixture(cfg, seed, load_data)
-    loader = _LOADERS.get(cfg.dataset)
-    if loader is None:
-        raise DataError(str(Problem("data.dataset", cfg.dataset, one_of(list_datasets()))))
+    facts = DATASETS.get(cfg.dataset)
+    if facts is None:
+        raise DataError(str(Problem("data.dataset", cfg.dataset, one_of(list_datasets(), cfg.dataset))))
     if cfg.dataset in ("imagefolder", "npz") and not cfg.path:
         raise DataError(str(Problem("data.path", None, f"is required for dataset {cfg.dataset!r}")))
-    source = loader(cfg)
+    source = facts.loader(cfg)
     generator = torch.Generator().manual_seed(seed)
 
     train, test = source.train, source.test

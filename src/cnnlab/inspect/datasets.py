@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.config import DataConfig, domain_label
+from cnnlab.config import DataConfig
 from cnnlab.data import load_data
 from cnnlab.data.alter import alter_images, alter_name, parse_alter
+from cnnlab.data.labels import domain_label
 from cnnlab.data.mixture import derived_seed
 from cnnlab.errors import DataError, Problem, one_of
 from cnnlab.inspect.figures import image_grid_figure

@@ -8,7 +8,7 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
-from cnnlab.config import validate_experiment
+from cnnlab.checks import validate_experiment
 from cnnlab.data import Split, load_data
 from cnnlab.errors import CheckpointError, DataError
 from cnnlab.models import build_model
@@ -16,7 +16,6 @@ from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.hardware import resolve_channels_last
 from cnnlab.train.loop import Normalizer
-from cnnlab.train.run import CHECKPOINT
 
 _NEEDED = ("model", "config", "classes", "input_shape", "mean", "std")
 
@@ -59,7 +58,7 @@ class LoadedRun:
 def load_run(store: RunStore, ref: str) -> LoadedRun:
     """The run ``ref`` (id, id prefix or name) with its last checkpoint's weights loaded."""
     record = store.get_run(ref)
-    path = store.run_dir(record.id) / CHECKPOINT
+    path = store.checkpoint_path(record.id)
     state = load_checkpoint(path)
     missing = [key for key in _NEEDED if key not in state]
     if missing:

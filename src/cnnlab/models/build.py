@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import os
@@ -13,7 +12,7 @@ from typing import Any
 from torch import nn
 
 from cnnlab.config import ModelConfig
-from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.errors import ConfigError, Problem, did_you_mean, one_of
 from cnnlab.models import checks
 from cnnlab.models.layers import build_layers, validate_layers
 from cnnlab.models.registry import DATA_ARGS, create_model, kwarg_problems, list_models, unknown_key
@@ -26,10 +25,7 @@ _CLASS_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 def _name_problem(name: str) -> Problem:
     choices = [*list_models(), LAYERS]
-    text = one_of(choices) + ", or package.module:Class for your own nn.Module"
-    close = difflib.get_close_matches(name, choices, n=1)
-    if close:
-        text += f" (did you mean {close[0]}?)"
+    text = one_of(choices) + ", or package.module:Class for your own nn.Module" + did_you_mean(name, choices)
     return Problem("model.name", name, text)
 
 

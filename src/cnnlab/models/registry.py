@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from torch import nn
 
-from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.errors import ConfigError, Problem, did_you_mean, one_of
 from cnnlab.models import checks
 
 # Arguments every factory takes and that come from the data, never from the experiment file.
@@ -68,10 +67,7 @@ def unknown_key(key: str, allowed: list[str], what: str) -> Problem:
     """The Problem for ``key`` not being one of ``allowed`` (with a "did you mean" when close)."""
     short = key.rsplit(".", 1)[-1]
     text = f"is not a known key {what}; allowed: " + (", ".join(allowed) or "none")
-    close = difflib.get_close_matches(short, allowed, n=1)
-    if close:
-        text += f" (did you mean {close[0]}?)"
-    return Problem(key, short, text)
+    return Problem(key, short, text + did_you_mean(short, allowed))
 
 
 def kwarg_problems(name: str, kwargs: dict[str, Any]) -> list[Problem]:

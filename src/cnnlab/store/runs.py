@@ -45,6 +45,8 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    func,
+    inspect,
     select,
     text,
 )
@@ -65,6 +67,8 @@ from cnnlab.store.schema import (
 )
 
 DB_FILE = "runs.sqlite"
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"
 URL_EXAMPLE = "sqlite:///cnnlab-runs/runs.sqlite or postgresql+psycopg://user:password@host/cnnlab"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 EXPORT_FORMATS = ("csv", "json")
@@ -112,6 +116,8 @@ class RunRecord:
     device: str | None
     sweep: str | None
     trial: int | None
+    pid: int | None = None
+    heartbeat_at: datetime | None = None
 
     @property
     def model(self) -> str:
@@ -125,9 +131,16 @@ class RunRecord:
     def dataset(self) -> str:
         """The dataset's name from the config (``mnist-colour`` when altered, ``svhn + mnist-colour``
         for a mixture), or ``?``."""
-        from cnnlab.config import data_label
+        from cnnlab.data.labels import data_label
 
         return data_label(self.config.get("data") or {})
+
+    @property
+    def shown_status(self) -> str:
+        """The status for people: ``interrupted (process gone)`` for a run whose process died."""
+        from cnnlab.store.liveness import shown_status
+
+        return shown_status(self)
 
     @property
     def planned_epochs(self) -> int | None:
@@ -315,6 +328,36 @@ class RunStore:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
+    def checkpoint_path(self, run_id: str) -> Path:
+        """Where the run's newest checkpoint lives."""
+        return self.run_dir(run_id) / CHECKPOINT
+
+    def previous_checkpoint_path(self, run_id: str) -> Path:
+        """Where the run's checkpoint of the epoch before lives, kept until a newer one is complete."""
+        return self.run_dir(run_id) / PREVIOUS_CHECKPOINT
+
+    def finish(self, run_id: str, status: str, error: str | None, seconds: float) -> None:
+        """Store a run's end: its status and error, duration, and the summary fields read from its
+        epochs (final and best accuracies and losses, best epoch)."""
+        epochs = self.epochs(run_id)
+        summary: dict[str, Any] = {"epochs_done": len(epochs)}
+        if epochs:
+            last = epochs[-1]
+            for split in ("train", "val", "test"):
+                for metric in ("loss", "acc"):
+                    summary[f"final_{split}_{metric}"] = last.get(f"{split}_{metric}")
+            with_val = [e for e in epochs if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
+            if with_val:
+                best = max(with_val, key=lambda e: e["val_acc"])
+                summary["best_val_acc"] = best["val_acc"]
+                summary["best_epoch"] = best["epoch"]
+            val_losses = [e["val_loss"] for e in epochs
+                          if e.get("val_loss") is not None and math.isfinite(e["val_loss"])]
+            if val_losses:
+                summary["best_val_loss"] = min(val_losses)
+        self.update_run(run_id, status=status, error=error, finished_at=datetime.now(UTC),
+                        duration_s=seconds, **summary)
+
     # -- epochs ------------------------------------------------------------------------------
 
     def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, Any]) -> None:
@@ -323,16 +366,18 @@ class RunStore:
             raise StoreError(f"epoch: {epoch!r} must be an integer ≥ 0")
         values = _epoch_values(metrics, int(epoch))
         with self._session(write=True) as session:
-            _get_row(session, run_id)
+            row = _get_row(session, run_id, lock=True)
             self._upsert(session, EpochRow.__table__, {"run_id": run_id, **values}, ("run_id", "epoch"))
+            row.epochs_done = _count_epochs(session, run_id)
 
     def truncate_epochs(self, run_id: str, after_epoch: int) -> int:
         """Delete the run's epochs after ``after_epoch`` (for resume); returns how many."""
         with self._session(write=True) as session:
-            _get_row(session, run_id)
+            row = _get_row(session, run_id, lock=True)
             result = session.execute(
                 delete(EpochRow).where(EpochRow.run_id == run_id, EpochRow.epoch > after_epoch)
             )
+            row.epochs_done = _count_epochs(session, run_id)
             return int(result.rowcount)  # type: ignore[attr-defined]
 
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
@@ -434,10 +479,21 @@ class RunStore:
                 if conn.dialect.name == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
                 Base.metadata.create_all(conn)
+                _add_missing_columns(conn)
         except OperationalError as exc:
             raise StoreError(
                 f"cannot open the run store {self.url}: {exc.orig} (a store URL looks like {URL_EXAMPLE})"
             ) from exc
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Add the nullable columns a store made by an earlier version lacks (pid, heartbeat_at)."""
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in inspect(conn).get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 # -- URL and engine --------------------------------------------------------------------------
@@ -525,6 +581,11 @@ def _get_row(session: Session, run_id: str, lock: bool = False) -> RunRow:
     if row is None:
         raise StoreError(f"no run matches {run_id!r}; `cnnlab runs` lists them")
     return row
+
+
+def _count_epochs(session: Session, run_id: str) -> int:
+    query = select(func.count()).select_from(EpochRow).where(EpochRow.run_id == run_id)
+    return int(session.scalar(query) or 0)
 
 
 def _record(row: RunRow) -> RunRecord:

@@ -121,6 +121,9 @@ class RunRow(Base):
     device: Mapped[str | None] = mapped_column(String(64))
     sweep: Mapped[str | None] = mapped_column(String(200), index=True)
     trial: Mapped[int | None] = mapped_column(Integer)
+    # Liveness: the training process (on `host`) and when it last said it was alive.
+    pid: Mapped[int | None] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Summary metrics that were NaN or ±inf ({"final_val_loss": "nan"}); their column holds NULL,
     # because SQLite turns NaN into NULL and JSON has no NaN at all.
     nonfinite: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

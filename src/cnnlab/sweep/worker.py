@@ -44,7 +44,7 @@ from cnnlab.sweep.study import (
 from cnnlab.train import Pruned, resume_run, train_experiment
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.loop import StopFlag
-from cnnlab.train.run import CHECKPOINT, stop_on_signals
+from cnnlab.train.run import stop_on_signals
 
 # Run statuses that are final results of a config and seed: reused, never trained again.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -153,10 +153,14 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
                 def on_epoch(cell: int, epoch: int, metrics: dict[str, float]) -> None:
                     runs[fresh[cell][0]]._on_epoch(epoch, metrics)
 
+                def on_create(cell: int, run_id: str) -> None:
+                    runs[fresh[cell][0]]._link(run_id)
+
                 try:
                     train_sweep_cells([exp for _, exp in fresh], first.store, sweep=first.study.study_name,
                                       trials=[runs[i].trial.number for i, _ in fresh],
-                                      console=first.console, on_epoch=on_epoch, batched=True)
+                                      console=first.console, on_epoch=on_epoch, batched=True,
+                                      on_create=on_create)
                 except ConfigError as exc:
                     for i, _ in fresh:
                         outcomes[i] = runs[i]._fail(exc, retry=False)
@@ -166,7 +170,7 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
                 for i, _ in fresh:
                     if i in outcomes:
                         continue
-                    record = runs[i]._own_run()
+                    record = runs[i]._linked_run()
                     outcomes[i] = (runs[i]._tell(record, "trained") if record is not None else
                                    runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False))
         except BaseException:
@@ -269,7 +273,7 @@ class _TrialRun:
         try:
             trained = train_experiment(
                 exp, self.store, console=self.console, progress=False, on_epoch=self._on_epoch,
-                sweep=self.study.study_name, trial=self.trial.number,
+                sweep=self.study.study_name, trial=self.trial.number, on_create=self._link,
             )
             return self._tell(trained.record, "trained")
         except ConfigError as exc:  # the same settings would fail again: no retry
@@ -333,8 +337,9 @@ class _TrialRun:
     def _resume(self, record: RunRecord) -> RunRecord | None:
         """Continue ``record`` from its checkpoint; None (and the run marked failed) when it has no
         usable checkpoint, e.g. its worker died in the first epoch or on another machine."""
-        if not (self.store.run_dir(record.id) / CHECKPOINT).is_file():
-            self._unusable(record, f"no checkpoint at {self.store.run_dir(record.id) / CHECKPOINT}")
+        path = self.store.checkpoint_path(record.id)
+        if not (path.is_file() or self.store.previous_checkpoint_path(record.id).is_file()):
+            self._unusable(record, f"no checkpoint at {path}")
             return None
         for epoch in self.store.epochs(record.id):
             self._report(epoch["epoch"], epoch)
@@ -356,10 +361,6 @@ class _TrialRun:
             self.store.update_run(record.id, status="failed", error=f"cannot be resumed: {why}")
 
     def _on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        if self.linked is None:
-            run = self._own_run()
-            if run is not None:
-                self._link(run.id)
         self._report(epoch, metrics)
         # The last epoch is never pruned: the run is complete by then.
         if epoch < self.epochs and self.trial.should_prune():
@@ -374,12 +375,9 @@ class _TrialRun:
         self.linked = run_id
         self.trial.set_user_attr("run_id", run_id)
 
-    def _own_run(self) -> RunRecord | None:
-        config_hash = self.trial.user_attrs.get("config_hash")
-        for run in self.store.list_runs(config_hash=config_hash, sweep=self.study.study_name):
-            if run.trial == self.trial.number:
-                return run
-        return None
+    def _linked_run(self) -> RunRecord | None:
+        """The run this trial trains, known from the moment it was stored."""
+        return self.store.get_run(self.linked) if self.linked is not None else None
 
     def _tell(self, record: RunRecord, outcome: str) -> str:
         """Finish the trial from its run: interrupted runs are queued again, pruned ones PRUNED,
@@ -400,7 +398,7 @@ class _TrialRun:
 
     def _fail(self, exc: BaseException, retry: bool) -> str:
         text = "".join(traceback.format_exception(exc))
-        run = self._own_run()
+        run = self._linked_run()
         if run is not None:  # the run is stored `failed`; keep the whole traceback with it
             self.store.update_run(run.id, status="failed", error=text)
             self.trial.set_user_attr("run_id", run.id)

@@ -15,8 +15,9 @@ from cnnlab.errors import CheckpointError
 FORMAT_VERSION = 1
 
 
-def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to a temporary file beside ``path``, fsync it, then rename over ``path``.
+def save_checkpoint(path: str | Path, state: dict[str, Any], keep_previous: str | Path | None = None) -> None:
+    """Write ``state`` to a temporary file beside ``path``, fsync it, then rename over ``path``;
+    with ``keep_previous`` the checkpoint it replaces is first renamed there.
 
     A crash at any point leaves either the previous checkpoint or the new one, never half of one.
     """
@@ -28,6 +29,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             torch.save({"format": FORMAT_VERSION, **state}, f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -51,3 +54,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} is not a cnnlab checkpoint (format {FORMAT_VERSION})")
     return state
+
+
+def load_newest_checkpoint(paths: list[Path]) -> dict[str, Any]:
+    """The first of ``paths`` (newest first) that loads; when none does, the newest one's error.
+
+    A checkpoint damaged after it was written, or one a crash left half-renamed, falls back to
+    the one before it."""
+    errors: list[CheckpointError] = []
+    for path in paths:
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as exc:
+            errors.append(exc)
+    raise errors[0] if errors else CheckpointError("no checkpoint paths given")

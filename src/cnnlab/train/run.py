@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import platform
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
 import torch
 from rich.console import Console
 from torch import nn
 
-from cnnlab.config import Experiment, validate_experiment
+from cnnlab.checks import check_experiment, validate_experiment
+from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, input_shape, load_data
-from cnnlab.errors import CheckpointError, ConfigError, Problem
+from cnnlab.errors import CheckpointError
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.store.liveness import refuse_if_alive
+from cnnlab.train.checkpoint import load_newest_checkpoint
 from cnnlab.train.hardware import (
     physical_cores,
     resolve_channels_last,
@@ -32,20 +29,25 @@ from cnnlab.train.hardware import (
     resolve_precision,
     use_precision,
 )
+from cnnlab.train.lifecycle import (
+    Checkpointer,
+    EarlyStopping,
+    EpochHook,
+    Heartbeat,
+    ProgressLine,
+    Pruned,
+    Pruning,
+    RunLife,
+    StoreLogger,
+    print_closing,
+)
 from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, evaluate, train_one_epoch
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
-from cnnlab.train.progress import TrainingProgress, epoch_line
+from cnnlab.train.progress import TrainingProgress
 
-CHECKPOINT = "checkpoint.pt"
-
-# Called after each epoch is stored with (epoch, metrics); it may raise Pruned to stop the run.
-EpochHook = Callable[[int, dict[str, float]], None]
-
-
-class Pruned(Exception):
-    """Raised by an epoch hook (e.g. an Optuna pruner) to stop a run that is not worth finishing."""
-
+# Statuses of a run that ended on its own; a failed attempt to continue one leaves it so.
+FINISHED = ("completed", "stopped_early", "diverged")
 
 @dataclass
 class Prepared:
@@ -60,49 +62,12 @@ class Prepared:
 
 
 @dataclass
-class EarlyStopping:
-    """Patience on a validation metric; its state is checkpointed so a resume continues it."""
-
-    monitor: str
-    patience: int
-    min_delta: float
-    best: float | None = None
-    best_epoch: int = 0
-    wait: int = 0
-
-    def update(self, epoch: int, metrics: dict[str, float]) -> bool:
-        """Record this epoch; True when training should stop."""
-        value = metrics[self.monitor]
-        sign = -1.0 if self.monitor == "val_loss" else 1.0
-        if self.best is None or sign * (value - self.best) > self.min_delta:
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-        else:
-            self.wait += 1
-        return self.patience > 0 and self.wait >= self.patience
-
-    def state(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
-
-
-@dataclass
 class RunOutcome:
     """What `train_experiment` hands back: the stored run and the data description."""
 
     record: RunRecord
     data_description: str
     messages: list[str] = field(default_factory=list)
-
-
-def environment() -> tuple[str, dict[str, str]]:
-    """Host description and versions of the packages that decide a run's numbers."""
-    versions = {"python": platform.python_version()}
-    for pkg in ("cnnlab", "torch", "torchvision", "numpy"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = "not installed"
-    host = f"{socket.gethostname()} ({platform.machine()}, {platform.system()}, {physical_cores()} cores)"
-    return host, versions
 
 
 def set_threads(threads: int) -> int:
@@ -112,20 +77,9 @@ def set_threads(threads: int) -> int:
     return n
 
 
-def run_problems(exp: Experiment) -> list[Problem]:
-    """Settings that are valid one by one but cannot run together (checked without data)."""
-    problems = []
-    if exp.train.patience > 0 and exp.data.val == 0:
-        problems.append(Problem("train.patience", exp.train.patience,
-                                "needs a validation split: set data.val > 0 or 'test'"))
-    return problems
-
-
 def prepare(exp: Experiment) -> Prepared:
     """Load data and build the model, raising on any bad setting before the store is touched."""
-    problems = run_problems(exp)
-    if problems:
-        raise ConfigError(problems)
+    check_experiment(exp)
     device = resolve_device(exp.train.device)
     data = load_data(exp.data, exp.seed)
     torch.manual_seed(exp.seed)
@@ -241,21 +195,17 @@ def train_experiment(
     on_epoch: EpochHook | None = None,
     sweep: str | None = None,
     trial: int | None = None,
+    on_create: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Train a new run of ``exp`` and store it; returns the stored run.
 
-    ``sweep`` and ``trial`` link the run to a sweep's trial; ``on_epoch`` sees every epoch."""
+    ``sweep`` and ``trial`` link the run to a sweep's trial; ``on_create`` gets the run's id as
+    soon as it is stored; ``on_epoch`` sees every epoch."""
     set_threads(exp.train.threads)
     prepared = prepare(exp)
-    host, versions = environment()
-    run_id = store.create_run(
-        name=exp.name, config=exp.resolved(), config_hash=exp.hash(),
-        cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
-        sweep=sweep, trial=trial,
-    )
-    store.update_run(run_id, precision=prepared.precision, n_params=count_params(prepared.model),
-                     device=device_label(prepared.device))
-    return _fit(prepared, store, run_id, None, console or Console(), progress, on_epoch)
+    life = RunLife.create(store, exp, precision=prepared.precision, n_params=count_params(prepared.model),
+                          device=device_label(prepared.device), sweep=sweep, trial=trial, on_create=on_create)
+    return _fit(prepared, life, None, console or Console(), progress, on_epoch)
 
 
 def resume_run(
@@ -270,8 +220,13 @@ def resume_run(
     threads: int | None = None,
 ) -> RunOutcome:
     """Continue a stored run from its last checkpoint; ``epochs`` may raise its epoch count,
-    ``threads`` sets the intra-op threads of this session (e.g. a sweep worker's share)."""
+    ``threads`` sets the intra-op threads of this session (e.g. a sweep worker's share).
+
+    A run still trained by a live process is refused. The newest checkpoint that loads is used
+    (the one before it when the newest is damaged); rows after it are dropped. Nothing is
+    written before the run is known to be resumable."""
     record = store.get_run(ref)
+    refuse_if_alive(record)
     raw = dict(record.config)
     if epochs is not None:
         raw["train"] = {**raw["train"], "epochs": epochs}
@@ -280,10 +235,11 @@ def resume_run(
     if data_root is not None:
         raw["data"] = {**raw["data"], "root": data_root}
     exp = validate_experiment(raw)
-    path = store.run_dir(record.id) / CHECKPOINT
+    paths = [store.checkpoint_path(record.id), store.previous_checkpoint_path(record.id)]
     # A run stopped inside its first epoch has no checkpoint yet: it starts again from its seed,
     # which gives exactly the run that was cut short.
-    state = load_checkpoint(path) if path.exists() or store.epochs(record.id) else None
+    has_any = any(p.exists() for p in paths) or store.epochs(record.id)
+    state = load_newest_checkpoint(paths) if has_any else None
     if state is not None and state["epoch"] >= exp.train.epochs:
         raise CheckpointError(
             f"run {record.id} already has {state['epoch']} of {exp.train.epochs} epochs; "
@@ -293,29 +249,44 @@ def resume_run(
     prepared = prepare(exp)
     if state is not None:
         prepared.model.load_state_dict(state["model"])
-        store.truncate_epochs(record.id, state["epoch"])
-    store.update_run(record.id, status="running", config=exp.resolved(), error=None,
-                     device=device_label(prepared.device))
-    return _fit(prepared, store, record.id, state, console or Console(), progress, on_epoch)
+    life = RunLife(store, record.id)
+    try:
+        store.truncate_epochs(record.id, state["epoch"] if state is not None else 0)
+        life = RunLife.take_over(store, record.id, config=exp.resolved(),
+                                 device=device_label(prepared.device))
+    except BaseException:
+        _restore(store, record)
+        raise
+    return _fit(prepared, life, state, console or Console(), progress, on_epoch,
+                restore=record if record.status in FINISHED else None)
+
+
+def _restore(store: RunStore, record: RunRecord) -> None:
+    """Put a finished run back as it was after a failed attempt to continue it."""
+    if record.status in FINISHED:
+        store.update_run(record.id, status=record.status, error=record.error, config=record.config,
+                         finished_at=record.finished_at, duration_s=record.duration_s,
+                         device=record.device)
 
 
 def _fit(
     prepared: Prepared,
-    store: RunStore,
-    run_id: str,
+    life: RunLife,
     resume_state: dict[str, Any] | None,
     console: Console,
     show_progress: bool,
     on_epoch: EpochHook | None = None,
+    restore: RunRecord | None = None,
 ) -> RunOutcome:
     exp, data, model = prepared.exp, prepared.data, prepared.model
     cfg = exp.train
+    run_id = life.id
     optimizer = make_optimizer(cfg, model.parameters())
     loss_fn = make_loss(cfg.loss)
     device = prepared.device
     normalize = Normalizer(data.mean, data.std, prepared.channels_last, device)
     generator = torch.Generator().manual_seed(exp.seed)
-    early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta)
+    early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, enabled=data.val is not None)
     start_epoch = 1
     previous_seconds = 0.0
     if resume_state is not None:
@@ -324,7 +295,8 @@ def _fit(
         torch.set_rng_state(resume_state["rng"]["torch"])
         if device.type == "cuda" and "cuda" in resume_state["rng"]:
             torch.cuda.set_rng_state(resume_state["rng"]["cuda"], device)
-        early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, **resume_state["early_stopping"])
+        early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, enabled=data.val is not None,
+                              **resume_state["early_stopping"])
         start_epoch = resume_state["epoch"] + 1
         previous_seconds = float(resume_state.get("train_seconds", 0.0))
 
@@ -352,7 +324,15 @@ def _fit(
     run_seconds = previous_seconds
     total = len(train) * (cfg.epochs - start_epoch + 1)
     try:
-        with stop_on_signals(stop), TrainingProgress(console, total, show_progress) as bar:
+        with stop_on_signals(stop), Heartbeat([life]), TrainingProgress(console, total, show_progress) as bar:
+            life.callbacks = [
+                early,
+                Checkpointer(lambda epoch: checkpoint_state(exp, data, model, optimizer, generator, early,
+                                                            epoch, run_seconds, device)),
+                StoreLogger(),
+                ProgressLine(cfg.epochs, bar.log),
+                *([Pruning(on_epoch)] if on_epoch is not None else []),
+            ]
             for epoch in range(start_epoch, cfg.epochs + 1):
                 bar.start_epoch(epoch, cfg.epochs, len(train) * (epoch - start_epoch))
                 epoch_start = time.perf_counter()
@@ -377,20 +357,14 @@ def _fit(
                     precision=prepared.precision))
                 metrics["seconds"] = time.perf_counter() - epoch_start
                 run_seconds += metrics["seconds"]
-                store.log_epoch(run_id, epoch, metrics)
-                bar.log(epoch_line(epoch, cfg.epochs, metrics))
-                if result.diverged:
+                ended = life.end_epoch(epoch, metrics, diverged=result.diverged)
+                if ended == "diverged":
                     status = "diverged"
                     error = (f"loss became {result.loss} in epoch {epoch}; stopped and kept "
                              f"{epoch} epochs (try a smaller train.lr)")
                     break
-                should_stop = val is not None and early.update(epoch, metrics)
-                save_checkpoint(store.run_dir(run_id) / CHECKPOINT, checkpoint_state(
-                    exp, data, model, optimizer, generator, early, epoch, run_seconds, device))
-                if on_epoch is not None:
-                    on_epoch(epoch, metrics)
-                if should_stop:
-                    status = "stopped_early"
+                if ended is not None:
+                    status = ended
                     break
             else:
                 status = "completed"
@@ -405,9 +379,11 @@ def _fit(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        finish_run(store, run_id, status, error, run_seconds)
-    record = store.get_run(run_id)
-    console.print(closing_line(record, store), highlight=False, soft_wrap=True)
+        if status == "failed" and restore is not None and life.record().epochs_done == restore.epochs_done:
+            _restore(life.stored, restore)  # nothing new was kept: the finished run stays as it was
+        else:
+            life.finish(status, error, run_seconds)
+    record = print_closing(life, console)
     return RunOutcome(record, data.description, messages)
 
 
@@ -442,39 +418,3 @@ def checkpoint_state(exp: Experiment, data: DataBundle, model: nn.Module, optimi
 def count_params(model: nn.Module) -> int:
     """Number of parameters (trainable or not)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def finish_run(store: RunStore, run_id: str, status: str, error: str | None, seconds: float) -> None:
-    """Store a run's end: its status and error, duration, and the summary fields read from its
-    epochs (final and best accuracies and losses, best epoch)."""
-    epochs = store.epochs(run_id)
-    summary: dict[str, Any] = {"epochs_done": len(epochs)}
-    if epochs:
-        last = epochs[-1]
-        for split in ("train", "val", "test"):
-            for metric in ("loss", "acc"):
-                summary[f"final_{split}_{metric}"] = last.get(f"{split}_{metric}")
-        with_val = [e for e in epochs if e.get("val_acc") is not None and math.isfinite(e["val_acc"])]
-        if with_val:
-            best = max(with_val, key=lambda e: e["val_acc"])
-            summary["best_val_acc"] = best["val_acc"]
-            summary["best_epoch"] = best["epoch"]
-        val_losses = [e["val_loss"] for e in epochs
-                      if e.get("val_loss") is not None and math.isfinite(e["val_loss"])]
-        if val_losses:
-            summary["best_val_loss"] = min(val_losses)
-    store.update_run(run_id, status=status, error=error, finished_at=datetime.now(UTC),
-                     duration_s=seconds, **summary)
-
-
-def closing_line(record: RunRecord, store: RunStore) -> str:
-    """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
-    parts = [f"run {record.id} {record.status} after {record.epochs_done} epochs "
-             f"in {record.duration_s or 0:.1f} s"]
-    if record.final_test_acc is not None:
-        parts.append(f"test accuracy {100 * record.final_test_acc:.2f}%")
-    if record.best_val_acc is not None:
-        parts.append(f"best val accuracy {100 * record.best_val_acc:.2f}% (epoch {record.best_epoch})")
-    if record.error:
-        parts.append(record.error)
-    return "; ".join(parts) + f"\nstored in {store.url}"

@@ -62,10 +62,10 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -73,30 +73,35 @@ from rich.console import Console
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
+from cnnlab.checks import built_problems
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, load_data
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision, use_precision
+from cnnlab.train.lifecycle import (
+    Checkpointer,
+    EarlyStopping,
+    EpochCallback,
+    EpochEnd,
+    Heartbeat,
+    ProgressLine,
+    Pruned,
+    Pruning,
+    RunLife,
+    StoreLogger,
+    print_closing,
+)
 from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, autocast_context
 from cnnlab.train.losses import LossFn, make_loss
 from cnnlab.train.optimizers import make_optimizer
-from cnnlab.train.progress import epoch_line
 from cnnlab.train.run import (
-    CHECKPOINT,
-    EarlyStopping,
-    Pruned,
     checkpoint_state,
-    closing_line,
     count_params,
     device_label,
-    environment,
     evaluation_metrics,
-    finish_run,
     on_device,
-    run_problems,
     set_threads,
     stop_on_signals,
     train_experiment,
@@ -108,8 +113,6 @@ VMAP_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 # Called with (cell index, epoch, metrics) after each epoch of each cell; may raise Pruned.
 CellHook = Callable[[int, int, dict[str, float]], None]
-# Called with (cell index, epoch, checkpoint dict in `_fit`'s layout) after each kept epoch.
-CheckpointHook = Callable[[int, int, dict[str, Any]], None]
 
 
 class VmapUnsupported(ValueError):
@@ -444,7 +447,7 @@ class VmapCells:
         if len(vmap_groups(exps)) != 1:
             raise ValueError("these cells differ in more than " + ", ".join(PER_CELL_KEYS)
                              + "; split them with vmap_groups")
-        problems = [p for exp in exps for p in run_problems(exp)]
+        problems = [p for exp in exps for p in built_problems(exp)]
         if problems:
             raise ConfigError(problems)
         self.exps = list(exps)
@@ -465,7 +468,6 @@ class VmapCells:
         reason = vmap_unsupported(models[0], self.bundles[0].input_shape)
         if reason is not None:
             raise VmapUnsupported(reason)
-        # make_optimizer raises ConfigError on bad combinations (nesterov without momentum, ...).
         self.optimizers = [make_optimizer(exp.train, m.parameters())
                            for exp, m in zip(exps, models, strict=True)]
         stacked, buffers = stack_module_state(models)
@@ -534,18 +536,27 @@ class VmapCells:
                     b.copy_(self.buffers[name][position])
         return model
 
-    def run(self, on_epoch: CellHook | None = None,
-            on_checkpoint: CheckpointHook | None = None) -> list[CellResult]:
+    def run(self, lives: Sequence[RunLife] | None = None) -> list[CellResult]:
         """Train every cell for ``train.epochs`` epochs (or until it diverges, stops early or is
-        pruned); ``on_epoch(cell, epoch, metrics)`` sees every epoch of every cell, diverged ones
-        included, and may raise `Pruned` to end that cell; ``on_checkpoint(cell, epoch, state)``
-        gets each kept epoch's checkpoint in `_fit`'s layout (save or copy it during the call)."""
+        pruned). Each epoch of each cell ends through its `RunLife` (``lives[cell]``; None: no
+        store): early stopping first, then for a stored run its checkpoint and epoch row, then the
+        callbacks the caller gave it (a `Pruning` callback may raise `Pruned` to end that cell)."""
         cfg, device = self.cfg, self.device
         loss_fn = vmap_loss(cfg.loss)
         eval_loss = make_loss(cfg.loss)
         generators = [torch.Generator().manual_seed(exp.seed) for exp in self.exps]
-        early = [EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta) for _ in self.exps]
         optimizer = StackedOptimizer(cfg.optimizer, [o.param_groups[0] for o in self.optimizers], device)
+        positions: dict[int, int] = {}  # cell -> its place in the stack this epoch
+        early = [EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, enabled=d.val is not None)
+                 for d in self.data]
+        lives = list(lives) if lives is not None else [RunLife(None, "") for _ in self.exps]
+        for cell, life in enumerate(lives):
+            stored: list[EpochCallback] = [] if life.store is None else [
+                Checkpointer(lambda epoch, cell=cell: self._checkpoint(
+                    cell, positions[cell], epoch, optimizer, generators[cell], early[cell])),
+                StoreLogger(),
+            ]
+            life.callbacks = [early[cell], *stored, *life.callbacks]
         base = self.base
 
         def cell_loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor,
@@ -605,26 +616,19 @@ class VmapCells:
                 metrics["seconds"] = train_seconds + time.perf_counter() - eval_start
                 result.seconds += metrics["seconds"]
                 result.epochs.append(metrics)
-                pruned: Pruned | None = None
-                if on_epoch is not None:
-                    try:
-                        on_epoch(cell, epoch, metrics)
-                    except Pruned as exc:
-                        pruned = exc
-                if finished[position]:
+                positions[cell] = position
+                try:
+                    ended = lives[cell].end_epoch(epoch, metrics, diverged=finished[position])
+                except Pruned as exc:
+                    result.status = "pruned"
+                    result.error = f"pruned after epoch {exc}" if str(exc) else "pruned"
+                    continue
+                if ended == "diverged":
                     result.status = "diverged"
                     result.error = (f"loss became {metrics['train_loss']} in epoch {epoch}; stopped and "
                                     f"kept {epoch} epochs (try a smaller train.lr)")
-                    continue
-                should_stop = data.val is not None and early[cell].update(epoch, metrics)
-                if on_checkpoint is not None:
-                    on_checkpoint(cell, epoch, self._checkpoint(cell, position, epoch, optimizer,
-                                                                generators[cell], early[cell]))
-                if pruned is not None:
-                    result.status = "pruned"
-                    result.error = f"pruned after epoch {pruned}" if str(pruned) else "pruned"
-                elif should_stop:
-                    result.status = "stopped_early"
+                elif ended is not None:
+                    result.status = ended
                 else:
                     keep.append(position)
             if len(keep) < len(alive):
@@ -692,7 +696,21 @@ def train_cells_vmapped(
     epoch, metrics)`` is called per cell per epoch. A cell that diverged ends with a non-finite
     ``train_loss``. Raises `VmapUnsupported` when the cells cannot be vmapped (see
     `vmap_unsupported`); nothing is stored (`train_sweep_cells` stores)."""
-    return [r.epochs for r in VmapCells(exps, data, device=device).run(on_epoch)]
+    cells = VmapCells(exps, data, device=device)
+    lives = [RunLife(None, "", [_CellHook(cell, on_epoch)] if on_epoch is not None else [])
+             for cell in range(len(exps))]
+    return [r.epochs for r in cells.run(lives)]
+
+
+@dataclass
+class _CellHook(EpochCallback):
+    """Hands every epoch of one cell, diverged ones included, to a `CellHook`."""
+
+    cell: int
+    hook: CellHook
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        self.hook(self.cell, end.epoch, end.metrics)
 
 
 def train_sweep_cells(
@@ -704,6 +722,7 @@ def train_sweep_cells(
     console: Console | None = None,
     on_epoch: CellHook | None = None,
     batched: bool | None = None,
+    on_create: Callable[[int, str], None] | None = None,
 ) -> list[RunRecord]:
     """Train and store one run per cell of ``exps``, vmapping each `vmap_groups` group that can
     be; returns the stored runs in the order of ``exps``.
@@ -715,11 +734,12 @@ def train_sweep_cells(
     fails under vmap), are trained one at a time by `train_experiment`. Each
     vmapped cell gets its own run with the arguments `train_experiment` uses (``sweep``,
     ``trials[i]``), its epochs, `_fit`'s summary fields and a checkpoint per kept epoch at
-    ``store.run_dir(id) / CHECKPOINT``. ``on_epoch(cell, epoch, metrics)`` (cell: index into
+    ``store.checkpoint_path(id)``. ``on_epoch(cell, epoch, metrics)`` (cell: index into
     ``exps``) sees every stored epoch that did not diverge, after its checkpoint, and may raise
     `Pruned`. Ctrl-C or SIGTERM marks the unfinished runs interrupted (each can then be resumed
     on its own) and starts no further cells: the list then holds only the runs that exist, in
-    the order of ``exps``. Mid-run resume of a vmapped group as a group is not supported."""
+    the order of ``exps``. ``on_create(cell, run_id)`` learns each run's id as it is stored.
+    Mid-run resume of a vmapped group as a group is not supported."""
     console = console or Console()
     trials = list(trials) if trials is not None else [None] * len(exps)
     if len(trials) != len(exps):
@@ -748,58 +768,48 @@ def train_sweep_cells(
                     break
                 hook = None if on_epoch is None else (
                     lambda epoch, metrics, i=i: on_epoch(i, epoch, metrics))
-                records[i] = train_experiment(exps[i], store, console=console, progress=False,
-                                              on_epoch=hook, sweep=sweep, trial=trials[i]).record
+                records[i] = train_experiment(
+                    exps[i], store, console=console, progress=False, on_epoch=hook, sweep=sweep,
+                    trial=trials[i], on_create=None if on_create is None else partial(on_create, i)).record
             continue
-        for i, record in zip(group, _train_group(prepared, group, store, sweep, trials, console, on_epoch),
-                             strict=True):
+        for i, record in zip(group, _train_group(prepared, group, store, sweep, trials, console, on_epoch,
+                                                 on_create), strict=True):
             records[i] = record
     return [records[i] for i in range(len(exps)) if i in records]
 
 
 def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str | None,
-                 trials: list[int | None], console: Console, on_epoch: CellHook | None) -> list[RunRecord]:
-    host, versions = environment()
-    run_ids = []
+                 trials: list[int | None], console: Console, on_epoch: CellHook | None,
+                 on_create: Callable[[int, str], None] | None) -> list[RunRecord]:
+    lives = []
     for i, exp in zip(group, cells.exps, strict=True):
-        run_id = store.create_run(
-            name=exp.name, config=exp.resolved(), config_hash=exp.hash(),
-            cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
-            sweep=sweep, trial=trials[i],
-        )
-        store.update_run(run_id, precision=cells.precision, n_params=cells.n_params,
-                         device=device_label(cells.device))
-        run_ids.append(run_id)
-    console.print(cells.describe() + f"; runs {', '.join(run_ids)}", highlight=False, soft_wrap=True)
-    epochs = cells.cfg.epochs
-
-    def log(cell: int, epoch: int, metrics: dict[str, float]) -> None:
-        store.log_epoch(run_ids[cell], epoch, metrics)
-        console.print(f"{run_ids[cell]} " + epoch_line(epoch, epochs, metrics), highlight=False,
-                      soft_wrap=True)
-        if on_epoch is not None and math.isfinite(metrics["train_loss"]):
-            on_epoch(group[cell], epoch, metrics)
-
-    def checkpoint(cell: int, epoch: int, state: dict[str, Any]) -> None:
-        save_checkpoint(store.run_dir(run_ids[cell]) / CHECKPOINT, state)
-
+        life = RunLife.create(store, exp, precision=cells.precision, n_params=cells.n_params,
+                              device=device_label(cells.device), sweep=sweep, trial=trials[i],
+                              on_create=None if on_create is None else partial(on_create, i))
+        life.callbacks = [ProgressLine(cells.cfg.epochs, partial(_print, console), prefix=f"{life.id} ")]
+        if on_epoch is not None:
+            life.callbacks.append(Pruning(partial(on_epoch, i)))
+        lives.append(life)
+    console.print(cells.describe() + f"; runs {', '.join(life.id for life in lives)}", highlight=False,
+                  soft_wrap=True)
     try:
-        with stop_on_signals(cells.stop or StopFlag()):
-            cells.run(log, checkpoint)
+        with stop_on_signals(cells.stop or StopFlag()), Heartbeat(lives):
+            cells.run(lives)
     except (Interrupted, KeyboardInterrupt):
-        for cell, result in enumerate(cells.results):
+        for life, result in zip(lives, cells.results, strict=True):
             if result.status == "running":
                 result.status = "interrupted"
-                result.error = "interrupted by Ctrl-C or SIGTERM; continue with --resume " + run_ids[cell]
+                result.error = "interrupted by Ctrl-C or SIGTERM; continue with --resume " + life.id
     except BaseException as exc:
         for result in cells.results:
             if result.status == "running":
                 result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        for run_id, result in zip(run_ids, cells.results, strict=True):
-            finish_run(store, run_id, result.status, result.error, result.seconds)
-    records = [store.get_run(run_id) for run_id in run_ids]
-    for record in records:
-        console.print(closing_line(record, store), highlight=False, soft_wrap=True)
-    return records
+        for life, result in zip(lives, cells.results, strict=True):
+            life.finish(result.status, result.error, result.seconds)
+    return [print_closing(life, console) for life in lives]
+
+
+def _print(console: Console, line: str) -> None:
+    console.print(line, highlight=False, soft_wrap=True)

@@ -1,0 +1,161 @@
+"""Every problem of an experiment, collected at once before anything is written.
+
+Field types, ranges and choices come from the schema (`cnnlab.config`); names are checked here
+against the registries below (datasets, alterations, models and their keys), together with the
+settings that are valid one by one but cannot run together (nesterov without momentum, patience
+without a validation split). The trainer, the sweep planner, the API and the CLI all call
+`validate_experiment` (or `load_experiment`), so a bad value never reaches the store.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from cnnlab.config import (
+    DataConfig,
+    DomainConfig,
+    Experiment,
+    ModelConfig,
+    TrainConfig,
+    apply_overrides,
+    field_problems,
+    read_toml,
+)
+from cnnlab.data import list_datasets
+from cnnlab.data.alter import alter_problem
+from cnnlab.data.facts import DATASETS
+from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.models import validate_model_config
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def experiment_problems(raw: dict[str, Any]) -> tuple[Experiment | None, list[Problem]]:
+    """The validated experiment (None when its fields are invalid) and every problem found.
+
+    Sections whose own fields are valid are checked against the registries even when another
+    section has errors, so one pass reports the dataset, the model keys and the field errors."""
+    problems: list[Problem] = []
+    try:
+        exp: Experiment | None = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        exp = None
+        problems += field_problems(exc)
+    sections = raw if isinstance(raw, dict) else {}
+    data = _section(DataConfig, sections.get("data", {}))
+    model = _section(ModelConfig, sections.get("model", {}))
+    train = _section(TrainConfig, sections.get("train", {}))
+    if data is not None:
+        problems += data_problems(data)
+    if model is not None:
+        problems += validate_model_config(model)
+    if train is not None:
+        problems += train_problems(train)
+    if data is not None and train is not None:
+        problems += run_problems(data, train)
+    unique: dict[str, Problem] = {}
+    for problem in problems:
+        unique.setdefault(problem.key, problem)
+    return exp, list(unique.values())
+
+
+def validate_experiment(raw: dict[str, Any]) -> Experiment:
+    """The validated experiment; ConfigError listing every problem otherwise."""
+    exp, problems = experiment_problems(raw)
+    if problems or exp is None:
+        raise ConfigError(problems)
+    return exp
+
+
+def built_problems(exp: Experiment) -> list[Problem]:
+    """The problems of an experiment whose fields are valid: registry names and the settings
+    that cannot run together."""
+    return (data_problems(exp.data) + validate_model_config(exp.model) + train_problems(exp.train)
+            + run_problems(exp.data, exp.train))
+
+
+def check_experiment(exp: Experiment) -> None:
+    """Raise ConfigError listing every problem of an experiment built elsewhere (the API, a
+    stored run's config, a sweep cell)."""
+    problems = built_problems(exp)
+    if problems:
+        raise ConfigError(problems)
+
+
+def load_experiment(
+    path: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Experiment:
+    """Read an experiment file (or start from ``base``), apply overrides and validate it."""
+    raw = read_toml(path) if path is not None else copy.deepcopy(base or {})
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return validate_experiment(raw)
+
+
+def data_problems(data: DataConfig) -> list[Problem]:
+    """Dataset names, alterations, paths and ``extra`` against the dataset facts."""
+    problems: list[Problem] = []
+    if data.train is None:
+        problems += _domain_problems("data", data)
+    else:
+        for key in ("path", "alter"):
+            if getattr(data, key) is not None:
+                problems.append(Problem(f"data.{key}", getattr(data, key),
+                                        "must be set per entry of data.train when data.train is set"))
+        if data.dataset != DataConfig.model_fields["dataset"].default:
+            problems.append(Problem("data.dataset", data.dataset,
+                                    "must be left out when data.train lists the datasets"))
+    for section in ("train", "eval"):
+        for i, domain in enumerate(getattr(data, section) or []):
+            key = f"data.{section}[{i}]"
+            problems += _domain_problems(key, domain)
+            if section == "eval" and (domain.weight != 1.0 or domain.limit is not None):
+                problems.append(Problem(key, domain.dataset,
+                                        "weight and limit only apply to data.train entries"))
+    return problems
+
+
+def train_problems(train: TrainConfig) -> list[Problem]:
+    """Optimizer options that only some optimizers take."""
+    if train.nesterov and train.optimizer != "sgd":
+        return [Problem("train.nesterov", True, "applies only to train.optimizer 'sgd'")]
+    if train.nesterov and train.momentum == 0:
+        return [Problem("train.nesterov", True, "needs train.momentum > 0")]
+    return []
+
+
+def run_problems(data: DataConfig, train: TrainConfig) -> list[Problem]:
+    """Settings of different sections that cannot run together (checked without data)."""
+    if train.patience > 0 and data.val == 0:
+        return [Problem("train.patience", train.patience,
+                        "needs a validation split: set data.val > 0 or 'test'")]
+    return []
+
+
+def _domain_problems(key: str, domain: DataConfig | DomainConfig) -> list[Problem]:
+    problems = []
+    facts = DATASETS.get(domain.dataset)
+    if facts is None:
+        problems.append(Problem(f"{key}.dataset", domain.dataset, one_of(list_datasets(), domain.dataset)))
+    elif facts.needs_path and not domain.path:
+        problems.append(Problem(f"{key}.path", None, f"is required for dataset {domain.dataset!r}"))
+    if domain.extra and not (facts is not None and facts.has_extra):
+        with_extra = ", ".join(repr(f.name) for f in DATASETS.values() if f.has_extra)
+        problems.append(Problem(f"{key}.extra", True, f"only applies to dataset {with_extra}"))
+    if domain.alter is not None and (bad := alter_problem(domain.alter)) is not None:
+        problems.append(Problem(f"{key}.alter", *bad))
+    return problems
+
+
+def _section(schema: type[Section], raw: Any) -> Section | None:
+    """The section validated on its own, or None when its own fields are invalid."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError:
+        return None

@@ -1,0 +1,249 @@
+"""The life of a stored run, the same for every training path: create → per epoch → finish.
+
+Each epoch ends in one order: early stopping decides, the checkpoint is renamed into place,
+then the epoch row is committed, then the line is printed and the pruner may stop the run. A
+crash between checkpoint and row leaves a run whose newest checkpoint is one epoch ahead of its
+rows, which resume handles (it truncates to the checkpoint it loads); the reverse, rows without
+a checkpoint, cannot happen. The steps are small Keras-style callbacks (`EpochCallback`), used by
+`_fit`, by the vmapped cells and, through them, by the sweep worker, which learns its run id
+from ``on_create`` the moment the run exists. Every epoch also refreshes the run's heartbeat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from rich.console import Console
+
+from cnnlab.config import Experiment
+from cnnlab.store import RunRecord, RunStore
+from cnnlab.train.checkpoint import save_checkpoint
+from cnnlab.train.hardware import physical_cores
+from cnnlab.train.progress import epoch_line
+
+# Called after each epoch is stored with (epoch, metrics); it may raise Pruned to stop the run.
+EpochHook = Callable[[int, dict[str, float]], None]
+# The heartbeat is refreshed after every epoch and at least this often while an epoch trains.
+HEARTBEAT_S = 30.0
+
+
+class Pruned(Exception):
+    """Raised by an epoch hook (e.g. an Optuna pruner) to stop a run that is not worth finishing."""
+
+
+@dataclass
+class EpochEnd:
+    """What callbacks see at the end of an epoch; ``stop`` is set to a final status to end the run."""
+
+    epoch: int
+    metrics: dict[str, float]
+    diverged: bool = False
+    stop: str | None = None
+
+
+class EpochCallback:
+    """A step at the end of every epoch; the base does nothing."""
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        """Called once per epoch, in the order the callbacks were given."""
+
+
+@dataclass
+class EarlyStopping(EpochCallback):
+    """Patience on a validation metric; its state is checkpointed so a resume continues it."""
+
+    monitor: str
+    patience: int
+    min_delta: float
+    best: float | None = None
+    best_epoch: int = 0
+    wait: int = 0
+    enabled: bool = True  # False without a validation split
+
+    def update(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """Record this epoch; True when training should stop."""
+        value = metrics[self.monitor]
+        sign = -1.0 if self.monitor == "val_loss" else 1.0
+        if self.best is None or sign * (value - self.best) > self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+        else:
+            self.wait += 1
+        return self.patience > 0 and self.wait >= self.patience
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of it."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        if not end.diverged and self.enabled and self.update(end.epoch, end.metrics):
+            end.stop = "stopped_early"
+
+
+@dataclass
+class Checkpointer(EpochCallback):
+    """Renames the epoch's checkpoint into place (keeping the previous one) before its row."""
+
+    state: Callable[[int], dict[str, Any]]  # epoch -> checkpoint contents
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        if not end.diverged:  # a diverged epoch's weights are not worth resuming from
+            save_checkpoint(run.stored.checkpoint_path(run.id), self.state(end.epoch),
+                            keep_previous=run.stored.previous_checkpoint_path(run.id))
+
+
+class StoreLogger(EpochCallback):
+    """Commits the epoch's row and refreshes the run's heartbeat."""
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        run.stored.log_epoch(run.id, end.epoch, end.metrics)
+        run.beat()
+
+
+@dataclass
+class ProgressLine(EpochCallback):
+    """Prints the epoch's line (through a progress bar's log when one is shown)."""
+
+    epochs: int
+    print_line: Callable[[str], None]
+    prefix: str = ""
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        self.print_line(self.prefix + epoch_line(end.epoch, self.epochs, end.metrics))
+
+
+@dataclass
+class Pruning(EpochCallback):
+    """Hands each stored, finite epoch to a hook (a sweep's pruner) that may raise `Pruned`."""
+
+    hook: EpochHook
+
+    def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
+        if not end.diverged:
+            self.hook(end.epoch, end.metrics)
+
+
+def environment() -> tuple[str, dict[str, str]]:
+    """Host description and versions of the packages that decide a run's numbers."""
+    versions = {"python": platform.python_version()}
+    for pkg in ("cnnlab", "torch", "torchvision", "numpy"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    host = f"{socket.gethostname()} ({platform.machine()}, {platform.system()}, {physical_cores()} cores)"
+    return host, versions
+
+
+@dataclass
+class RunLife:
+    """One stored run while this process trains it: its id, its callbacks and its heartbeat
+    (``store`` None: cells trained without a store, whose epochs only go to the callbacks)."""
+
+    store: RunStore | None
+    id: str
+    callbacks: list[EpochCallback] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, store: RunStore, exp: Experiment, *, precision: str, n_params: int, device: str,
+               sweep: str | None = None, trial: int | None = None,
+               on_create: Callable[[str], None] | None = None) -> RunLife:
+        """Store a new run of ``exp`` owned by this process; ``on_create`` gets its id at once."""
+        host, versions = environment()
+        run_id = store.create_run(
+            name=exp.name, config=exp.resolved(), config_hash=exp.hash(),
+            cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
+            sweep=sweep, trial=trial,
+        )
+        store.update_run(run_id, precision=precision, n_params=n_params, device=device,
+                         pid=os.getpid(), heartbeat_at=datetime.now(UTC))
+        if on_create is not None:
+            on_create(run_id)
+        return cls(store, run_id)
+
+    @classmethod
+    def take_over(cls, store: RunStore, run_id: str, **fields: Any) -> RunLife:
+        """Continue a stored run in this process (resume): it becomes ``running`` and ours."""
+        host, _ = environment()
+        store.update_run(run_id, status="running", error=None, host=host, pid=os.getpid(),
+                         heartbeat_at=datetime.now(UTC), **fields)
+        return cls(store, run_id)
+
+    def end_epoch(self, epoch: int, metrics: dict[str, float], diverged: bool = False) -> str | None:
+        """Run the callbacks for one epoch; the status that ends the run, or None to go on."""
+        end = EpochEnd(epoch, metrics, diverged)
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, end)
+        return "diverged" if diverged else end.stop
+
+    @property
+    def stored(self) -> RunStore:
+        """The store, for callbacks that only stored runs have."""
+        if self.store is None:
+            raise RuntimeError("this run is not stored")
+        return self.store
+
+    def beat(self) -> None:
+        """Tell the store this process is alive and training the run."""
+        if self.store is not None:
+            self.store.update_run(self.id, heartbeat_at=datetime.now(UTC))
+
+    def finish(self, status: str, error: str | None, seconds: float) -> None:
+        """Store the run's end and summary; the process no longer owns it."""
+        self.stored.finish(self.id, status, error, seconds)
+
+    def record(self) -> RunRecord:
+        """The run as stored now."""
+        return self.stored.get_run(self.id)
+
+
+class Heartbeat:
+    """Refreshes the heartbeat of runs from a thread while epochs train (a long epoch must not
+    make a live run look dead)."""
+
+    def __init__(self, lives: list[RunLife], interval_s: float = HEARTBEAT_S) -> None:
+        self.lives, self.interval_s = lives, interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="cnnlab-run-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.interval_s):
+            for life in self.lives:
+                with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                    life.beat()
+
+
+def closing_line(record: RunRecord, store: RunStore) -> str:
+    """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
+    parts = [f"run {record.id} {record.status} after {record.epochs_done} epochs "
+             f"in {record.duration_s or 0:.1f} s"]
+    if record.final_test_acc is not None:
+        parts.append(f"test accuracy {100 * record.final_test_acc:.2f}%")
+    if record.best_val_acc is not None:
+        parts.append(f"best val accuracy {100 * record.best_val_acc:.2f}% (epoch {record.best_epoch})")
+    if record.error:
+        parts.append(record.error)
+    return "; ".join(parts) + f"\nstored in {store.url}"
+
+
+def print_closing(life: RunLife, console: Console) -> RunRecord:
+    """Print the run's closing line; returns the stored run."""
+    record = life.record()
+    console.print(closing_line(record, life.stored), highlight=False, soft_wrap=True)
+    return record

@@ -1,0 +1,101 @@
+"""The checks layer: every problem of an experiment at once, before anything is written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cnnlab.checks import experiment_problems, validate_experiment
+from cnnlab.cli import app
+from cnnlab.data.facts import DATASETS
+from cnnlab.errors import ConfigError
+from cnnlab.store import RunStore
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "book-cnn-mnist.toml"
+
+
+def train(home: Path, *args: str):
+    return CliRunner().invoke(app, ["train", *args], env={"CNNLAB_HOME": str(home), "COLUMNS": "200"},
+                              catch_exceptions=False)
+
+
+def error_lines(output: str) -> list[str]:
+    """The CLI's error messages, each joined back into one line (Rich wraps long ones)."""
+    return ["error: " + " ".join(part.split()) for part in output.split("error: ")[1:]]
+
+
+def test_three_overrides_three_messages_with_did_you_mean(tmp_path):
+    result = train(tmp_path, str(EXAMPLE), "-s", "train.optimizer=adamm", "-s", "data.dataset=mnst",
+                   "-s", "model.droput=1")
+    assert result.exit_code == 2
+    lines = error_lines(result.output)
+    assert len(lines) == 3, result.output
+    assert any("train.optimizer: 'adamm'" in line and "(did you mean adam?)" in line for line in lines)
+    assert any("data.dataset: 'mnst'" in line and "(did you mean mnist?)" in line for line in lines)
+    assert any("model.droput" in line and "(did you mean dropout?)" in line for line in lines)
+    assert RunStore(root=tmp_path).list_runs() == []
+
+
+def test_five_mistakes_five_messages_exit_2(tmp_path):
+    path = tmp_path / "five.toml"
+    path.write_text('[data]\ndataset = "fashion-mnst"\nalter = "colr"\n[model]\nname = "book_cnn"\n'
+                    'droput = 0.5\n[train]\nlos = "mse"\nmonitor = "val_ac"\n')
+    result = train(tmp_path, str(path))
+    assert result.exit_code == 2
+    lines = error_lines(result.output)
+    assert len(lines) == 5, result.output
+    for key, suggestion in [("data.dataset", "fashion-mnist"), ("data.alter", "colour"),
+                            ("model.droput", "dropout"), ("train.los", "loss"), ("train.monitor", "val_acc")]:
+        assert any(line.startswith(f"error: {key}:") and f"did you mean {suggestion}?" in line
+                   for line in lines), (key, result.output)
+    assert RunStore(root=tmp_path).list_runs() == []
+
+
+def test_nesterov_without_momentum_exits_2_with_one_message_and_stores_nothing(tmp_path):
+    result = train(tmp_path, str(EXAMPLE), "-s", "train.optimizer=sgd", "-s", "train.nesterov=true",
+                   "-s", "train.momentum=0")
+    assert result.exit_code == 2
+    assert error_lines(result.output) == ["error: train.nesterov: True needs train.momentum > 0"]
+    assert RunStore(root=tmp_path).list_runs() == []
+
+
+def test_nesterov_with_another_optimizer_is_refused():
+    with pytest.raises(ConfigError, match=r"train\.nesterov: True applies only to train\.optimizer 'sgd'"):
+        validate_experiment({"train": {"optimizer": "adam", "nesterov": True}})
+
+
+def test_bad_model_key_reported_beside_field_errors():
+    _, problems = experiment_problems({"model": {"name": "book_cnn", "dropuot": 3},
+                                       "train": {"lr": -1, "batch_size": "big"}})
+    assert sorted(p.key for p in problems) == ["model.dropuot", "train.batch_size", "train.lr"]
+
+
+@pytest.mark.parametrize(("key", "value", "text"), [
+    ("epochs", True, "train.epochs: True is not an integer"),
+    ("batch_size", False, "train.batch_size: False is not an integer"),
+    ("lr", True, "train.lr: True is not a number"),
+    ("lr", math.inf, "train.lr: inf is not a finite number"),
+    ("lr", math.nan, "train.lr: nan is not a finite number"),
+    ("weight_decay", math.inf, "train.weight_decay: inf is not a finite number"),
+])
+def test_booleans_are_not_numbers_and_non_finite_numbers_are_named(key, value, text):
+    with pytest.raises(ConfigError) as info:
+        validate_experiment({"train": {key: value}})
+    assert [str(p) for p in info.value.problems] == [text]
+
+
+def test_seed_true_is_not_an_integer():
+    with pytest.raises(ConfigError, match="seed: True is not an integer"):
+        validate_experiment({"seed": True})
+
+
+@pytest.mark.parametrize("facts", DATASETS.values(), ids=list(DATASETS))
+def test_dataset_facts_decide_the_checks(facts):
+    _, missing_path = experiment_problems({"data": {"dataset": facts.name}})
+    assert [p.key for p in missing_path] == (["data.path"] if facts.needs_path else [])
+    _, extra = experiment_problems({"data": {"dataset": facts.name, "extra": True,
+                                             "path": "x" if facts.needs_path else None}})
+    assert [p.key for p in extra] == ([] if facts.has_extra else ["data.extra"])

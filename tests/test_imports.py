@@ -1,0 +1,91 @@
+"""Every module imports alone, and no module-level imports of cnnlab form a circle."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cnnlab
+
+PACKAGE = Path(cnnlab.__file__).resolve().parent
+MODULES = sorted(
+    "cnnlab." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+    for path in PACKAGE.rglob("*.py")
+    if path.name != "__main__.py"
+)
+
+# One interpreter imports the third-party libraries once, then forks a child per module; each
+# child starts with no cnnlab module loaded, so it imports its module alone, as a fresh
+# interpreter would, in a fraction of the time.
+_FORK_EACH = textwrap.dedent("""
+    import os, sys, traceback
+    import numpy, torch, torchvision, pydantic, sqlalchemy, rich, typer, optuna, scipy, jinja2  # noqa
+    import matplotlib.figure, torch.func, sqlalchemy.orm, rich.console, rich.table, PIL.Image  # noqa
+    failed = []
+    for name in sys.argv[1:]:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                __import__(name)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        if status != 0:
+            failed.append(name)
+    print("FAILED", *failed)
+    sys.exit(1 if failed else 0)
+""")
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter():
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", _FORK_EACH, *MODULES], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr[-4000:]
+    assert len(MODULES) > 80
+
+
+def _module_level_imports(module: str) -> set[str]:
+    """cnnlab modules a module imports at its top level (not inside functions)."""
+    parts = module.split(".")[1:]
+    path = PACKAGE.joinpath(*parts, "__init__.py") if PACKAGE.joinpath(*parts).is_dir() \
+        else PACKAGE.joinpath(*parts).with_suffix(".py")
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cnnlab"):
+            for alias in node.names:
+                child = f"{node.module}.{alias.name}"
+                found.add(child if child in MODULES else node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("cnnlab."))
+    return found & set(MODULES)
+
+
+def test_no_import_circles():
+    graph = {module: _module_level_imports(module) for module in MODULES}
+    # A package's __init__ re-exporting its own submodules is not a circle between modules.
+    edges = {m: {t for t in targets if not (t == m.rsplit(".", 1)[0] and m.startswith(t + "."))}
+             for m, targets in graph.items()}
+    circles = []
+    for start in MODULES:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for target in edges[node]:
+                if target == start:
+                    circles.append(" -> ".join([*path, start]))
+                elif target not in seen:
+                    seen.add(target)
+                    stack.append((target, [*path, target]))
+    assert circles == []
+
+
+def test_experiment_schema_imports_nothing_of_the_stages():
+    assert _module_level_imports("cnnlab.config") <= {"cnnlab.errors"}
