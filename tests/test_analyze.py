@@ -4,8 +4,6 @@ conclusions written from them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,12 +23,6 @@ from cnnlab.errors import ConfigError, StoreError
 from cnnlab.store import RunStore
 
 BASE = Experiment().resolved()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
-    with RunStore(root=tmp_path / "store") as run_store:
-        yield run_store
 
 
 def add(

@@ -27,12 +27,6 @@ SMALL = [
 ]
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("CNNLAB_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
 def invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 

@@ -8,7 +8,6 @@ import json
 import math
 import multiprocessing
 import pickle
-from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,12 +28,6 @@ CONFIG = {
     "model": {"name": "book_cnn", "layers": None},
     "train": {"lr": 0.01, "epochs": 3, "optimizer": "sgd"},
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[RunStore]:
-    with RunStore(root=tmp_path) as run_store:
-        yield run_store
 
 
 def new_run(store: RunStore, name: str | None = "mnist-sgd", **kw: Any) -> str:

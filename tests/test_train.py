@@ -38,11 +38,6 @@ def metrics(store: RunStore, run_id: str) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in store.epochs(run_id)]
 
 
-@pytest.fixture
-def store(tmp_path) -> RunStore:
-    return RunStore(root=tmp_path / "runs")
-
-
 def train(store: RunStore, raw: dict):
     return train_experiment(validate_experiment(raw), store, console=QUIET, progress=False)
 

@@ -19,7 +19,6 @@ from cnnlab.store import RunStore
 from cnnlab.train import Pruned, load_checkpoint, resume_run, train_experiment
 from cnnlab.train.losses import mse
 from cnnlab.train.optimizers import make_optimizer
-from cnnlab.train.run import CHECKPOINT
 from cnnlab.train.vmap import (
     StackedOptimizer,
     VmapCells,
@@ -195,7 +194,7 @@ def test_vmapped_cells_equal_separately_trained_runs(store, kind, cells):
             for key, n in (("train_acc", 512), ("val_acc", 400), ("test_acc", 256)):
                 assert abs(mine[key] - theirs[key]) * n <= 1.0 + 1e-9, (key, mine[key], theirs[key])
             assert mine["lr"] == theirs["lr"]
-        weights = load_checkpoint(store.run_dir(record.id) / CHECKPOINT)["model"]
+        weights = load_checkpoint(store.checkpoint_path(record.id))["model"]
         # Adam divides by sqrt(v): a weight whose gradient is ~0 can move by float rounding of
         # the gradient (seen on an H100: 1 of 32,448 weights off by 1.2e-5), hence atol 1e-4.
         atol = 1e-4 if kind == "adam" else 1e-6
@@ -232,7 +231,7 @@ def test_sweep_cells_store_runs_with_summaries_and_resumable_checkpoints(store):
         assert record.final_test_acc == epochs[-1]["test_acc"]
         assert record.best_val_acc == max(e["val_acc"] for e in epochs)
         assert record.duration_s == pytest.approx(sum(e["seconds"] for e in epochs))
-        state = load_checkpoint(store.run_dir(record.id) / CHECKPOINT)
+        state = load_checkpoint(store.checkpoint_path(record.id))
         assert state["epoch"] == 2 and state["config"] == exp.resolved()
         model = build_model(exp.model, tuple(state["input_shape"]), len(state["classes"]))
         model.load_state_dict(state["model"])
@@ -288,7 +287,7 @@ def test_diverged_cell_is_frozen_and_stored_while_the_others_go_on(store):
     for key in ("train_loss", "val_loss", "test_loss"):
         assert same(bad[0][key], theirs[key]), (key, bad[0][key], theirs[key])
     assert bad[0]["val_acc"] == pytest.approx(theirs["val_acc"], abs=1 / 400)
-    assert not (store.run_dir(records[1].id) / CHECKPOINT).exists()  # like _fit: no diverged checkpoint
+    assert not (store.checkpoint_path(records[1].id)).exists()  # like _fit: no diverged checkpoint
     first_alone = train_experiment(exps[0], store, console=QUIET, progress=False).record
     for mine, theirs in zip(store.epochs(records[0].id), store.epochs(first_alone.id), strict=True):
         assert close(mine["val_loss"], theirs["val_loss"])
@@ -306,7 +305,7 @@ def test_batchnorm_cells_fall_back_to_one_at_a_time(store):
     assert [r.seed for r in records] == [1, 2]
     for record in records:
         assert record.epochs_done == 1
-        assert (store.run_dir(record.id) / CHECKPOINT).is_file()
+        assert (store.checkpoint_path(record.id)).is_file()
 
 
 def test_sweep_cells_on_the_cpu_train_one_at_a_time_unless_batched(store):

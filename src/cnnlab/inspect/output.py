@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +10,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
+from cnnlab import files
 from cnnlab.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -37,21 +35,9 @@ def output_dir(path: str | Path) -> Path:
     return folder
 
 
-def _atomic(path: Path, write: Callable[[str], object]) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
-
-
 def save_figure(fig: Figure, path: Path, dpi: int = 110) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically."""
-    return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
+    return files.save_figure(fig, path, dpi=dpi, key="output")
 
 
 def save_image(image: Tensor, path: Path, min_side: int = 224) -> Path:
@@ -61,4 +47,4 @@ def save_image(image: Tensor, path: Path, min_side: int = 224) -> Path:
     factor = max(1, -(-min_side // max(array.shape[:2])))
     array = array.repeat(factor, axis=0).repeat(factor, axis=1)
     picture = Image.fromarray(array[..., 0] if array.shape[2] == 1 else array[..., :3])
-    return _atomic(path, lambda tmp: picture.save(tmp, format="PNG"))
+    return files.write_atomic(path, lambda handle: picture.save(handle, format="PNG"))

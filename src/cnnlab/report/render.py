@@ -12,8 +12,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from cnnlab.errors import ConfigError, Problem
+from cnnlab.files import write_atomic
 from cnnlab.report.content import Report
-from cnnlab.viz.files import write_atomic
 
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"

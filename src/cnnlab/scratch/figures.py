@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.errors import ConfigError, Problem
+from cnnlab import files
 from cnnlab.scratch.explain import ChannelMixing, ConvStep, PoolingComparison
 from cnnlab.scratch.sizes import SizeResult
 
@@ -29,21 +28,8 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write ``fig`` to ``path`` atomically (temporary name, then rename); return the path."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    supported = fig.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        raise ConfigError(Problem("output", str(path), "must end in one of ." + ", .".join(supported)))
-    if not path.parent.is_dir():
-        raise ConfigError(Problem("output", str(path), "is in a folder that does not exist"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format=fmt, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    """Write ``fig`` to ``path`` atomically in the format its suffix names; return the path."""
+    return files.save_figure(fig, path, dpi=dpi, key="output")
 
 
 def _matrix(

@@ -25,7 +25,6 @@ import re
 import secrets
 import shutil
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -56,6 +55,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, Ope
 from sqlalchemy.orm import Session, sessionmaker
 
 from cnnlab.errors import StoreError, one_of
+from cnnlab.files import write_atomic
 from cnnlab.store.schema import (
     EPOCH_METRICS,
     STATUSES,
@@ -420,7 +420,7 @@ class RunStore:
             records = [{c: _json_number(row.get(c)) for c in columns} for row in rows]
             content = json.dumps(records, indent=2, allow_nan=False) + "\n"
         if path is not None:
-            _write_atomic(Path(path), content)
+            write_atomic(path, content)
         return content
 
     # -- artifacts ---------------------------------------------------------------------------
@@ -680,23 +680,6 @@ def _json_number(value: Any) -> Any:
 def _glob_to_like(pattern: str) -> str:
     escaped = (f"\\{ch}" if ch in "\\%_" else ch for ch in pattern)
     return "".join(escaped).replace("*", "%").replace("?", "_")
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    """Write ``content`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 __all__ = ["RUN_FIELDS", "RunRecord", "RunStore", "default_root"]

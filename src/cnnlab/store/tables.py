@@ -13,6 +13,7 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cnnlab.store.liveness import GONE
 from cnnlab.store.runs import RunRecord
 from cnnlab.store.schema import EPOCH_METRICS
 
@@ -22,6 +23,7 @@ STATUS_STYLES = {
     "completed": "green",
     "stopped_early": "green",
     "interrupted": "yellow",
+    GONE: "yellow",
     "diverged": "magenta",
     "failed": "bold red",
 }
@@ -58,7 +60,7 @@ def runs_table(records: Sequence[RunRecord]) -> Table:
         table.add_row(
             run.id,
             run.name or "",
-            status_text(run.status),
+            status_text(run.shown_status),
             run.model,
             run.dataset,
             f"{run.epochs_done}/{planned}" if planned else str(run.epochs_done),
@@ -191,7 +193,7 @@ def _summary(run: RunRecord) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
-    status = status_text(run.status)
+    status = status_text(run.shown_status)
     grid.add_row("run", Text.assemble((run.id, "bold"), "  ", run.name or "", "  ", status))
     grid.add_row("model", f"{run.model} on {run.dataset}, seed {run.seed}")
     planned = f" of {run.planned_epochs}" if run.planned_epochs else ""

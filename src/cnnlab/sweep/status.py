@@ -11,11 +11,12 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.liveness import GONE, process_gone
 from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
 from cnnlab.sweep.study import SKIPPED, SPEC_ATTR, open_study, quiet_optuna, sampled
 
-STATES = ("done", "running", "pending", "interrupted", "failed", "pruned", "diverged")
+STATES = ("done", "running", "pending", "interrupted", GONE, "failed", "pruned", "diverged")
 
 
 @dataclass
@@ -102,7 +103,7 @@ class SweepStatus:
     def finished(self) -> bool:
         """Nothing pending, interrupted or running."""
         counts = self.counts()
-        return counts["pending"] + counts["running"] + counts["interrupted"] == 0
+        return counts["pending"] + counts["running"] + counts["interrupted"] + counts[GONE] == 0
 
     def best(self) -> CellStatus | None:
         """The cell with the best mean objective over its finished seeds."""
@@ -160,6 +161,8 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
             cell = cells.setdefault(attrs["cell_hash"], CellStatus(attrs["label"], attrs["cell_hash"]))
             record = _record(trial, runs, by_trial, store)
             run = _seed_run(trial, record)
+            if run.state == "running" and record is not None and process_gone(record):
+                run.state = GONE
             if run.state == "running" and record is not None:  # the run row counts epochs at its end
                 run.epochs_done = len(store.epochs(record.id))
             if run.state == "done" and record is not None and _has_domains(record):

@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cnnlab.store.liveness import GONE
 from cnnlab.store.tables import format_metric
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
@@ -21,6 +22,7 @@ STATE_STYLES = {
     "running": "cyan",
     "pending": "dim",
     "interrupted": "yellow",
+    GONE: "yellow",
     "failed": "bold red",
     "pruned": "magenta",
     "diverged": "magenta",
@@ -65,7 +67,7 @@ def status_table(status: SweepStatus) -> Table:
         if running:
             running_text += " (" + ", ".join(f"ep {r.epochs_done}/{r.epochs_planned or '?'}"
                                              for r in running) + ")"
-        pending = cell.count("pending") + cell.count("interrupted")
+        pending = cell.count("pending") + cell.count("interrupted") + cell.count(GONE)
         table.add_row(
             Text(cell.label, style="bold" if cell is best else ""),
             str(len(cell.runs)),
@@ -120,7 +122,8 @@ def sweeps_table(statuses: list[SweepStatus]) -> Table:
         best = status.best()
         table.add_row(
             status.name, status.mode, str(len(status.cells)), str(status.total),
-            _count(counts["done"] + counts["diverged"]), _count(counts["running"]),
+            _count(counts["done"] + counts["diverged"]),
+            _count(counts["running"]) + (f" ({counts[GONE]} {GONE})" if counts[GONE] else ""),
             _count(counts["pending"] + counts["interrupted"]), _count(counts["failed"]),
             best.label if best else "",
             Text.assemble(f"{status.metric} ", _mean(status.metric, best.mean, best.std)) if best else "",

@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from cnnlab.errors import CheckpointError
+from cnnlab.files import write_atomic
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any], keep_previous: str | Path | None = None) -> None:
-    """Write ``state`` to a temporary file beside ``path``, fsync it, then rename over ``path``;
-    with ``keep_previous`` the checkpoint it replaces is first renamed there.
+    """Write ``state`` atomically (`cnnlab.files.write_atomic`); with ``keep_previous`` the
+    checkpoint it replaces is first renamed there.
 
     A crash at any point leaves either the previous checkpoint or the new one, never half of one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if keep_previous is not None and path.exists():
-            os.replace(path, keep_previous)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda handle: torch.save({"format": FORMAT_VERSION, **state}, handle),
+                 keep_previous=keep_previous)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -56,15 +43,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
-def load_newest_checkpoint(paths: list[Path]) -> dict[str, Any]:
-    """The first of ``paths`` (newest first) that loads; when none does, the newest one's error.
-
-    A checkpoint damaged after it was written, or one a crash left half-renamed, falls back to
-    the one before it."""
+def load_resumable_checkpoint(paths: list[Path], last_stored_epoch: int) -> dict[str, Any] | None:
+    """The first of ``paths`` (newest first) that loads and whose epoch has its row stored
+    (epoch ≤ ``last_stored_epoch``); None when no checkpoint file exists or none is that old
+    (the run starts again from its seed). A damaged newest checkpoint, or one written just
+    before a crash kept its epoch row from the store, falls back to the one before it.
+    CheckpointError (the newest one's) when files exist but none loads."""
     errors: list[CheckpointError] = []
+    loaded = False
     for path in paths:
+        if not path.exists():
+            continue
         try:
-            return load_checkpoint(path)
+            state = load_checkpoint(path)
         except CheckpointError as exc:
             errors.append(exc)
-    raise errors[0] if errors else CheckpointError("no checkpoint paths given")
+            continue
+        loaded = True
+        if state["epoch"] <= last_stored_epoch:
+            return state
+    if errors and not loaded:
+        raise errors[0]
+    return None

@@ -21,7 +21,7 @@ from cnnlab.errors import CheckpointError
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import refuse_if_alive
-from cnnlab.train.checkpoint import load_newest_checkpoint
+from cnnlab.train.checkpoint import load_resumable_checkpoint
 from cnnlab.train.hardware import (
     physical_cores,
     resolve_channels_last,
@@ -238,8 +238,8 @@ def resume_run(
     paths = [store.checkpoint_path(record.id), store.previous_checkpoint_path(record.id)]
     # A run stopped inside its first epoch has no checkpoint yet: it starts again from its seed,
     # which gives exactly the run that was cut short.
-    has_any = any(p.exists() for p in paths) or store.epochs(record.id)
-    state = load_newest_checkpoint(paths) if has_any else None
+    stored = store.epochs(record.id)
+    state = load_resumable_checkpoint(paths, stored[-1]["epoch"] if stored else 0)
     if state is not None and state["epoch"] >= exp.train.epochs:
         raise CheckpointError(
             f"run {record.id} already has {state['epoch']} of {exp.train.epochs} epochs; "

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cnnlab.errors import ConfigError, Problem
-from cnnlab.viz.files import write_atomic
+from cnnlab import files
 
 if TYPE_CHECKING:
     from matplotlib.axis import Axis
@@ -96,19 +95,5 @@ def png_bytes(fig: Figure) -> bytes:
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write the figure atomically; the format follows the suffix (.png, .svg, .pdf, ...)."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    supported = fig.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        raise ConfigError(
-            Problem("--output", str(path), "must end in one of ." + ", .".join(sorted(supported)))
-        )
-    if not path.parent.is_dir():
-        raise ConfigError(Problem("--output", str(path), "is in a folder that does not exist"))
-    buffer = io.BytesIO()
     with house_style():
-        fig.savefig(buffer, format=fmt, dpi=DPI)
-    try:
-        return write_atomic(path, buffer.getvalue())
-    except OSError as exc:
-        raise ConfigError(Problem("--output", str(path), f"cannot be written: {exc.strerror}")) from None
+        return files.save_figure(fig, path, dpi=DPI)
