@@ -53,8 +53,8 @@ def test_each_epoch_writes_its_checkpoint_before_its_row(store, monkeypatch):
         real_save(path, state, keep_previous)
         events.append(f"checkpoint {state['epoch']}")
 
-    def log(self, run_id, epoch, values):
-        real_log(self, run_id, epoch, values)
+    def log(self, run_id, epoch, values, lease=None):
+        real_log(self, run_id, epoch, values, lease)
         events.append(f"row {epoch}")
 
     monkeypatch.setattr(lifecycle, "save_checkpoint", save)
@@ -67,10 +67,10 @@ def test_crash_between_checkpoint_and_row_leaves_a_resumable_run(store, monkeypa
     full = train(store)
     real_log = RunStore.log_epoch
 
-    def crash_on_second_row(self, run_id, epoch, values):
+    def crash_on_second_row(self, run_id, epoch, values, lease=None):
         if epoch == 2:
             raise OSError(errno.EIO, "injected crash between checkpoint and epoch row")
-        real_log(self, run_id, epoch, values)
+        real_log(self, run_id, epoch, values, lease)
 
     monkeypatch.setattr(RunStore, "log_epoch", crash_on_second_row)
     with pytest.raises(OSError, match="injected crash"):
@@ -157,3 +157,29 @@ def test_live_run_refuses_a_second_resume_and_a_killed_one_shows_process_gone(tm
 
     resumed = resume_run(gone.id, store, epochs=stored + 1, console=QUIET, progress=False).record
     assert resumed.status == "completed" and resumed.epochs_done == stored + 1
+
+
+def test_a_run_taken_over_by_another_process_gets_not_a_word_more_from_the_old_owner(store):
+    """Fencing on SQLite: after a take-over (the token grows) the old owner's next epoch writes
+    neither its checkpoint nor its row nor a status, and it says so in one line."""
+    taken: list[int] = []
+
+    def take_over_after_first_epoch(epoch: int, values: dict) -> None:
+        if epoch == 1:
+            (run,) = store.list_runs()
+            taken.append(store.acquire(run.id))  # what another worker's resume does first
+
+    console = Console(quiet=False, record=True, width=200)
+    outcome = train_experiment(validate_experiment(small(3)), store, console=console, progress=False,
+                               on_epoch=take_over_after_first_epoch)
+    lines = console.export_text().splitlines()
+    assert outcome.lost
+    run = store.get_run(outcome.record.id)
+    assert run.lease == taken[0] == 2
+    assert (run.status, run.epochs_done, run.finished_at) == ("running", 1, None)
+    assert load_checkpoint(store.checkpoint_path(run.id))["epoch"] == 1
+    assert [line for line in lines if "taken over" in line] == [
+        f"run {run.id} was taken over by another process (its lease is now 2, this process held 1); "
+        "this process stopped it and wrote nothing more"]
+    with pytest.raises(StoreError, match="taken over"):
+        store.log_epoch(run.id, 2, {"train_loss": 0.1}, lease=1)

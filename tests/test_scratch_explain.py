@@ -17,7 +17,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.scratch import explain
 from cnnlab.scratch.cli import app as explain_app
 from cnnlab.scratch.digits import digit, embedded_digits
-from cnnlab.scratch.sizes import output_size
+from cnnlab.window_sizes import output_size
 
 # --- the output-size calculator --------------------------------------------------------------
 

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from cnnlab.cli import app
 from cnnlab.store import RunStore
 from cnnlab.sweep import Location, expand_cells, parse_sweep, run_sweep
-from cnnlab.sweep.study import SPEC_ATTR, RetryFailed, pop_waiting, recover_stale
+from cnnlab.sweep.optuna_study import pop_waiting, recover_stale
+from cnnlab.sweep.retry import SPEC_ATTR, RetryFailed
 from cnnlab.train import run as run_module
 
 BASE = {
@@ -170,7 +171,7 @@ def test_optunas_heartbeat_fails_a_silent_workers_trial_and_it_is_queued_again(t
     trial = pop_waiting(study_, storage)
     study_id = storage.get_study_id_from_name("hb")
     storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(study_id, trial.number))
-    monkeypatch.setattr("cnnlab.sweep.study.is_alive", lambda worker: None)  # "on another machine"
+    monkeypatch.setattr("cnnlab.sweep.optuna_study.is_alive", lambda worker: None)  # "on another machine"
     time.sleep(2.5)
     recover_stale(study_, storage)
     first, retry = study_.get_trials()

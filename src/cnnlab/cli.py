@@ -238,17 +238,18 @@ def datasets() -> None:
         print(dataset)
 
 
-# --- sweeps (issue 3) ---
+# --- sweeps ---
 
 StorageOpt = Annotated[
     str | None,
-    typer.Option("--storage", help="Where the sweep's Optuna study lives: a PostgreSQL URL shared by "
-                 "workers on many machines, or a journal file (default: sweeps.journal in the store "
-                 "folder)."),
+    typer.Option("--sweep-storage", "--storage",
+                 help="Where the sweep's Optuna study lives (not the run store, see --store): a "
+                 "PostgreSQL URL shared by workers on many machines, or a journal file (default: "
+                 "sweeps.journal in the store folder)."),
 ]
 SweepStoreOpt = Annotated[
     str | None,
-    typer.Option("--store", help="Run store URL (default: the --storage database, else SQLite in "
+    typer.Option("--store", help="Run store URL (default: the --sweep-storage database, else SQLite in "
                  "./cnnlab-runs or $CNNLAB_HOME)."),
 ]
 ArtifactsOpt = Annotated[
@@ -332,7 +333,7 @@ def worker(
     quiet: QuietOpt = False,
     vmap: VmapOpt = 0,
 ) -> None:
-    """Train a queued sweep's cells until none is left (run it on any machine that reaches --storage)."""
+    """Train a queued sweep's cells until none is left (on any machine that reaches --sweep-storage)."""
     from cnnlab.sweep import run_worker
 
     outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
@@ -365,7 +366,7 @@ def sweep_status(
         console.print(renderable)
 
 
-# --- analysis and report (issue 4) ---
+# --- analysis and report ---
 
 SweepOrRunsArg = Annotated[
     list[str],
@@ -456,7 +457,7 @@ def diagnose(runs: SweepOrRunsArg, store: StoreOpt = None) -> None:
         console.print(diagnosis.text(), highlight=False, markup=False, soft_wrap=True)
 
 
-# --- inspect (issue 5) ---
+# --- inspect ---
 
 RunArg = Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")]
 FiguresOpt = Annotated[

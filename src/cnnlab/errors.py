@@ -40,6 +40,10 @@ class StoreError(CnnlabError):
     """The run store cannot find or update what was asked (unknown run id, bad URL)."""
 
 
+class LeaseLost(StoreError):
+    """Another process took the run over (its fencing token grew): this one must write nothing more."""
+
+
 class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupt or unsafe to load."""
 

@@ -1,4 +1,4 @@
-"""Whole-tensor image conversions: to uint8, resize, and 1↔3 channels."""
+"""Whole-tensor image conversions: to uint8, resize, 1↔3 channels, and per-batch normalisation."""
 
 from __future__ import annotations
 
@@ -67,3 +67,19 @@ def set_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
             out[start:start + _CHUNK] = luma.round_().clamp_(0, 255).to(torch.uint8)
         return out
     raise DataError(f"cannot convert images with {have} channels to {channels}")
+
+
+class Normalizer:
+    """uint8 N×C×H×W batch -> float32 normalised batch, with the constants computed once."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool,
+                 device: torch.device | str = "cpu"):
+        std_t = torch.tensor(std, dtype=torch.float32, device=device).clamp_min(1e-6).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = -mean_t / std_t
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(torch.float32, memory_format=self.memory_format)
+        return x.mul_(self.scale).add_(self.shift)

@@ -10,12 +10,12 @@ from torch import Tensor, nn
 
 from cnnlab.checks import validate_experiment
 from cnnlab.data import Split, load_data
+from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import CheckpointError, DataError
 from cnnlab.models import build_model
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.hardware import resolve_channels_last
-from cnnlab.train.loop import Normalizer
 
 _NEEDED = ("model", "config", "classes", "input_shape", "mean", "std")
 

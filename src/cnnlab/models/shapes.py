@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
-from cnnlab.scratch.sizes import output_size
+from cnnlab.window_sizes import output_size
 
 MINUS = "\u2212"
 
@@ -52,7 +52,7 @@ def window_step(
 ) -> SizeStep:
     """Output size of a sliding window over ``size`` inputs, as PyTorch computes it.
 
-    The formula comes from `cnnlab.scratch.sizes.output_size`, the calculator that
+    The formula comes from `cnnlab.window_sizes.output_size`, the calculator that
     `cnnlab explain size` prints, so both always agree. ``padding=None`` means PyTorch's
     ``"same"`` padding (stride 1): a total of ``dilation·(kernel − 1)`` split over both sides.
     """

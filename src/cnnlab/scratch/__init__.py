@@ -39,8 +39,8 @@ from cnnlab.scratch.ops import (
     softmax_cross_entropy,
 )
 from cnnlab.scratch.optim import SGD
-from cnnlab.scratch.sizes import SizeResult, output_size
 from cnnlab.scratch.training import EpochStats, Evaluation, as_batch, evaluate, fit, predict
+from cnnlab.window_sizes import SizeResult, output_size
 
 __all__ = [
     "SGD",

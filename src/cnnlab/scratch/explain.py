@@ -12,7 +12,7 @@ import numpy as np
 
 from cnnlab.errors import ConfigError, Problem
 from cnnlab.scratch.ops import avg_pool2d, conv2d, global_avg_pool2d, max_pool2d, relu
-from cnnlab.scratch.sizes import SizeResult, output_size
+from cnnlab.window_sizes import SizeResult, output_size
 
 KERNELS: dict[str, np.ndarray] = {
     "sobel-x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float),

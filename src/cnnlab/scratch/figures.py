@@ -10,7 +10,7 @@ import numpy as np
 
 from cnnlab import files
 from cnnlab.scratch.explain import ChannelMixing, ConvStep, PoolingComparison
-from cnnlab.scratch.sizes import SizeResult
+from cnnlab.window_sizes import SizeResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

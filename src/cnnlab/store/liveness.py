@@ -1,14 +1,17 @@
 """Is the process that trains a ``running`` run still there? Host, pid and heartbeat decide.
 
 On the run's own host the pid is asked directly; elsewhere only the heartbeat can tell. Either
-way a heartbeat older than the grace period (``CNNLAB_HEARTBEAT_GRACE_S``, 90 s by default: three
-missed beats) means the process is gone or paused, and its run may be taken over."""
+way a heartbeat older than the grace period (``CNNLAB_HEARTBEAT_GRACE_S``, 60 s by default: four
+missed beats) means the process is gone or paused, and its run may be taken over. The same grace
+decides when Optuna fails a silent sweep worker's trial."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cnnlab.errors import StoreError
@@ -19,9 +22,14 @@ if TYPE_CHECKING:
 GONE = "interrupted (process gone)"
 
 
-def grace_s() -> float:
-    """Seconds without a heartbeat after which a run's process counts as gone."""
-    return float(os.environ.get("CNNLAB_HEARTBEAT_GRACE_S") or 90.0)
+def grace_s() -> int:
+    """Seconds without a heartbeat after which a run's (or a sweep worker's) process counts as gone."""
+    return max(1, int(os.environ.get("CNNLAB_HEARTBEAT_GRACE_S") or 60))
+
+
+def heartbeat_interval_s() -> int:
+    """Seconds between heartbeats: a quarter of the grace period."""
+    return max(1, grace_s() // 4)
 
 
 def hostname(record: RunRecord) -> str:
@@ -29,13 +37,21 @@ def hostname(record: RunRecord) -> str:
     return record.host.split(" (", 1)[0]
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine is alive (a killed child not yet reaped by its
+    parent, a zombie, is not)."""
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # someone else's process: it exists
         return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rpartition(")")[2].split()[0] in ("Z", "X"):
+            return False
     return True
 
 
@@ -44,7 +60,7 @@ def process_gone(record: RunRecord, now: datetime | None = None) -> bool:
     pids were kept (no pid) cannot be judged and count as alive."""
     if record.status != "running" or record.pid is None:
         return False
-    if hostname(record) == socket.gethostname() and not _pid_alive(record.pid):
+    if hostname(record) == socket.gethostname() and not pid_alive(record.pid):
         return True
     if record.heartbeat_at is None:
         return False

@@ -54,7 +54,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cnnlab.errors import StoreError, one_of
+from cnnlab.errors import LeaseLost, StoreError, one_of
 from cnnlab.files import write_atomic
 from cnnlab.store.schema import (
     EPOCH_METRICS,
@@ -118,6 +118,7 @@ class RunRecord:
     trial: int | None
     pid: int | None = None
     heartbeat_at: datetime | None = None
+    lease: int | None = None
 
     @property
     def model(self) -> str:
@@ -238,11 +239,30 @@ class RunStore:
             return run_id
         raise StoreError(f"store {self.url}: could not find a free run id")
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set run fields (status, finished_at, duration_s, summary metrics, ...)."""
+    def acquire(self, run_id: str) -> int:
+        """Take the run over: its fencing token grows by one and is returned. Writes that carry an
+        older token (``lease=``) fail with LeaseLost from then on."""
+        with self._session(write=True) as session:
+            row = _get_row(session, run_id, lock=True)
+            row.lease = (row.lease or 0) + 1
+            return row.lease
+
+    @contextlib.contextmanager
+    def fenced(self, run_id: str, lease: int) -> Iterator[None]:
+        """Hold the run's row locked while the caller changes its files (a checkpoint rename),
+        after checking that ``lease`` is still the run's token; LeaseLost otherwise."""
+        with self._session(write=True) as session:
+            _check_lease(_get_row(session, run_id, lock=True), lease)
+            yield
+
+    def update_run(self, run_id: str, lease: int | None = None, **fields: Any) -> None:
+        """Set run fields (status, finished_at, duration_s, summary metrics, ...); with ``lease``,
+        only while it is the run's fencing token (LeaseLost otherwise, nothing written)."""
         values, nonfinite = _check_run_fields(fields)
         with self._session(write=True) as session:
             row = _get_row(session, run_id, lock=True)
+            if lease is not None:
+                _check_lease(row, lease)
             for key, value in values.items():
                 setattr(row, key, value)
             kept = {k: v for k, v in (row.nonfinite or {}).items() if k not in values}
@@ -336,7 +356,8 @@ class RunStore:
         """Where the run's checkpoint of the epoch before lives, kept until a newer one is complete."""
         return self.run_dir(run_id) / PREVIOUS_CHECKPOINT
 
-    def finish(self, run_id: str, status: str, error: str | None, seconds: float) -> None:
+    def finish(self, run_id: str, status: str, error: str | None, seconds: float,
+               lease: int | None = None) -> None:
         """Store a run's end: its status and error, duration, and the summary fields read from its
         epochs (final and best accuracies and losses, best epoch)."""
         epochs = self.epochs(run_id)
@@ -355,18 +376,22 @@ class RunStore:
                           if e.get("val_loss") is not None and math.isfinite(e["val_loss"])]
             if val_losses:
                 summary["best_val_loss"] = min(val_losses)
-        self.update_run(run_id, status=status, error=error, finished_at=datetime.now(UTC),
+        self.update_run(run_id, lease=lease, status=status, error=error, finished_at=datetime.now(UTC),
                         duration_s=seconds, **summary)
 
     # -- epochs ------------------------------------------------------------------------------
 
-    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, Any]) -> None:
-        """Store one epoch's metrics; logging the same epoch again replaces its row."""
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, Any],
+                  lease: int | None = None) -> None:
+        """Store one epoch's metrics; logging the same epoch again replaces its row. With
+        ``lease``, only while it is the run's fencing token (LeaseLost otherwise)."""
         if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
             raise StoreError(f"epoch: {epoch!r} must be an integer ≥ 0")
         values = _epoch_values(metrics, int(epoch))
         with self._session(write=True) as session:
             row = _get_row(session, run_id, lock=True)
+            if lease is not None:
+                _check_lease(row, lease)
             self._upsert(session, EpochRow.__table__, {"run_id": run_id, **values}, ("run_id", "epoch"))
             row.epochs_done = _count_epochs(session, run_id)
 
@@ -581,6 +606,12 @@ def _get_row(session: Session, run_id: str, lock: bool = False) -> RunRow:
     if row is None:
         raise StoreError(f"no run matches {run_id!r}; `cnnlab runs` lists them")
     return row
+
+
+def _check_lease(row: RunRow, lease: int) -> None:
+    if row.lease != lease:
+        raise LeaseLost(f"run {row.id} was taken over by another process (its lease is now "
+                        f"{row.lease}, this process held {lease})")
 
 
 def _count_epochs(session: Session, run_id: str) -> int:

@@ -124,6 +124,8 @@ class RunRow(Base):
     # Liveness: the training process (on `host`) and when it last said it was alive.
     pid: Mapped[int | None] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Fencing token: grows with every take-over; only the holder of the current one may write.
+    lease: Mapped[int | None] = mapped_column(Integer)
     # Summary metrics that were NaN or ±inf ({"final_val_loss": "nan"}); their column holds NULL,
     # because SQLite turns NaN into NULL and JSON has no NaN at all.
     nonfinite: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

@@ -1,11 +1,11 @@
 """Sweeps: search spaces over experiment settings, run as Optuna studies by local or remote workers."""
 
 from cnnlab.sweep.cells import Cell, expand_cells
+from cnnlab.sweep.optuna_study import QueueResult, queue_sweep
 from cnnlab.sweep.runner import SweepOutcome, plan_workers, run_sweep, run_worker
 from cnnlab.sweep.spec import SweepSpec, load_sweep, parse_sweep
 from cnnlab.sweep.status import CellStatus, SeedRun, SweepStatus, list_sweeps, sweep_status
 from cnnlab.sweep.storage import Location
-from cnnlab.sweep.study import QueueResult, queue_sweep
 from cnnlab.sweep.worker import WorkerOptions, WorkerReport, work
 
 __all__ = [

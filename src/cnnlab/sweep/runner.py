@@ -13,10 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cnnlab.sweep.optuna_study import QueueResult, open_study, queue_sweep, quiet_optuna, runnable
 from cnnlab.sweep.spec import SweepSpec, load_sweep
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
-from cnnlab.sweep.study import QueueResult, open_study, queue_sweep, quiet_optuna, runnable
 from cnnlab.sweep.view import live_status
 from cnnlab.sweep.worker import WorkerOptions, work
 from cnnlab.train.hardware import physical_cores

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import math
-import statistics
 from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnlab.analyze.stats import summarize
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import GONE, process_gone
+from cnnlab.sweep.optuna_study import open_study, quiet_optuna, sampled
+from cnnlab.sweep.retry import SKIPPED, SPEC_ATTR
 from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
-from cnnlab.sweep.study import SKIPPED, SPEC_ATTR, open_study, quiet_optuna, sampled
 
 STATES = ("done", "running", "pending", "interrupted", GONE, "failed", "pruned", "diverged")
 
@@ -58,19 +59,19 @@ class CellStatus:
         names: list[str] = []
         for run in self.runs:
             names += [n for n in run.domains if n not in names]
-        return {name: statistics.fmean(values) for name in names
+        return {name: summarize(values).mean for name in names
                 if (values := [r.domains[name] for r in self.runs if r.state == "done" and name in r.domains
                                and math.isfinite(r.domains[name])])}
 
     @property
     def mean(self) -> float | None:
         """Mean objective over finished seeds."""
-        return statistics.fmean(self.values) if self.values else None
+        return summarize(self.values).mean if self.values else None
 
     @property
     def std(self) -> float | None:
         """Sample standard deviation over finished seeds (None below two)."""
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
+        return summarize(self.values).std if len(self.values) > 1 else None
 
 
 @dataclass

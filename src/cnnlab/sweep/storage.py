@@ -15,12 +15,10 @@ from sqlalchemy.exc import ArgumentError
 
 from cnnlab.errors import StoreError
 from cnnlab.store import RunStore, default_root
+from cnnlab.store.liveness import grace_s, heartbeat_interval_s
+from cnnlab.sweep.retry import RetryFailed
 
 JOURNAL_FILE = "sweeps.journal"
-# A worker that has not written a heartbeat for GRACE_PERIOD_S is dead: its trial is failed and
-# retried (Optuna's heartbeat, database storages only; local workers are also checked by pid).
-HEARTBEAT_INTERVAL_S = 15
-GRACE_PERIOD_S = 60
 
 
 @dataclass(frozen=True)
@@ -95,9 +93,9 @@ def database_url(text: str) -> str | None:
 
 
 def _rdb_storage(url: str, shown: str) -> optuna.storages.RDBStorage:
-    from cnnlab.sweep.study import RetryFailed
-
-    options: dict[str, Any] = {"heartbeat_interval": HEARTBEAT_INTERVAL_S, "grace_period": GRACE_PERIOD_S}
+    # A worker without a heartbeat for the grace period is dead: its trial is failed and retried
+    # (Optuna's heartbeat, database storages only; local workers are also checked by pid).
+    options: dict[str, Any] = {"heartbeat_interval": heartbeat_interval_s(), "grace_period": grace_s()}
     # Optuna < 4.9 names the callback failed_trial_callback.
     key = ("heartbeat_stale_trial_callback"
            if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback") else "failed_trial_callback")

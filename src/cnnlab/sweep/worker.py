@@ -25,23 +25,23 @@ from rich.console import Console
 from cnnlab.config import Experiment
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.liveness import process_gone
 from cnnlab.sweep.cells import experiment, make_cell
-from cnnlab.sweep.pruners import make_pruner
-from cnnlab.sweep.space import suggest
-from cnnlab.sweep.spec import SweepSpec
-from cnnlab.sweep.storage import Location
-from cnnlab.sweep.study import (
-    SPEC_ATTR,
+from cnnlab.sweep.optuna_study import (
     enqueue_repeats,
     open_study,
     pop_waiting,
     quiet_optuna,
     recover_stale,
-    requeue,
     sampled,
     worker_id,
 )
-from cnnlab.train import Pruned, resume_run, train_experiment
+from cnnlab.sweep.pruners import make_pruner
+from cnnlab.sweep.retry import SPEC_ATTR, requeue
+from cnnlab.sweep.space import suggest
+from cnnlab.sweep.spec import SweepSpec
+from cnnlab.sweep.storage import Location
+from cnnlab.train import Pruned, RunOutcome, resume_run, train_experiment
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.loop import StopFlag
 from cnnlab.train.run import stop_on_signals
@@ -51,6 +51,8 @@ FINISHED = ("completed", "stopped_early", "diverged")
 # Run statuses a new attempt continues from the run's checkpoint.
 RESUMABLE = ("interrupted", "failed", "pruned")
 POLL_S = 2.0
+# Lines a worker prints even when quiet: it lost a run to another worker.
+_notice = Console(stderr=True)
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,8 @@ class _TrialRun:
             if record is not None:
                 resumed = self._resume(record)
                 if resumed is not None:
-                    return None, self._tell(resumed, "resumed")
+                    outcome = self._lost(resumed) if resumed.lost else self._tell(resumed.record, "resumed")
+                    return None, outcome
         except ConfigError as exc:
             return None, self._fail(exc, retry=False)
         except Exception as exc:
@@ -275,7 +278,7 @@ class _TrialRun:
                 exp, self.store, console=self.console, progress=False, on_epoch=self._on_epoch,
                 sweep=self.study.study_name, trial=self.trial.number, on_create=self._link,
             )
-            return self._tell(trained.record, "trained")
+            return self._lost(trained) if trained.lost else self._tell(trained.record, "trained")
         except ConfigError as exc:  # the same settings would fail again: no retry
             return self._fail(exc, retry=False)
         except Exception as exc:
@@ -318,6 +321,9 @@ class _TrialRun:
             for run in runs:
                 if run.status in RESUMABLE:
                     resumable.append(run)
+                elif run.status == "running" and run.sweep == name and run.pid is not None \
+                        and not process_gone(run):
+                    busy = True  # its process is alive (or paused less than the grace period)
                 elif run.status in ("running", "created") and run.sweep == name and run.trial is not None:
                     trials = self.study.get_trials(deepcopy=False)
                     owner = trials[run.trial] if run.trial < len(trials) else None
@@ -334,7 +340,7 @@ class _TrialRun:
             _sleep(self.options.poll_s, self.stop)
             recover_stale(self.study, self.storage)
 
-    def _resume(self, record: RunRecord) -> RunRecord | None:
+    def _resume(self, record: RunRecord) -> RunOutcome | None:
         """Continue ``record`` from its checkpoint; None (and the run marked failed) when it has no
         usable checkpoint, e.g. its worker died in the first epoch or on another machine."""
         path = self.store.checkpoint_path(record.id)
@@ -350,7 +356,7 @@ class _TrialRun:
                 record.id, self.store, data_root=self.options.data_root, console=self.console,
                 progress=False, on_epoch=self._on_epoch,
                 threads=self.options.threads or physical_cores(),
-            ).record
+            )
         except CheckpointError as exc:
             self._unusable(record, str(exc))
             self.linked = None
@@ -395,6 +401,17 @@ class _TrialRun:
         self.trial.set_user_attr("outcome", outcome)
         self.study.tell(self.trial, float(value))
         return outcome
+
+    def _lost(self, outcome: RunOutcome) -> str:
+        """Another worker took this trial's run over while this one was paused: say so in one
+        line and leave the run, and the trial Optuna already failed, as they are."""
+        _notice.print(f"worker {worker_id()}: run {outcome.record.id} (trial {self.trial.number}) was "
+                      "taken over by another worker; stopped it and wrote nothing more",
+                      highlight=False, soft_wrap=True)
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
+                self._finish("lost", TrialState.FAIL)
+        return "lost"
 
     def _fail(self, exc: BaseException, retry: bool) -> str:
         text = "".join(traceback.format_exception(exc))

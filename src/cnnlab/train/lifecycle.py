@@ -26,14 +26,13 @@ from rich.console import Console
 
 from cnnlab.config import Experiment
 from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.liveness import heartbeat_interval_s
 from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.progress import epoch_line
 
 # Called after each epoch is stored with (epoch, metrics); it may raise Pruned to stop the run.
 EpochHook = Callable[[int, dict[str, float]], None]
-# The heartbeat is refreshed after every epoch and at least this often while an epoch trains.
-HEARTBEAT_S = 30.0
 
 
 class Pruned(Exception):
@@ -96,15 +95,17 @@ class Checkpointer(EpochCallback):
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         if not end.diverged:  # a diverged epoch's weights are not worth resuming from
-            save_checkpoint(run.stored.checkpoint_path(run.id), self.state(end.epoch),
-                            keep_previous=run.stored.previous_checkpoint_path(run.id))
+            state = self.state(end.epoch)
+            with run.fenced():  # renamed into place only while this process owns the run
+                save_checkpoint(run.stored.checkpoint_path(run.id), state,
+                                keep_previous=run.stored.previous_checkpoint_path(run.id))
 
 
 class StoreLogger(EpochCallback):
     """Commits the epoch's row and refreshes the run's heartbeat."""
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
-        run.stored.log_epoch(run.id, end.epoch, end.metrics)
+        run.stored.log_epoch(run.id, end.epoch, end.metrics, lease=run.lease)
         run.beat()
 
 
@@ -151,6 +152,7 @@ class RunLife:
     store: RunStore | None
     id: str
     callbacks: list[EpochCallback] = field(default_factory=list)
+    lease: int | None = None  # this process's fencing token for the run
 
     @classmethod
     def create(cls, store: RunStore, exp: Experiment, *, precision: str, n_params: int, device: str,
@@ -163,19 +165,22 @@ class RunLife:
             cell_hash=exp.hash(include_seed=False), seed=exp.seed, host=host, versions=versions,
             sweep=sweep, trial=trial,
         )
-        store.update_run(run_id, precision=precision, n_params=n_params, device=device,
+        lease = store.acquire(run_id)
+        store.update_run(run_id, lease=lease, precision=precision, n_params=n_params, device=device,
                          pid=os.getpid(), heartbeat_at=datetime.now(UTC))
         if on_create is not None:
             on_create(run_id)
-        return cls(store, run_id)
+        return cls(store, run_id, lease=lease)
 
     @classmethod
     def take_over(cls, store: RunStore, run_id: str, **fields: Any) -> RunLife:
-        """Continue a stored run in this process (resume): it becomes ``running`` and ours."""
+        """Continue a stored run in this process (resume): it becomes ``running`` and ours; its
+        fencing token grows, so a process that owned it before can write nothing more."""
         host, _ = environment()
-        store.update_run(run_id, status="running", error=None, host=host, pid=os.getpid(),
+        lease = store.acquire(run_id)
+        store.update_run(run_id, lease=lease, status="running", error=None, host=host, pid=os.getpid(),
                          heartbeat_at=datetime.now(UTC), **fields)
-        return cls(store, run_id)
+        return cls(store, run_id, lease=lease)
 
     def end_epoch(self, epoch: int, metrics: dict[str, float], diverged: bool = False) -> str | None:
         """Run the callbacks for one epoch; the status that ends the run, or None to go on."""
@@ -194,11 +199,17 @@ class RunLife:
     def beat(self) -> None:
         """Tell the store this process is alive and training the run."""
         if self.store is not None:
-            self.store.update_run(self.id, heartbeat_at=datetime.now(UTC))
+            self.store.update_run(self.id, lease=self.lease, heartbeat_at=datetime.now(UTC))
+
+    def fenced(self) -> contextlib.AbstractContextManager[None]:
+        """The run's row locked and its token checked while the caller changes the run's files."""
+        if self.lease is None:
+            return contextlib.nullcontext()
+        return self.stored.fenced(self.id, self.lease)
 
     def finish(self, status: str, error: str | None, seconds: float) -> None:
         """Store the run's end and summary; the process no longer owns it."""
-        self.stored.finish(self.id, status, error, seconds)
+        self.stored.finish(self.id, status, error, seconds, lease=self.lease)
 
     def record(self) -> RunRecord:
         """The run as stored now."""
@@ -209,8 +220,9 @@ class Heartbeat:
     """Refreshes the heartbeat of runs from a thread while epochs train (a long epoch must not
     make a live run look dead)."""
 
-    def __init__(self, lives: list[RunLife], interval_s: float = HEARTBEAT_S) -> None:
-        self.lives, self.interval_s = lives, interval_s
+    def __init__(self, lives: list[RunLife], interval_s: float | None = None) -> None:
+        self.lives = lives
+        self.interval_s = interval_s if interval_s is not None else heartbeat_interval_s()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="cnnlab-run-heartbeat", daemon=True)
 

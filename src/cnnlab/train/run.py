@@ -17,7 +17,8 @@ from torch import nn
 from cnnlab.checks import check_experiment, validate_experiment
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, input_shape, load_data
-from cnnlab.errors import CheckpointError
+from cnnlab.data.transforms import Normalizer
+from cnnlab.errors import CheckpointError, LeaseLost
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import refuse_if_alive
@@ -41,13 +42,15 @@ from cnnlab.train.lifecycle import (
     StoreLogger,
     print_closing,
 )
-from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, evaluate, train_one_epoch
+from cnnlab.train.loop import Interrupted, StopFlag, evaluate, train_one_epoch
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.progress import TrainingProgress
 
 # Statuses of a run that ended on its own; a failed attempt to continue one leaves it so.
 FINISHED = ("completed", "stopped_early", "diverged")
+# How `_fit` ends when another process took the run over (never stored).
+LOST = "lost"
 
 @dataclass
 class Prepared:
@@ -68,6 +71,7 @@ class RunOutcome:
     record: RunRecord
     data_description: str
     messages: list[str] = field(default_factory=list)
+    lost: bool = False  # another process took the run over; ``record`` is its state now
 
 
 def set_threads(threads: int) -> int:
@@ -374,17 +378,31 @@ def _fit(
     except (Interrupted, KeyboardInterrupt):
         status = "interrupted"
         error = "interrupted by Ctrl-C or SIGTERM; continue with --resume " + run_id
+    except LeaseLost as exc:
+        status = LOST
+        error = f"{exc}; this process stopped it and wrote nothing more"
     except BaseException as exc:
         status = "failed"
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        if status == "failed" and restore is not None and life.record().epochs_done == restore.epochs_done:
-            _restore(life.stored, restore)  # nothing new was kept: the finished run stays as it was
-        else:
-            life.finish(status, error, run_seconds)
+        _end(life, status, error, run_seconds, restore)
+    if status == LOST:
+        console.print(error, highlight=False, soft_wrap=True)
+        return RunOutcome(life.record(), data.description, messages, lost=True)
     record = print_closing(life, console)
     return RunOutcome(record, data.description, messages)
+
+
+def _end(life: RunLife, status: str, error: str | None, seconds: float, restore: RunRecord | None) -> None:
+    """Store how the run ended; a finished run whose continuation failed before keeping anything
+    stays as it was, and a run another process took over gets not a word more."""
+    if status == LOST:
+        return
+    if status == "failed" and restore is not None and life.record().epochs_done == restore.epochs_done:
+        _restore(life.stored, restore)
+    else:
+        life.finish(status, error, seconds)
 
 
 def device_label(device: torch.device) -> str:

@@ -76,7 +76,8 @@ from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 from cnnlab.checks import built_problems
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, load_data
-from cnnlab.errors import ConfigError
+from cnnlab.data.transforms import Normalizer
+from cnnlab.errors import ConfigError, LeaseLost
 from cnnlab.models import build_model
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision, use_precision
@@ -93,10 +94,11 @@ from cnnlab.train.lifecycle import (
     StoreLogger,
     print_closing,
 )
-from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, autocast_context
+from cnnlab.train.loop import Interrupted, StopFlag, autocast_context
 from cnnlab.train.losses import LossFn, make_loss
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.run import (
+    LOST,
     checkpoint_state,
     count_params,
     device_label,
@@ -623,6 +625,9 @@ class VmapCells:
                     result.status = "pruned"
                     result.error = f"pruned after epoch {exc}" if str(exc) else "pruned"
                     continue
+                except LeaseLost as exc:  # another process took this cell's run over
+                    result.status, result.error = LOST, str(exc)
+                    continue
                 if ended == "diverged":
                     result.status = "diverged"
                     result.error = (f"loss became {metrics['train_loss']} in epoch {epoch}; stopped and "
@@ -807,7 +812,8 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
         raise
     finally:
         for life, result in zip(lives, cells.results, strict=True):
-            life.finish(result.status, result.error, result.seconds)
+            if result.status != LOST:
+                life.finish(result.status, result.error, result.seconds)
     return [print_closing(life, console) for life in lives]
 
 

@@ -16,24 +16,21 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import ConfigError, Problem, StoreError
+from cnnlab.store.liveness import pid_alive
 from cnnlab.sweep.cells import Cell, expand_cells, make_cell
+from cnnlab.sweep.retry import SPEC_ATTR, requeue
 from cnnlab.sweep.space import distributions
 from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
 
-SPEC_ATTR = "cnnlab_sweep"
-CELL_ATTRS = ("cell", "seed", "label", "config_hash", "cell_hash")
 # Trials that hold (or will hold) their cell's run; a FAIL trial does not, so its cell is queued again.
 COVERING = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-# Outcomes of trials that never were a cell's attempt: status views skip them.
-SKIPPED = ("surplus", "removed")
 # A RUNNING trial that no worker signed within this time was taken by a worker that died.
 UNSIGNED_GRACE_S = 120
 
@@ -181,46 +178,6 @@ def recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> 
     return recovered
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, *, count: bool) -> bool:
-    """Queue a copy of a failed or interrupted trial (same cell, params and retry history, in
-    the format of Optuna's RetryHeartbeatStaleTrialCallback). ``count``: a failure, which uses
-    up one of the sweep's retries; False for an interruption. Returns whether it was queued."""
-    if trial.user_attrs.get("outcome") in SKIPPED:
-        return False
-    spec = study.user_attrs.get(SPEC_ATTR, {})
-    history = list(trial.system_attrs.get("retry_history", []))
-    if count:
-        history.append(trial.number)
-        if len(history) > spec.get("retries", 0):
-            return False
-    system_attrs = {**trial.system_attrs, "retry_history": history,
-                    "failed_trial": trial.system_attrs.get("failed_trial", trial.number)}
-    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in CELL_ATTRS}
-    if not count:  # interrupted: the new trial will continue the same run
-        user_attrs["resumes"] = trial.number
-        if "run_id" in trial.user_attrs:
-            user_attrs["run_id"] = trial.user_attrs["run_id"]
-    study.add_trial(optuna.trial.create_trial(
-        state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs=user_attrs, system_attrs=system_attrs,
-    ))
-    return True
-
-
-class RetryFailed:
-    """Optuna's heartbeat-stale callback for sweeps: queue the dead worker's cell again, up to the
-    sweep's retry limit (read from the study, so one storage serves every sweep)."""
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        requeue(study, trial, count=True)
-
-
-def retries_left(study: optuna.Study, trial: FrozenTrial) -> int:
-    """How many more times this trial's cell will be retried after a failure."""
-    limit = study.user_attrs.get(SPEC_ATTR, {}).get("retries", 0)
-    return max(0, limit - len(trial.system_attrs.get("retry_history", [])))
-
-
 # -- workers ---------------------------------------------------------------------------------
 
 
@@ -235,20 +192,7 @@ def is_alive(worker: str) -> bool | None:
     namespace, _, pid_text = rest.rpartition("/")
     if host != socket.gethostname() or namespace != _pid_namespace() or not pid_text.isdigit():
         return None
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):  # a killed child not yet reaped by its parent is a zombie
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rpartition(")")[2].split()[0] in ("Z", "X"):
-            return False
-    return True
+    return pid_alive(int(pid_text))
 
 
 def _pid_namespace() -> str:

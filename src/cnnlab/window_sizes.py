@@ -1,4 +1,4 @@
-"""The output-size formula of a convolution or pooling window, worked out with the numbers.
+"""The output-size formula of a convolution or pooling window, worked out with the numbers (a leaf).
 
 ``(N − F + 2·P)/S + 1`` along one axis: a pure function with no dependencies, shared by the
 explainers and ``cnnlab summary``. It flags strides that do not fit (the seed-004 lesson:
