@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from cnnlab.cli import app
 from cnnlab.store import RunStore
+from cnnlab.train.checkpoint import load_checkpoint
 
 
 def _pg_bin() -> Path | None:
@@ -160,3 +161,86 @@ def _kill_a_worker_mid_run(workers: list[subprocess.Popen], store: RunStore, stu
                 return pid
         time.sleep(0.05)
     raise AssertionError("no worker was ever seen in the middle of a run")
+
+
+PAUSED_SWEEP = """
+name = "paused"
+seeds = [0, 1]
+
+[base]
+data = { dataset = "mnist-sample", train_limit = 160, test_limit = 64, val = 0.1 }
+model = { name = "book_cnn" }
+train = { optimizer = "adam", epochs = 3, batch_size = 8, eval_test = false }
+
+[grid]
+"train.lr" = [0.01, 0.03]
+"""
+
+
+def test_a_paused_worker_cannot_damage_the_run_another_worker_took_over(postgres, tmp_path):
+    """SIGSTOP a worker once its run has one epoch stored, let the other worker take the run over
+    after the (shortened) grace period and complete it, then SIGCONT: the paused worker's next
+    write is fenced off, so the completed run keeps its rows and checkpoint, and the paused
+    worker says so in one line and exits cleanly."""
+    home = tmp_path / "home"
+    env = {**os.environ, "CNNLAB_HOME": str(home), "COLUMNS": "200", "CNNLAB_HEARTBEAT_GRACE_S": "4"}
+    sweep_file = tmp_path / "paused.toml"
+    sweep_file.write_text(PAUSED_SWEEP)
+    queued = CliRunner(env={"CNNLAB_HOME": str(home), "CNNLAB_HEARTBEAT_GRACE_S": "4"}).invoke(
+        app, ["sweep", str(sweep_file), "--sweep-storage", postgres, "--workers", "0"])
+    assert queued.exit_code == 0, queued.output
+
+    command = [sys.executable, "-m", "cnnlab", "worker", "--sweep-storage", postgres, "--study", "paused",
+               "--workers", "1", "--threads", "1", "--quiet"]
+    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for _ in range(2)]
+    url = postgres.replace("postgresql://", "postgresql+psycopg://")
+    store = RunStore(url, root=home)
+    study = optuna.load_study(study_name="paused", storage=url)
+    paused: subprocess.Popen | None = None
+    try:
+        paused, run_id = _pause_a_worker_after_one_epoch(workers, store, study)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            run = store.get_run(run_id)
+            if run.lease is not None and run.lease >= 2 and run.status == "completed":
+                break
+            time.sleep(0.2)
+        taken = store.get_run(run_id)
+        assert (taken.status, taken.lease) == ("completed", 2)
+        rows = store.epochs(run_id)
+        checkpoint = store.checkpoint_path(run_id).read_bytes()
+        paused.send_signal(signal.SIGCONT)
+        outputs = {proc.pid: proc.communicate(timeout=240)[0] for proc in workers}
+    finally:
+        for proc in workers:
+            proc.kill()
+
+    assert all(proc.returncode == 0 for proc in workers), outputs
+    lost_lines = [line for line in outputs[paused.pid].splitlines() if "taken over" in line]
+    assert len(lost_lines) == 1 and run_id in lost_lines[0], outputs[paused.pid]
+    assert "Traceback" not in outputs[paused.pid]
+    after = store.get_run(run_id)
+    assert (after.status, after.epochs_done, after.lease) == ("completed", 3, 2)
+    assert store.epochs(run_id) == rows  # not one row rewritten by the paused worker
+    assert store.checkpoint_path(run_id).read_bytes() == checkpoint
+    assert load_checkpoint(store.checkpoint_path(run_id))["epoch"] == 3
+    runs = store.list_runs(sweep="paused")
+    assert len(runs) == 4 and {r.status for r in runs} == {"completed"}
+    assert all([e["epoch"] for e in store.epochs(r.id)] == [1, 2, 3] for r in runs)
+
+
+def _pause_a_worker_after_one_epoch(workers: list[subprocess.Popen], store: RunStore,
+                                    study: optuna.Study) -> tuple[subprocess.Popen, str]:
+    """SIGSTOP the worker of a run that has stored exactly one epoch; (that worker, the run id)."""
+    pids = {p.pid: p for p in workers}
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for trial in study.get_trials(states=(TrialState.RUNNING,)):
+            pid = int(trial.user_attrs.get("worker", "/0").rsplit("/", 1)[1])
+            run_id = trial.user_attrs.get("run_id")
+            if pid in pids and run_id and len(store.epochs(run_id)) == 1:
+                os.kill(pid, signal.SIGSTOP)
+                return pids[pid], run_id
+        time.sleep(0.05)
+    raise AssertionError("no worker was ever seen with one epoch stored")

@@ -404,10 +404,12 @@ class _TrialRun:
 
     def _lost(self, outcome: RunOutcome) -> str:
         """Another worker took this trial's run over while this one was paused: say so in one
-        line and leave the run, and the trial Optuna already failed, as they are."""
-        _notice.print(f"worker {worker_id()}: run {outcome.record.id} (trial {self.trial.number}) was "
-                      "taken over by another worker; stopped it and wrote nothing more",
-                      highlight=False, soft_wrap=True)
+        line (the run's own line when this worker prints its runs) and leave the run, and the
+        trial Optuna already failed, as they are."""
+        if self.console.quiet:
+            _notice.print(f"worker {worker_id()}: run {outcome.record.id} (trial {self.trial.number}) was "
+                          "taken over by another worker; stopped it and wrote nothing more",
+                          highlight=False, soft_wrap=True)
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
                 self._finish("lost", TrialState.FAIL)
