@@ -99,3 +99,27 @@ def test_dataset_facts_decide_the_checks(facts):
     _, extra = experiment_problems({"data": {"dataset": facts.name, "extra": True,
                                              "path": "x" if facts.needs_path else None}})
     assert [p.key for p in extra] == ([] if facts.has_extra else ["data.extra"])
+
+
+def test_a_text_file_named_npz_is_called_what_it_is(tmp_path):
+    fake = tmp_path / "digits.npz"
+    fake.write_text("x,y\n1,2\n")
+    result = train(tmp_path, str(EXAMPLE), "-s", "data.dataset=npz", "-s", f"data.path='{fake}'")
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "is not an .npz file (a zip of NumPy arrays" in text and "pickled" not in text
+    assert RunStore(root=tmp_path).list_runs() == []
+
+
+def test_an_image_folder_with_one_class_is_refused(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "pictures" / "cat"
+    folder.mkdir(parents=True)
+    for i in range(6):
+        Image.new("L", (28, 28), color=i * 40).save(folder / f"{i}.png")
+    result = train(tmp_path, str(EXAMPLE), "-s", "data.dataset=imagefolder",
+                   "-s", f"data.path='{folder.parent}'")
+    assert result.exit_code == 2
+    assert "has 1 class (cat); a classifier needs at least two" in " ".join(result.output.split())
+    assert RunStore(root=tmp_path).list_runs() == []

@@ -44,6 +44,11 @@ def load_npz(cfg: DataConfig) -> Source:
     path = Path(cfg.path or "").expanduser()
     if not path.is_file():
         raise DataError(f"data.path: {str(path)!r} is not a file (expected an .npz with x and y)")
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as handle:
+            start = handle.read(16)
+        raise DataError(f"{path}: is not an .npz file (a zip of NumPy arrays, as np.savez writes); "
+                        f"it starts with {start!r}")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

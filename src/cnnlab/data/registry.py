@@ -66,9 +66,13 @@ def load_data(cfg: DataConfig, seed: int) -> DataBundle:
     facts = DATASETS.get(cfg.dataset)
     if facts is None:
         raise DataError(str(Problem("data.dataset", cfg.dataset, one_of(list_datasets(), cfg.dataset))))
-    if cfg.dataset in ("imagefolder", "npz") and not cfg.path:
+    if facts.needs_path and not cfg.path:
         raise DataError(str(Problem("data.path", None, f"is required for dataset {cfg.dataset!r}")))
     source = facts.loader(cfg)
+    if len(source.classes) < 2:
+        count = f"{len(source.classes)} class{'' if len(source.classes) == 1 else 'es'}"
+        found = ", ".join(map(str, source.classes)) or "none"
+        raise DataError(f"{source.description}: has {count} ({found}); a classifier needs at least two")
     generator = torch.Generator().manual_seed(seed)
 
     train, test = source.train, source.test
