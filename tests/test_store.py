@@ -8,6 +8,7 @@ import json
 import math
 import multiprocessing
 import pickle
+import sqlite3
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -345,3 +346,16 @@ def test_processes_write_one_sqlite_store_concurrently(tmp_path: Path) -> None:
 def test_a_sqlite_url_keeps_run_folders_beside_its_file(tmp_path):
     store = RunStore(f"sqlite:///{tmp_path}/elsewhere/runs.sqlite")
     assert store.root == tmp_path / "elsewhere"
+
+
+def test_a_store_made_before_liveness_and_fencing_gets_their_columns(tmp_path: Path) -> None:
+    with RunStore(root=tmp_path) as old:
+        run_id = old.create_run(name="old", config={}, config_hash="h", cell_hash="c", seed=0,
+                                host="h", versions={})
+    with sqlite3.connect(tmp_path / "runs.sqlite") as conn:
+        for column in ("pid", "heartbeat_at", "lease"):
+            conn.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+    with RunStore(root=tmp_path) as reopened:
+        record = reopened.get_run(run_id)
+        assert (record.name, record.pid, record.heartbeat_at, record.lease) == ("old", None, None, None)
+        assert reopened.acquire(run_id) == 1

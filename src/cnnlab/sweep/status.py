@@ -164,8 +164,6 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
             run = _seed_run(trial, record)
             if run.state == "running" and record is not None and process_gone(record):
                 run.state = GONE
-            if run.state == "running" and record is not None:  # the run row counts epochs at its end
-                run.epochs_done = len(store.epochs(record.id))
             if run.state == "done" and record is not None and _has_domains(record):
                 run.domains = _domain_accuracies(store.epochs(record.id))
             cell.runs.append(run)

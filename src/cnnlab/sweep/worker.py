@@ -129,58 +129,47 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
     from cnnlab.train.vmap import train_sweep_cells
 
     first = runs[0]
-    study_id = first.storage.get_study_id_from_name(first.study.study_name)
     outcomes: dict[int, str] = {}
     fresh: list[tuple[int, Experiment]] = []
-    with contextlib.ExitStack() as beats:
-        for run in runs:
-            trial_id = first.storage.get_trial_id_from_study_id_trial_number(study_id, run.trial.number)
-            beats.enter_context(_heartbeat(first.storage, trial_id))
-        try:
-            for i, run in enumerate(runs):
-                exp, outcome = run.prepare()
-                if outcome is not None:
-                    outcomes[i] = outcome
-                else:
-                    assert exp is not None
-                    fresh.append((i, exp))
-            if fresh:
-                from cnnlab.train.hardware import resolve_device
+    with _holding(runs):
+        for i, run in enumerate(runs):
+            exp, outcome = run.prepare()
+            if outcome is not None:
+                outcomes[i] = outcome
+            else:
+                assert exp is not None
+                fresh.append((i, exp))
+        if fresh:
+            from cnnlab.train.hardware import resolve_device
 
-                if resolve_device(fresh[0][1].train.device).type == "cpu":
-                    first.console.print("vmap on the CPU: expect it slower than one cell at a time "
-                                        "(measured 0.44×, BENCHMARKS.md); it pays off on a GPU",
-                                        highlight=False, soft_wrap=True)
+            if resolve_device(fresh[0][1].train.device).type == "cpu":
+                first.console.print("vmap on the CPU: expect it slower than one cell at a time "
+                                    "(measured 0.44×, BENCHMARKS.md); it pays off on a GPU",
+                                    highlight=False, soft_wrap=True)
 
-                def on_epoch(cell: int, epoch: int, metrics: dict[str, float]) -> None:
-                    runs[fresh[cell][0]]._on_epoch(epoch, metrics)
+            def on_epoch(cell: int, epoch: int, metrics: dict[str, float]) -> None:
+                runs[fresh[cell][0]]._on_epoch(epoch, metrics)
 
-                def on_create(cell: int, run_id: str) -> None:
-                    runs[fresh[cell][0]]._link(run_id)
+            def on_create(cell: int, run_id: str) -> None:
+                runs[fresh[cell][0]]._link(run_id)
 
-                try:
-                    train_sweep_cells([exp for _, exp in fresh], first.store, sweep=first.study.study_name,
-                                      trials=[runs[i].trial.number for i, _ in fresh],
-                                      console=first.console, on_epoch=on_epoch, batched=True,
-                                      on_create=on_create)
-                except ConfigError as exc:
-                    for i, _ in fresh:
-                        outcomes[i] = runs[i]._fail(exc, retry=False)
-                except Exception as exc:
-                    for i, _ in fresh:
-                        outcomes[i] = runs[i]._fail(exc, retry=True)
+            try:
+                train_sweep_cells([exp for _, exp in fresh], first.store, sweep=first.study.study_name,
+                                  trials=[runs[i].trial.number for i, _ in fresh],
+                                  console=first.console, on_epoch=on_epoch, batched=True,
+                                  on_create=on_create)
+            except ConfigError as exc:
                 for i, _ in fresh:
-                    if i in outcomes:
-                        continue
-                    record = runs[i]._linked_run()
-                    outcomes[i] = (runs[i]._tell(record, "trained") if record is not None else
-                                   runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False))
-        except BaseException:
-            for run in runs:  # Ctrl-C outside training, or a bug here: give the cells back unharmed
-                with contextlib.suppress(Exception):
-                    if run.study.get_trials(deepcopy=False)[run.trial.number].state == TrialState.RUNNING:
-                        run._finish("interrupted", TrialState.FAIL, requeue_count=False)
-            raise
+                    outcomes[i] = runs[i]._fail(exc, retry=False)
+            except Exception as exc:
+                for i, _ in fresh:
+                    outcomes[i] = runs[i]._fail(exc, retry=True)
+            for i, _ in fresh:
+                if i in outcomes:
+                    continue
+                record = runs[i]._linked_run()
+                outcomes[i] = (runs[i]._tell(record, "trained") if record is not None else
+                               runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False))
     return [outcomes[i] for i in range(len(runs))]
 
 
@@ -227,17 +216,15 @@ class _TrialRun:
 
     def run(self) -> str:
         """Run the trial to its end; returns its outcome."""
-        study_id = self.storage.get_study_id_from_name(self.study.study_name)
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(study_id, self.trial.number)
-        try:
-            with _heartbeat(self.storage, trial_id):
-                return self._run()
-        except BaseException:
-            # Ctrl-C outside training, or a bug in this worker: give the cell back unharmed.
-            with contextlib.suppress(Exception):
-                if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
-                    self._finish("interrupted", TrialState.FAIL, requeue_count=False)
-            raise
+        with _holding([self]):
+            return self._run()
+
+    def give_back(self) -> None:
+        """End the trial as interrupted and queue its cell again (not counting a retry), unless it
+        has already ended."""
+        with contextlib.suppress(Exception):
+            if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
+                self._finish("interrupted", TrialState.FAIL, requeue_count=False)
 
     def prepare(self) -> tuple[Experiment | None, str | None]:
         """Everything before a new run is trained: (the experiment, None) when a new run must be
@@ -435,6 +422,24 @@ class _TrialRun:
             requeue(self.study, self.study.get_trials(deepcopy=False)[self.trial.number],
                     count=requeue_count)
         return outcome
+
+
+@contextlib.contextmanager
+def _holding(runs: list[_TrialRun]) -> Iterator[None]:
+    """While trials are worked on: Optuna's heartbeat for each, and on Ctrl-C outside training
+    or a bug in this worker, every trial not yet ended given back unharmed."""
+    first = runs[0]
+    study_id = first.storage.get_study_id_from_name(first.study.study_name)
+    with contextlib.ExitStack() as beats:
+        for run in runs:
+            trial_id = first.storage.get_trial_id_from_study_id_trial_number(study_id, run.trial.number)
+            beats.enter_context(_heartbeat(first.storage, trial_id))
+        try:
+            yield
+        except BaseException:
+            for run in runs:
+                run.give_back()
+            raise
 
 
 @contextlib.contextmanager
