@@ -189,9 +189,10 @@ def cnnlab_worker(args: argparse.Namespace) -> None:
     """cnnlab's train_one_epoch: uint8 tensors in memory, one indexing op per batch, channels_last."""
     import torch
 
+    from cnnlab.data.transforms import Normalizer
     from cnnlab.models import create_model
     from cnnlab.train.hardware import resolve_channels_last, resolve_precision
-    from cnnlab.train.loop import Normalizer, train_one_epoch
+    from cnnlab.train.loop import train_one_epoch
     from cnnlab.train.losses import cross_entropy
 
     torch.set_num_threads(args.threads)

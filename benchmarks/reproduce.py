@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cnnlab.config import load_experiment
+from cnnlab.checks import load_experiment
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
 

@@ -25,9 +25,10 @@ from torchvision import datasets, transforms
 
 from cnnlab.config import DataConfig
 from cnnlab.data import load_data
+from cnnlab.data.transforms import Normalizer
 from cnnlab.models import create_model, summarize
 from cnnlab.train.hardware import physical_cores, resolve_channels_last, use_precision
-from cnnlab.train.loop import Normalizer, train_one_epoch
+from cnnlab.train.loop import train_one_epoch
 from cnnlab.train.losses import nll
 
 from _common import DATA_DIR, machine, matmul_peak_gflops

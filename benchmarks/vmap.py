@@ -16,7 +16,7 @@ import time
 
 from rich.console import Console
 
-from cnnlab.config import validate_experiment
+from cnnlab.checks import validate_experiment
 from cnnlab.store import RunStore
 from cnnlab.train.vmap import train_sweep_cells
 
