@@ -123,3 +123,11 @@ def test_an_image_folder_with_one_class_is_refused(tmp_path):
     assert result.exit_code == 2
     assert "has 1 class (cat); a classifier needs at least two" in " ".join(result.output.split())
     assert RunStore(root=tmp_path).list_runs() == []
+
+
+def test_cross_checks_are_reported_beside_field_errors_of_the_same_section():
+    _, problems = experiment_problems({"train": {"lr": math.inf, "epochs": True, "nesterov": True,
+                                                 "momentum": 0}})
+    assert [str(p) for p in problems] == ["train.lr: inf is not a finite number",
+                                          "train.epochs: True is not an integer",
+                                          "train.nesterov: True needs train.momentum > 0"]

@@ -37,8 +37,9 @@ Section = TypeVar("Section", bound=BaseModel)
 def experiment_problems(raw: dict[str, Any]) -> tuple[Experiment | None, list[Problem]]:
     """The validated experiment (None when its fields are invalid) and every problem found.
 
-    Sections whose own fields are valid are checked against the registries even when another
-    section has errors, so one pass reports the dataset, the model keys and the field errors."""
+    Each section is also checked against the registries and for settings that conflict with its
+    keys that had field errors left out, so one pass reports the dataset, the model keys, the
+    cross-checks and the field errors."""
     problems: list[Problem] = []
     try:
         exp: Experiment | None = Experiment.model_validate(raw)
@@ -46,9 +47,10 @@ def experiment_problems(raw: dict[str, Any]) -> tuple[Experiment | None, list[Pr
         exp = None
         problems += field_problems(exc)
     sections = raw if isinstance(raw, dict) else {}
-    data = _section(DataConfig, sections.get("data", {}))
-    model = _section(ModelConfig, sections.get("model", {}))
-    train = _section(TrainConfig, sections.get("train", {}))
+    bad = {p.key for p in problems}
+    data = _section(DataConfig, sections.get("data", {}), "data", bad)
+    model = _section(ModelConfig, sections.get("model", {}), "model", bad)
+    train = _section(TrainConfig, sections.get("train", {}), "train", bad)
     if data is not None:
         problems += data_problems(data)
     if model is not None:
@@ -153,8 +155,13 @@ def _domain_problems(key: str, domain: DataConfig | DomainConfig) -> list[Proble
     return problems
 
 
-def _section(schema: type[Section], raw: Any) -> Section | None:
-    """The section validated on its own, or None when its own fields are invalid."""
+def _section(schema: type[Section], raw: Any, name: str, bad: set[str]) -> Section | None:
+    """The section validated on its own without the keys that had field errors (their defaults
+    stand in), or None when it is still invalid (not a table)."""
+    if isinstance(raw, dict):
+        raw = {key: value for key, value in raw.items()
+               if not any(b == f"{name}.{key}" or b.startswith((f"{name}.{key}.", f"{name}.{key}["))
+                          for b in bad)}
     try:
         return schema.model_validate(raw)
     except ValidationError:
