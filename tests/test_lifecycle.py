@@ -4,6 +4,7 @@ back, failed resumes that harm nothing, and liveness (host, pid, heartbeat) of r
 from __future__ import annotations
 
 import errno
+import io
 import os
 import signal
 import socket
@@ -183,3 +184,18 @@ def test_a_run_taken_over_by_another_process_gets_not_a_word_more_from_the_old_o
         "this process stopped it and wrote nothing more"]
     with pytest.raises(StoreError, match="taken over"):
         store.log_epoch(run.id, 2, {"train_loss": 0.1}, lease=1)
+
+
+def test_sweep_views_name_runs_whose_process_is_gone():
+    from cnnlab.sweep.status import CellStatus, SeedRun, SweepStatus
+    from cnnlab.sweep.view import status_table, summary_line, sweeps_table
+
+    cell = CellStatus("train.lr=0.01", "c1",
+                      [SeedRun(0, GONE, 0, "r1"), SeedRun(1, "done", 1, "r2", value=0.9)])
+    status = SweepStatus("s", "grid", "val_acc", "maximize", "journal", [cell])
+    console = Console(record=True, width=200, file=io.StringIO())
+    for renderable in (summary_line(status), status_table(status), sweeps_table([status])):
+        console.print(renderable)
+    text = console.export_text()
+    assert f"1 {GONE}" in text  # summary line and the sweeps table
+    assert not status.finished
