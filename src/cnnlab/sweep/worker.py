@@ -168,8 +168,12 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
                 if i in outcomes:
                     continue
                 record = runs[i]._linked_run()
-                outcomes[i] = (runs[i]._tell(record, "trained") if record is not None else
-                               runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False))
+                if record is None:
+                    outcomes[i] = runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False)
+                elif not runs[i].holds_trial():  # Optuna failed it as stale: another worker took over
+                    outcomes[i] = runs[i]._lost(record.id)
+                else:
+                    outcomes[i] = runs[i]._tell(record, "trained")
     return [outcomes[i] for i in range(len(runs))]
 
 
@@ -223,7 +227,7 @@ class _TrialRun:
         """End the trial as interrupted and queue its cell again (not counting a retry), unless it
         has already ended."""
         with contextlib.suppress(Exception):
-            if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
+            if self.holds_trial():
                 self._finish("interrupted", TrialState.FAIL, requeue_count=False)
 
     def prepare(self) -> tuple[Experiment | None, str | None]:
@@ -247,8 +251,9 @@ class _TrialRun:
             if record is not None:
                 resumed = self._resume(record)
                 if resumed is not None:
-                    outcome = self._lost(resumed) if resumed.lost else self._tell(resumed.record, "resumed")
-                    return None, outcome
+                    if resumed.lost:
+                        return None, self._lost(resumed.record.id)
+                    return None, self._tell(resumed.record, "resumed")
         except ConfigError as exc:
             return None, self._fail(exc, retry=False)
         except Exception as exc:
@@ -265,7 +270,7 @@ class _TrialRun:
                 exp, self.store, console=self.console, progress=False, on_epoch=self._on_epoch,
                 sweep=self.study.study_name, trial=self.trial.number, on_create=self._link,
             )
-            return self._lost(trained) if trained.lost else self._tell(trained.record, "trained")
+            return self._lost(trained.record.id) if trained.lost else self._tell(trained.record, "trained")
         except ConfigError as exc:  # the same settings would fail again: no retry
             return self._fail(exc, retry=False)
         except Exception as exc:
@@ -389,16 +394,20 @@ class _TrialRun:
         self.study.tell(self.trial, float(value))
         return outcome
 
-    def _lost(self, outcome: RunOutcome) -> str:
+    def holds_trial(self) -> bool:
+        """Whether the trial is still RUNNING (Optuna fails it when this worker's heartbeat stops)."""
+        return self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING
+
+    def _lost(self, run_id: str) -> str:
         """Another worker took this trial's run over while this one was paused: say so in one
         line (the run's own line when this worker prints its runs) and leave the run, and the
         trial Optuna already failed, as they are."""
         if self.console.quiet:
-            _notice.print(f"worker {worker_id()}: run {outcome.record.id} (trial {self.trial.number}) was "
+            _notice.print(f"worker {worker_id()}: run {run_id} (trial {self.trial.number}) was "
                           "taken over by another worker; stopped it and wrote nothing more",
                           highlight=False, soft_wrap=True)
         with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-            if self.study.get_trials(deepcopy=False)[self.trial.number].state == TrialState.RUNNING:
+            if self.holds_trial():
                 self._finish("lost", TrialState.FAIL)
         return "lost"
 

@@ -814,7 +814,8 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
         for life, result in zip(lives, cells.results, strict=True):
             if result.status != LOST:
                 life.finish(result.status, result.error, result.seconds)
-    return [print_closing(life, console) for life in lives]
+    return [life.record() if result.status == LOST else print_closing(life, console)
+            for life, result in zip(lives, cells.results, strict=True)]
 
 
 def _print(console: Console, line: str) -> None:
