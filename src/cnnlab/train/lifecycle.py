@@ -1,12 +1,18 @@
 """The life of a stored run, the same for every training path: create → per epoch → finish.
 
-Each epoch ends in one order: early stopping decides, the checkpoint is renamed into place,
-then the epoch row is committed, then the line is printed and the pruner may stop the run. A
-crash between checkpoint and row leaves a run whose newest checkpoint is one epoch ahead of its
-rows, which resume handles (it truncates to the checkpoint it loads); the reverse, rows without
-a checkpoint, cannot happen. The steps are small Keras-style callbacks (`EpochCallback`), used by
-`_fit`, by the vmapped cells and, through them, by the sweep worker, which learns its run id
-from ``on_create`` the moment the run exists. Every epoch also refreshes the run's heartbeat.
+Each epoch ends in one order: early stopping decides, the checkpoint is renamed into place
+(the previous one kept), then the epoch row is committed, then the line is printed and the
+pruner may stop the run. A crash between checkpoint and row leaves a checkpoint one epoch ahead
+of the rows; resume then takes the previous one, whose epoch is stored. The reverse, rows
+without a checkpoint, cannot happen. The steps are small Keras-style callbacks
+(`EpochCallback`), used by `_fit` and by the vmapped cells, and so by the sweep worker, which
+learns its run id from ``on_create`` the moment the run exists.
+
+The process that creates or takes over a run holds its fencing token (``lease``): every write
+(checkpoint rename, epoch row, heartbeat, final status) checks it in the same transaction, so a
+process whose run was taken over (say it was paused past the heartbeat grace) writes nothing
+more. Host, pid and a heartbeat (every epoch, and from a thread while epochs train) tell others
+whether the run's process is alive (`cnnlab.store.liveness`).
 """
 
 from __future__ import annotations
