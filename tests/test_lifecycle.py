@@ -96,14 +96,18 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous_one(store):
     assert metrics(store, three.id) == metrics(store, four.id)  # epoch 3 trained again from epoch 2
 
 
-def test_failed_resume_leaves_a_finished_run_and_its_files_as_they_were(store, monkeypatch):
+@pytest.mark.parametrize("failing", ["checkpoint", "epoch row"])
+def test_failed_resume_leaves_a_finished_run_and_its_files_as_they_were(store, monkeypatch, failing):
     done = train(store, epochs=2)
     checkpoint = store.checkpoint_path(done.id).read_bytes()
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(lifecycle, "save_checkpoint", read_only)
+    if failing == "checkpoint":
+        monkeypatch.setattr(lifecycle, "save_checkpoint", read_only)
+    else:  # the new checkpoint is renamed into place, then the row cannot be written
+        monkeypatch.setattr(RunStore, "log_epoch", read_only)
     with pytest.raises(OSError, match="Read-only"):
         resume_run(done.id, store, epochs=3, console=QUIET, progress=False)
     after = store.get_run(done.id)

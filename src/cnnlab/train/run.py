@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -22,7 +23,7 @@ from cnnlab.errors import CheckpointError, LeaseLost
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import refuse_if_alive
-from cnnlab.train.checkpoint import load_resumable_checkpoint
+from cnnlab.train.checkpoint import load_checkpoint, load_resumable_checkpoint
 from cnnlab.train.hardware import (
     physical_cores,
     resolve_channels_last,
@@ -266,11 +267,15 @@ def resume_run(
 
 
 def _restore(store: RunStore, record: RunRecord) -> None:
-    """Put a finished run back as it was after a failed attempt to continue it."""
-    if record.status in FINISHED:
-        store.update_run(record.id, status=record.status, error=record.error, config=record.config,
-                         finished_at=record.finished_at, duration_s=record.duration_s,
-                         device=record.device)
+    """Put a finished run back as it was after a failed attempt to continue it: its fields, and
+    its checkpoint when a newer one was renamed into place before the attempt failed."""
+    if record.status not in FINISHED:
+        return
+    newest, previous = store.checkpoint_path(record.id), store.previous_checkpoint_path(record.id)
+    if newest.exists() and previous.exists() and load_checkpoint(newest)["epoch"] > record.epochs_done:
+        os.replace(previous, newest)
+    store.update_run(record.id, status=record.status, error=record.error, config=record.config,
+                     finished_at=record.finished_at, duration_s=record.duration_s, device=record.device)
 
 
 def _fit(
