@@ -44,9 +44,9 @@ def load_npz(cfg: DataConfig) -> Source:
     path = Path(cfg.path or "").expanduser()
     if not path.is_file():
         raise DataError(f"data.path: {str(path)!r} is not a file (expected an .npz with x and y)")
-    if not zipfile.is_zipfile(path):
-        with path.open("rb") as handle:
-            start = handle.read(16)
+    with path.open("rb") as handle:
+        start = handle.read(16)
+    if not start.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # no zip at all (a damaged one is read below)
         raise DataError(f"{path}: is not an .npz file (a zip of NumPy arrays, as np.savez writes); "
                         f"it starts with {start!r}")
     try:
