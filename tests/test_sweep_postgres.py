@@ -168,7 +168,7 @@ name = "paused"
 seeds = [0, 1]
 
 [base]
-data = { dataset = "mnist-sample", train_limit = 160, test_limit = 64, val = 0.1 }
+data = { dataset = "mnist-sample", train_limit = 96, test_limit = 32, val = 0.1 }
 model = { name = "book_cnn" }
 train = { optimizer = "adam", epochs = 3, batch_size = 8, eval_test = false }
 
@@ -199,7 +199,7 @@ def test_a_paused_worker_cannot_damage_the_run_another_worker_took_over(postgres
     study = optuna.load_study(study_name="paused", storage=url)
     paused: subprocess.Popen | None = None
     try:
-        paused, run_id = _pause_a_worker_after_one_epoch(workers, store, study)
+        paused, run_id = _pause_a_worker_after_one_epoch(workers, store, study, postgres)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             run = store.get_run(run_id)
@@ -230,9 +230,11 @@ def test_a_paused_worker_cannot_damage_the_run_another_worker_took_over(postgres
     assert all([e["epoch"] for e in store.epochs(r.id)] == [1, 2, 3] for r in runs)
 
 
-def _pause_a_worker_after_one_epoch(workers: list[subprocess.Popen], store: RunStore,
-                                    study: optuna.Study) -> tuple[subprocess.Popen, str]:
-    """SIGSTOP the worker of a run that has stored exactly one epoch; (that worker, the run id)."""
+def _pause_a_worker_after_one_epoch(workers: list[subprocess.Popen], store: RunStore, study: optuna.Study,
+                                    postgres: str) -> tuple[subprocess.Popen, str]:
+    """SIGSTOP the worker of a run that has stored exactly one epoch; (that worker, the run id).
+    A worker that moved on before the signal landed, or was stopped inside a transaction on the
+    run's row, is continued and another moment is chosen."""
     pids = {p.pid: p for p in workers}
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -241,6 +243,20 @@ def _pause_a_worker_after_one_epoch(workers: list[subprocess.Popen], store: RunS
             run_id = trial.user_attrs.get("run_id")
             if pid in pids and run_id and len(store.epochs(run_id)) == 1:
                 os.kill(pid, signal.SIGSTOP)
-                return pids[pid], run_id
+                time.sleep(0.3)
+                if len(store.epochs(run_id)) == 1 and not _row_locked(postgres, run_id):
+                    return pids[pid], run_id
+                os.kill(pid, signal.SIGCONT)
         time.sleep(0.05)
     raise AssertionError("no worker was ever seen with one epoch stored")
+
+
+def _row_locked(postgres: str, run_id: str) -> bool:
+    with psycopg.connect(postgres) as conn:
+        try:
+            conn.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE NOWAIT", (run_id,))
+        except psycopg.errors.LockNotAvailable:
+            return True
+        finally:
+            conn.rollback()
+    return False
