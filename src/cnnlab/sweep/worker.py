@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 import traceback
@@ -23,7 +24,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from cnnlab.config import Experiment
-from cnnlab.errors import CheckpointError, ConfigError
+from cnnlab.errors import CheckpointError, ConfigError, LeaseLost
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import process_gone
 from cnnlab.sweep.cells import experiment, make_cell
@@ -359,9 +360,16 @@ class _TrialRun:
             self.store.update_run(record.id, status="failed", error=f"cannot be resumed: {why}")
 
     def _on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
-        self._report(epoch, metrics)
-        # The last epoch is never pruned: the run is complete by then.
-        if epoch < self.epochs and self.trial.should_prune():
+        try:
+            self._report(epoch, metrics)
+            # The last epoch is never pruned: the run is complete by then.
+            prune = epoch < self.epochs and self.trial.should_prune()
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Optuna failed the trial while this worker was silent (paused): its cell is queued
+            # again and its run is another worker's to continue. Stop it, writing nothing more.
+            raise LeaseLost(f"run {self.linked} (trial {self.trial.number}) was taken over by another "
+                            "worker after this one's heartbeat stopped") from None
+        if prune:
             raise Pruned(epoch)
 
     def _report(self, epoch: int, metrics: dict[str, Any]) -> None:
@@ -414,8 +422,8 @@ class _TrialRun:
     def _fail(self, exc: BaseException, retry: bool) -> str:
         text = "".join(traceback.format_exception(exc))
         run = self._linked_run()
-        if run is not None:  # the run is stored `failed`; keep the whole traceback with it
-            self.store.update_run(run.id, status="failed", error=text)
+        if run is not None and run.pid in (None, os.getpid()):  # not a run another worker took over
+            self.store.update_run(run.id, status="failed", error=text)  # with its whole traceback
             self.trial.set_user_attr("run_id", run.id)
         self.trial.set_user_attr("error", text[-4000:])
         self.console.print(f"trial {self.trial.number} failed: {type(exc).__name__}: {exc}",

@@ -406,7 +406,8 @@ def _end(life: RunLife, status: str, error: str | None, seconds: float, restore:
         return
     if status == "failed" and restore is not None and life.record().epochs_done == restore.epochs_done:
         _restore(life.stored, restore)
-    else:
+        return
+    with contextlib.suppress(LeaseLost):  # failed after another process took the run over
         life.finish(status, error, seconds)
 
 
