@@ -60,9 +60,7 @@ def best_model_sections(study: Study, store: RunStore) -> list[Section]:
     """The best run's trained model from the inside: its filters, feature maps, attributions and
     confusion matrix (drawn by `cnnlab.inspect`), when its checkpoint is in the store."""
     run = study.best_run
-    from cnnlab.train.run import CHECKPOINT
-
-    if run is None or not (store.run_dir(run.id) / CHECKPOINT).is_file():
+    if run is None or not store.checkpoint_path(run.id).is_file():
         return []
     from cnnlab.errors import CnnlabError
     from cnnlab.inspect import report_figures

@@ -65,6 +65,7 @@ from cnnlab.store.schema import (
 )
 
 DB_FILE = "runs.sqlite"
+CHECKPOINT = "checkpoint.pt"  # a run's last checkpoint, in its folder (see store/checkpoint.py)
 URL_EXAMPLE = "sqlite:///cnnlab-runs/runs.sqlite or postgresql+psycopg://user:password@host/cnnlab"
 SQLITE_BUSY_TIMEOUT_S = 30.0
 EXPORT_FORMATS = ("csv", "json")
@@ -309,11 +310,18 @@ class RunStore:
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder for checkpoints and artifacts, ``root/runs/<run_id>/`` (created)."""
-        if not _RUN_ID.match(run_id):
-            raise StoreError(f"run id {run_id!r} is not a run id (like r3fa9c2d1)")
-        folder = self.root / "runs" / run_id
+        folder = self._run_folder(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        """The run's checkpoint file, ``root/runs/<run_id>/checkpoint.pt`` (nothing created)."""
+        return self._run_folder(run_id) / CHECKPOINT
+
+    def _run_folder(self, run_id: str) -> Path:
+        if not _RUN_ID.match(run_id):
+            raise StoreError(f"run id {run_id!r} is not a run id (like r3fa9c2d1)")
+        return self.root / "runs" / run_id
 
     # -- epochs ------------------------------------------------------------------------------
 

@@ -24,7 +24,8 @@ from cnnlab.data import DataBundle, Split, input_shape, load_data
 from cnnlab.errors import CheckpointError, ConfigError, Problem
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.store.loading import check_checkpoint_config
+from cnnlab.train.checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from cnnlab.train.hardware import (
     physical_cores,
     resolve_channels_last,
@@ -36,8 +37,6 @@ from cnnlab.train.loop import Interrupted, Normalizer, StopFlag, evaluate, train
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.progress import TrainingProgress, epoch_line
-
-CHECKPOINT = "checkpoint.pt"
 
 # Called after each epoch is stored with (epoch, metrics); it may raise Pruned to stop the run.
 EpochHook = Callable[[int, dict[str, float]], None]
@@ -284,6 +283,8 @@ def resume_run(
     # A run stopped inside its first epoch has no checkpoint yet: it starts again from its seed,
     # which gives exactly the run that was cut short.
     state = load_checkpoint(path) if path.exists() or store.epochs(record.id) else None
+    if state is not None:
+        check_checkpoint_config(state, record, path)
     if state is not None and state["epoch"] >= exp.train.epochs:
         raise CheckpointError(
             f"run {record.id} already has {state['epoch']} of {exp.train.epochs} epochs; "

@@ -1,0 +1,82 @@
+"""A run's checkpoint file: written atomically, loaded with `weights_only=True` so a file from
+elsewhere runs no code, and told apart when refused: damaged, unsafe, or holding non-finite weights."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.errors import CheckpointError
+
+FORMAT_VERSION = 1
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to a temporary file beside ``path``, fsync it, then rename over ``path``.
+
+    A crash at any point leaves either the previous checkpoint or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT_VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with `torch.load(weights_only=True)`. A missing, damaged or unsafe file,
+    or one whose model weights are not all finite, is a CheckpointError saying which."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = _GLOBAL.search(str(exc))
+        if unsafe is None:
+            raise CheckpointError(_damaged(path, "it is not a complete torch checkpoint")) from None
+        raise CheckpointError(
+            f"checkpoint {path} was refused: it asks to load {unsafe.group(1)}, which is not a "
+            "tensor or plain data, so loading it could run code; cnnlab never writes such a "
+            "file: train the run again, or get its checkpoint from whoever trained it"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {exc.strerror or exc}") from None
+    except Exception as exc:  # torch reports a damaged file as many error types
+        raise CheckpointError(_damaged(path, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                                      if str(exc) else type(exc).__name__)) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} is not a cnnlab checkpoint (format {FORMAT_VERSION})")
+    bad = nonfinite_weights(state.get("model"))
+    if bad:
+        raise CheckpointError(f"checkpoint {path} was refused: its weights {', '.join(bad[:3])}"
+                              f"{' …' if len(bad) > 3 else ''} hold NaN or infinite values")
+    return state
+
+
+def nonfinite_weights(weights: Any) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or ±inf."""
+    if not isinstance(weights, dict):
+        return []
+    return [str(name) for name, tensor in weights.items()
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point()
+            and not bool(torch.isfinite(tensor).all())]
+
+
+def _damaged(path: Path, detail: str) -> str:
+    return (f"checkpoint {path} is corrupt or truncated ({detail}); resume or retrain the run "
+            "to write it again")
