@@ -180,7 +180,9 @@ def runs(
 
     records = _store(store).list_runs(status=status, name=name, limit=limit)
     if not records:
-        console.print("no runs stored yet: try `cnnlab quickstart`")
+        asked = [f"--{key} {value!r}" for key, value in (("status", status), ("name", name)) if value]
+        console.print(f"no run matches {' '.join(asked)}" if asked
+                      else "no runs stored yet: try `cnnlab quickstart`", markup=False, highlight=False)
         return
     console.print(runs_table(records))
 
