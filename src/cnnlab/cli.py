@@ -297,6 +297,10 @@ def _print_sweep(outcome: Any) -> None:
 @_user_errors
 def sweep(
     file: Annotated[Path, typer.Argument(help="Sweep file (TOML): a base experiment and a search space.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Set a setting in every cell: -s train.epochs=2 (repeatable)."),
+    ] = None,
     workers: WorkersOpt = None,
     threads: ThreadsOpt = None,
     storage: StorageOpt = None,
@@ -311,7 +315,8 @@ def sweep(
     from cnnlab.sweep import run_sweep
 
     outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
-                        data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap)
+                        data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap,
+                        overrides=set_)
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "

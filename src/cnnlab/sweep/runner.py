@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -54,19 +55,26 @@ def plan_workers(workers: int | None, runnable: int | None = None,
 
 def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *,
               workers: int | None = None, threads: int | None = None, data_root: str | None = None,
-              console: Console | None = None, live: bool = True, vmap: int = 0) -> SweepOutcome:
+              console: Console | None = None, live: bool = True, vmap: int = 0,
+              overrides: list[str] | None = None) -> SweepOutcome:
     """Validate a sweep file (or spec), queue its missing cells in the study, and train them with
     ``workers`` local processes (0: only queue, for `cnnlab worker`s elsewhere). Run it again
     and only what is missing is trained: interrupted runs resume, failed ones are retried.
+    ``overrides`` (``key=value``, as `sweep -s` gives them) are set in every cell.
     ``vmap`` > 1: each worker takes up to that many cells at once and trains those of one
     architecture together (`cnnlab.train.vmap`; one worker unless ``workers`` says otherwise)."""
     location = location or Location()
-    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
+    console = console or Console()
+    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep, overrides=overrides)
+    if spec.overrides:
+        console.print("set in every cell: " + ", ".join(f"{key}={json.dumps(value)}" for key, value
+                                                        in spec.overrides.items()),
+                      markup=False, highlight=False, soft_wrap=True)
     with quiet_optuna():
         queued = queue_sweep(spec, location)
     if workers == 0:
         return SweepOutcome(sweep_status(location, spec.name), queued)
-    outcome = _drain(location, spec.name, workers, threads, data_root, console or Console(), live, vmap)
+    outcome = _drain(location, spec.name, workers, threads, data_root, console, live, vmap)
     outcome.queued = queued
     return outcome
 
