@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cnnlab.errors import CnnlabError, ConfigError, Problem
+from cnnlab.errors import CnnlabError, ConfigError, Problem, user_message
 
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
@@ -40,14 +40,15 @@ SetOpt = Annotated[
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a CnnlabError as one clear message per problem and exit with code 2."""
+    """Print a CnnlabError as one clear message per problem, and a refused file operation (read-only,
+    no space, no permission) as one line, then exit with code 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except CnnlabError as exc:
-            for line in str(exc).splitlines():
+        except (CnnlabError, OSError) as exc:
+            for line in user_message(exc).splitlines():
                 err_console.print(f"[bold red]error:[/] {line}", highlight=False)
             raise typer.Exit(2) from None
 

@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cnnlab.errors import CnnlabError, user_message
 from cnnlab.sweep.spec import SweepSpec, load_sweep
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
@@ -95,6 +97,8 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
     with quiet_optuna():
         study, spec = open_study(location, name)
         count, threads = plan_workers(workers, runnable(study, spec), threads)
+    if count > 0:
+        location.check_writable()
     options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet,
                             vmap=vmap)
     interrupted = False
@@ -129,8 +133,13 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
 
 
 def worker_process(options: WorkerOptions) -> None:
-    """Entry point of a spawned worker process."""
-    work(options, console=Console() if options.verbose else None)
+    """Entry point of a spawned worker process: an error that is the user's to fix (a read-only
+    or full disk, a bad setting) is one line on stderr and exit code 2, not a traceback."""
+    try:
+        work(options, console=Console() if options.verbose else None)
+    except (CnnlabError, OSError) as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        sys.exit(2)
 
 
 @contextlib.contextmanager
