@@ -19,7 +19,7 @@ from cnnlab.errors import CnnlabError, user_message
 from cnnlab.sweep.spec import SweepSpec, load_sweep
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
-from cnnlab.sweep.study import QueueResult, open_study, queue_sweep, quiet_optuna, runnable
+from cnnlab.sweep.study import QueueResult, open_study, queue_sweep, quiet_optuna, recover_stale, runnable
 from cnnlab.sweep.view import live_status
 from cnnlab.sweep.worker import WorkerOptions, work
 from cnnlab.train.hardware import physical_cores
@@ -95,10 +95,13 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
     if vmap > 1 and workers is None:
         workers = 1  # one process trains the cells together (on a GPU: one process holds it)
     with quiet_optuna():
-        study, spec = open_study(location, name)
+        storage = location.open_storage(create=False)
+        study, spec = open_study(location, name, storage)
+        if workers != 0:
+            location.check_writable()
+            assert storage is not None  # open_study raised otherwise
+            recover_stale(study, storage)  # cells of killed workers are runnable again
         count, threads = plan_workers(workers, runnable(study, spec), threads)
-    if count > 0:
-        location.check_writable()
     options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet,
                             vmap=vmap)
     interrupted = False

@@ -44,7 +44,7 @@ from cnnlab.sweep.study import (
 from cnnlab.train import Pruned, resume_run, train_experiment
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.loop import StopFlag
-from cnnlab.train.run import CHECKPOINT, stop_on_signals
+from cnnlab.train.run import stop_on_signals
 
 # Run statuses that are final results of a config and seed: reused, never trained again.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -331,10 +331,12 @@ class _TrialRun:
             recover_stale(self.study, self.storage)
 
     def _resume(self, record: RunRecord) -> RunRecord | None:
-        """Continue ``record`` from its checkpoint; None (and the run marked failed) when it has no
-        usable checkpoint, e.g. its worker died in the first epoch or on another machine."""
-        if not (self.store.run_dir(record.id) / CHECKPOINT).is_file():
-            self._unusable(record, f"no checkpoint at {self.store.run_dir(record.id) / CHECKPOINT}")
+        """Continue ``record`` from its checkpoint, or from its seed in the same row when it has no
+        epoch yet (its worker died in the first epoch); None (and the run marked failed) when it
+        has epochs but no usable checkpoint, e.g. its worker died on another machine."""
+        checkpoint = self.store.checkpoint_path(record.id)
+        if not checkpoint.is_file() and self.store.epochs(record.id):
+            self._unusable(record, f"no checkpoint at {checkpoint}")
             return None
         for epoch in self.store.epochs(record.id):
             self._report(epoch["epoch"], epoch)
