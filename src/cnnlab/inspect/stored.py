@@ -32,6 +32,8 @@ def _folder(store: RunStore, run: LoadedRun, out_dir: str | Path | None) -> Path
 
 
 def _register(store: RunStore, run: LoadedRun, files: list[Written]) -> None:
+    if store.read_only:  # the figures are written (-o DIR); a read-only store cannot list them
+        return
     for written in files:
         store.add_artifact(run.record.id, written.kind, written.path)
 
