@@ -172,3 +172,17 @@ def test_full_disk_is_one_line_and_leaves_no_partial_checkpoint(tmp_path, mounts
     assert leftovers == []
     failed = RunStore(root=home).list_runs(status="failed")
     assert len(failed) == 1 and "No space left" in (failed[0].error or "")
+
+
+def test_store_on_a_full_disk_is_read_and_refuses_writes(tmp_path, mounts, monkeypatch, experiment):
+    disk = tmp_path / "disk"
+    _mount_tmpfs(disk, "512k")
+    mounts.append(disk)
+    home = disk / "home"
+    run_id = _stored_run(home)
+    with open(disk / "filler", "wb") as f, pytest.raises(OSError):
+        f.write(b"\0" * 1_000_000)
+    monkeypatch.setenv("CNNLAB_HOME", str(home))
+    listed = invoke("runs")
+    assert listed.exit_code == 0 and run_id in listed.output, listed.output
+    _one_error(invoke("train", experiment), "no space left on its disk")

@@ -159,16 +159,30 @@ class RunStore:
             self.root = default_root()
         self._url = parsed or _parse_url(URL.create("sqlite", database=str(self.root / DB_FILE)))
         self.url = self._url.render_as_string(hide_password=True)
-        # A store whose file or folder cannot be written (read-only disk or mount) is still read.
+        # A SQLite store whose file or folder cannot be written (read-only disk or mount), or whose
+        # disk is full, is still read; writing to it says why it cannot be written.
         self.read_only = _unwritable_sqlite(self._url)
+        self._why_read_only = READ_ONLY
+        self._open()
+        if not self.read_only:
+            try:
+                self._create_tables()
+            except StoreError as exc:
+                cause = exc.__cause__
+                if not (_existing_sqlite(self._url) and isinstance(cause, OperationalError)
+                        and _SQLITE_DISK.search(str(cause.orig))):
+                    raise
+                self.close()
+                self.read_only, self._why_read_only = True, _explain(cause)
+                self._open()
+
+    def _open(self) -> None:
         self._engine = _make_engine(self._url, self.url, self.read_only)
         # SQLite: transactions through this engine begin with BEGIN IMMEDIATE (see module doc).
         self._write_engine = self._engine.execution_options(cnnlab_begin="IMMEDIATE")
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._pid = os.getpid()
-        if not self.read_only:
-            self._create_tables()
 
     def __repr__(self) -> str:
         return f"RunStore(url={self.url!r}, root={str(self.root)!r})"
@@ -238,7 +252,7 @@ class RunStore:
         (StoreError), or a run folder ``root/runs`` that cannot be created or written (OSError
         naming it: read-only, no permission)."""
         if self.read_only:
-            raise StoreError(f"store {self.url}: {READ_ONLY}")
+            raise StoreError(f"store {self.url}: {self._why_read_only}")
         folder = self.root / "runs"
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -444,7 +458,8 @@ class RunStore:
             with factory() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            raise StoreError(f"store {self.url}: {_explain(exc)}") from exc
+            why = self._why_read_only if self.read_only else _explain(exc)
+            raise StoreError(f"store {self.url}: {why}") from exc
 
     def _upsert(self, session: Session, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
         """INSERT, or UPDATE the row with the same ``key`` columns, as one statement."""
@@ -488,19 +503,26 @@ def _parse_url(url: str | URL) -> URL:
     return parsed
 
 
+def _existing_sqlite(url: URL) -> bool:
+    """A SQLite store in a file that exists (not in memory, not a ``file:`` URI)."""
+    return (url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
+            and not url.database.startswith("file:") and Path(url.database).is_file())
+
+
 def _unwritable_sqlite(url: URL) -> bool:
     """An existing SQLite store file that this process cannot write, or whose folder it cannot
     write (SQLite's WAL needs files beside it)."""
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:" \
-            or url.database.startswith("file:"):
+    if not _existing_sqlite(url):
         return False
-    path = Path(url.database)
-    return path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+    path = Path(str(url.database))
+    return not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
 def _make_engine(url: URL, shown: str, read_only: bool = False) -> Engine:
     """An engine for ``url``; on SQLite with WAL, a busy timeout, foreign keys and BEGIN control.
-    ``read_only``: the SQLite file is opened immutable (nothing can change it), for reading only."""
+    ``read_only``: the SQLite file is opened immutable, for reading only: no -shm or -wal is made
+    or mapped (a shared-memory file that cannot be written crashed SQLite with SIGBUS when tried),
+    so commits still in a WAL that was never checkpointed are not seen."""
     try:
         if url.get_backend_name() != "sqlite":
             return create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
@@ -541,8 +563,9 @@ def _explain(exc: OperationalError) -> str:
     message = str(exc.orig)
     if "readonly database" in message:
         return READ_ONLY
-    if "disk is full" in message:
-        return "no space left on its disk: free some space and run the command again"
+    if "disk is full" in message or "disk I/O error" in message:
+        return ("no space left on its disk (or the disk refused a write): free some space and run "
+                "the command again")
     if "unable to open database file" in message:
         return ("its file cannot be opened or created (folder missing, not writable, or no space "
                 "left): check the folder, or use another store (CNNLAB_HOME or --store)")
