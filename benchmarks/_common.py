@@ -47,3 +47,15 @@ def matmul_peak_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, rep
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
+
+
+def cpu_flags() -> str:
+    """Which of the flags that decide fast paths this CPU has: avx2, avx512f, avx512_bf16, amx_bf16."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "flags unknown"
+    lines = [line for line in text.splitlines() if line.startswith("flags")]
+    have = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    return " ".join(f"{flag}={'yes' if flag in have else 'no'}"
+                    for flag in ("avx2", "avx512f", "avx512_bf16", "amx_bf16"))

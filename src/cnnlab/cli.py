@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from cnnlab.errors import CnnlabError, ConfigError, Problem
+from cnnlab.errors import CnnlabError, ConfigError, Problem, user_message
 
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
@@ -40,14 +40,15 @@ SetOpt = Annotated[
 
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Print a CnnlabError as one clear message per problem and exit with code 2."""
+    """Print a CnnlabError as one clear message per problem, and a refused file operation (read-only,
+    no space, no permission) as one line, then exit with code 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except CnnlabError as exc:
-            for line in str(exc).splitlines():
+        except (CnnlabError, OSError) as exc:
+            for line in user_message(exc).splitlines():
                 err_console.print(f"[bold red]error:[/] {line}", highlight=False)
             raise typer.Exit(2) from None
 
@@ -181,7 +182,9 @@ def runs(
 
     records = _store(store).list_runs(status=status, name=name, limit=limit)
     if not records:
-        console.print("no runs stored yet: try `cnnlab quickstart`")
+        asked = [f"--{key} {value!r}" for key, value in (("status", status), ("name", name)) if value]
+        console.print(f"no run matches {' '.join(asked)}" if asked
+                      else "no runs stored yet: try `cnnlab quickstart`", markup=False, highlight=False)
         return
     console.print(runs_table(records))
 
@@ -297,6 +300,10 @@ def _print_sweep(outcome: Any) -> None:
 @_user_errors
 def sweep(
     file: Annotated[Path, typer.Argument(help="Sweep file (TOML): a base experiment and a search space.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="Set a setting in every cell: -s train.epochs=2 (repeatable)."),
+    ] = None,
     workers: WorkersOpt = None,
     threads: ThreadsOpt = None,
     storage: StorageOpt = None,
@@ -311,7 +318,8 @@ def sweep(
     from cnnlab.sweep import run_sweep
 
     outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
-                        data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap)
+                        data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap,
+                        overrides=set_)
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -60,3 +61,22 @@ def one_of(choices: list[str] | tuple[str, ...], value: Any = None) -> str:
     """The `allowed` text for a name that must be one of ``choices``, with a "did you mean"
     when ``value`` is close to one of them."""
     return "is not one of " + ", ".join(choices) + did_you_mean(value, choices)
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for a file operation the system refused: which path, what happened, what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.EROFS:
+        return (f"{where}read-only file system: cnnlab cannot write there; point CNNLAB_HOME, "
+                "--store or --artifacts at a writable folder")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}no space left on the device: free some space and run the command again"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (f"{where}permission denied: cnnlab cannot write or read there; check the folder's "
+                "permissions, or point CNNLAB_HOME, --store or --artifacts elsewhere")
+    return f"{where}{exc.strerror or exc}"
+
+
+def user_message(exc: CnnlabError | OSError) -> str:
+    """What the user is told about an error that is theirs to fix (one line per problem)."""
+    return os_error_message(exc) if isinstance(exc, OSError) else str(exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +17,30 @@ STYLES = ("auto", "digit", "plain")
 # Datasets of white digits centred by mass in a 20×20 box on a black 28×28 canvas.
 DIGIT_DATASETS = ("mnist", "mnist-sample")
 DIGIT_SIZE, DIGIT_BOX = 28, 20
+MAX_PIXELS = 64_000_000  # larger files are refused before they are decoded
+WORK_SIDE = 2048  # images are reduced to at most this many pixels on their longer side
 
 
 def read_image(path: str | Path) -> Image.Image:
-    """The image at ``path``, decoded and upright (EXIF orientation applied), transparency
-    flattened onto white. Anything unreadable is a DataError naming the file and why."""
+    """The image at ``path``, decoded and upright (EXIF orientation applied), reduced to at most
+    WORK_SIDE pixels on its longer side, transparency flattened onto white. An image above
+    MAX_PIXELS, or anything unreadable, is a DataError naming the file and why."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     if not path.is_file():
         raise DataError(f"{path}: not a file")
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS decides
+            opened = Image.open(path)
+        with opened:
+            opened.draft(None, (WORK_SIDE, WORK_SIDE))  # JPEG: decoded at 1/2–1/8 scale when that is enough
+            width, height = opened.size
+            if width * height > MAX_PIXELS:
+                raise DataError(f"{path}: image too large: {width}×{height} is {width * height / 1e6:.0f} "
+                                f"megapixels; cnnlab reads images of at most {MAX_PIXELS / 1e6:.0f} "
+                                "megapixels: scale it down first")
             opened.load()
             image = ImageOps.exif_transpose(opened)
     except Image.DecompressionBombError as exc:
@@ -34,6 +48,8 @@ def read_image(path: str | Path) -> Image.Image:
     except (OSError, ValueError, SyntaxError) as exc:
         reason = "not an image file" if isinstance(exc, Image.UnidentifiedImageError) else str(exc)
         raise DataError(f"{path}: cannot read it as an image ({reason})") from None
+    if max(image.size) > WORK_SIDE:  # every later step then works on at most WORK_SIDE² pixels
+        image = image.reduce(math.ceil(max(image.size) / WORK_SIDE))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

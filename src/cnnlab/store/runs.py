@@ -25,6 +25,7 @@ import re
 import secrets
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -76,6 +77,9 @@ _DIALECTS = ("sqlite", "postgresql")
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PG_SCHEMA_LOCK = 0x636E6E6C6162  # pg_advisory_xact_lock key serialising CREATE TABLE ("cnnlab")
 _json_dumps = partial(json.dumps, allow_nan=False)
+READ_ONLY = ("it is read-only (its file or folder cannot be written): this command needs to write "
+             "to it; use a writable store (CNNLAB_HOME or --store)")
+_SQLITE_DISK = re.compile(r"readonly database|disk is full|unable to open database file|disk I/O error")
 
 
 def default_root() -> Path:
@@ -169,13 +173,30 @@ class RunStore:
             self.root = default_root()
         self._url = parsed or _parse_url(URL.create("sqlite", database=str(self.root / DB_FILE)))
         self.url = self._url.render_as_string(hide_password=True)
-        self._engine = _make_engine(self._url, self.url)
+        # A SQLite store whose file or folder cannot be written (read-only disk or mount), or whose
+        # disk is full, is still read; writing to it says why it cannot be written.
+        self.read_only = _unwritable_sqlite(self._url)
+        self._why_read_only = READ_ONLY
+        self._open()
+        if not self.read_only:
+            try:
+                self._create_tables()
+            except StoreError as exc:
+                cause = exc.__cause__
+                if not (_existing_sqlite(self._url) and isinstance(cause, OperationalError)
+                        and _SQLITE_DISK.search(str(cause.orig))):
+                    raise
+                self.close()
+                self.read_only, self._why_read_only = True, _explain(cause)
+                self._open()
+
+    def _open(self) -> None:
+        self._engine = _make_engine(self._url, self.url, self.read_only)
         # SQLite: transactions through this engine begin with BEGIN IMMEDIATE (see module doc).
         self._write_engine = self._engine.execution_options(cnnlab_begin="IMMEDIATE")
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
         self._pid = os.getpid()
-        self._create_tables()
 
     def __repr__(self) -> str:
         return f"RunStore(url={self.url!r}, root={str(self.root)!r})"
@@ -229,6 +250,7 @@ class RunStore:
                 "trial": trial,
             }
         )
+        self.check_writable()
         for _ in range(8):
             run_id = "r" + secrets.token_hex(4)
             try:
@@ -238,6 +260,20 @@ class RunStore:
                 continue
             return run_id
         raise StoreError(f"store {self.url}: could not find a free run id")
+
+    def check_writable(self) -> None:
+        """Fail before anything is written when runs cannot be stored here: a read-only store
+        (StoreError), or a run folder ``root/runs`` that cannot be created or written (OSError
+        naming it: read-only, no permission)."""
+        if self.read_only:
+            raise StoreError(f"store {self.url}: {self._why_read_only}")
+        folder = self.root / "runs"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(folder)) from exc
 
     def acquire(self, run_id: str) -> int:
         """Take the run over: its fencing token grows by one and is returned. Writes that carry an
@@ -342,19 +378,17 @@ class RunStore:
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder for checkpoints and artifacts, ``root/runs/<run_id>/`` (created)."""
-        if not _RUN_ID.match(run_id):
-            raise StoreError(f"run id {run_id!r} is not a run id (like r3fa9c2d1)")
-        folder = self.root / "runs" / run_id
+        folder = self._run_folder(run_id)
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def checkpoint_path(self, run_id: str) -> Path:
-        """Where the run's newest checkpoint lives."""
-        return self.run_dir(run_id) / CHECKPOINT
+        """The run's newest checkpoint file, ``root/runs/<run_id>/checkpoint.pt`` (nothing created)."""
+        return self._run_folder(run_id) / CHECKPOINT
 
     def previous_checkpoint_path(self, run_id: str) -> Path:
         """Where the run's checkpoint of the epoch before lives, kept until a newer one is complete."""
-        return self.run_dir(run_id) / PREVIOUS_CHECKPOINT
+        return self._run_folder(run_id) / PREVIOUS_CHECKPOINT
 
     def finish(self, run_id: str, status: str, error: str | None, seconds: float,
                lease: int | None = None) -> None:
@@ -378,6 +412,11 @@ class RunStore:
                 summary["best_val_loss"] = min(val_losses)
         self.update_run(run_id, lease=lease, status=status, error=error, finished_at=datetime.now(UTC),
                         duration_s=seconds, **summary)
+
+    def _run_folder(self, run_id: str) -> Path:
+        if not _RUN_ID.match(run_id):
+            raise StoreError(f"run id {run_id!r} is not a run id (like r3fa9c2d1)")
+        return self.root / "runs" / run_id
 
     # -- epochs ------------------------------------------------------------------------------
 
@@ -485,7 +524,8 @@ class RunStore:
             with factory() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            raise StoreError(f"store {self.url}: {exc.orig}") from exc
+            why = self._why_read_only if self.read_only else _explain(exc)
+            raise StoreError(f"store {self.url}: {why}") from exc
 
     def _upsert(self, session: Session, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
         """INSERT, or UPDATE the row with the same ``key`` columns, as one statement."""
@@ -506,6 +546,8 @@ class RunStore:
                 Base.metadata.create_all(conn)
                 _add_missing_columns(conn)
         except OperationalError as exc:
+            if _SQLITE_DISK.search(str(exc.orig)):
+                raise StoreError(f"cannot open the run store {self.url}: {_explain(exc)}") from exc
             raise StoreError(
                 f"cannot open the run store {self.url}: {exc.orig} (a store URL looks like {URL_EXAMPLE})"
             ) from exc
@@ -538,12 +580,33 @@ def _parse_url(url: str | URL) -> URL:
     return parsed
 
 
-def _make_engine(url: URL, shown: str) -> Engine:
-    """An engine for ``url``; on SQLite with WAL, a busy timeout, foreign keys and BEGIN control."""
+def _existing_sqlite(url: URL) -> bool:
+    """A SQLite store in a file that exists (not in memory, not a ``file:`` URI)."""
+    return (url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
+            and not url.database.startswith("file:") and Path(url.database).is_file())
+
+
+def _unwritable_sqlite(url: URL) -> bool:
+    """An existing SQLite store file that this process cannot write, or whose folder it cannot
+    write (SQLite's WAL needs files beside it)."""
+    if not _existing_sqlite(url):
+        return False
+    path = Path(str(url.database))
+    return not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def _make_engine(url: URL, shown: str, read_only: bool = False) -> Engine:
+    """An engine for ``url``; on SQLite with WAL, a busy timeout, foreign keys and BEGIN control.
+    ``read_only``: the SQLite file is opened immutable, for reading only: no -shm or -wal is made
+    or mapped (a shared-memory file that cannot be written crashed SQLite with SIGBUS when tried),
+    so commits still in a WAL that was never checkpointed are not seen."""
     try:
         if url.get_backend_name() != "sqlite":
             return create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
-        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+        if read_only:
+            url = URL.create("sqlite", database=f"file:{url.database}",
+                             query={"mode": "ro", "immutable": "1", "uri": "true"})
+        elif url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_dumps
@@ -560,9 +623,30 @@ def _make_engine(url: URL, shown: str) -> Engine:
         raise StoreError(
             f"store URL {shown!r}: cannot create its folder: {exc}; use for example {URL_EXAMPLE}"
         ) from exc
-    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "connect", _sqlite_on_connect_read_only if read_only else _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA query_only = ON")
+
+
+
+
+def _explain(exc: OperationalError) -> str:
+    """SQLite's message for a disk or permission problem, said as what it means for the user."""
+    message = str(exc.orig)
+    if "readonly database" in message:
+        return READ_ONLY
+    if "disk is full" in message or "disk I/O error" in message:
+        return ("no space left on its disk (or the disk refused a write): free some space and run "
+                "the command again")
+    if "unable to open database file" in message:
+        return ("its file cannot be opened or created (folder missing, not writable, or no space "
+                "left): check the folder, or use another store (CNNLAB_HOME or --store)")
+    return message
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -152,8 +152,8 @@ def sampled(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 def recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> int:
     """Fail and queue again the RUNNING trials whose worker is dead: by Optuna's heartbeat on a
-    database (its callback queues them), and by process id for workers on this machine. Returns
-    how many this machine found dead."""
+    database (its callback queues them), and by process id for workers on this machine. The new
+    trial continues the same run and uses up no retry. Returns how many this machine found dead."""
     with quiet_optuna():
         optuna.storages.fail_stale_trials(study)
     study_id = storage.get_study_id_from_name(study.study_name)
@@ -171,7 +171,7 @@ def recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> 
         try:
             storage.set_trial_user_attr(trial_id, "outcome", "worker died")
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                requeue(study, storage.get_trial(trial_id), count=True)
+                requeue(study, storage.get_trial(trial_id), count=False)
                 recovered += 1
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first

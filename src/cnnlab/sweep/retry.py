@@ -41,11 +41,11 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, count: bool) -> bool:
 
 
 class RetryFailed:
-    """Optuna's heartbeat-stale callback for sweeps: queue the dead worker's cell again, up to the
-    sweep's retry limit (read from the study, so one storage serves every sweep)."""
+    """Optuna's heartbeat-stale callback for sweeps: queue the dead worker's cell again to continue
+    its run; a killed worker is no failure of the cell, so no retry is used up."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        requeue(study, trial, count=True)
+        requeue(study, trial, count=False)
 
 
 def retries_left(study: optuna.Study, trial: FrozenTrial) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,7 +15,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cnnlab.sweep.optuna_study import QueueResult, open_study, queue_sweep, quiet_optuna, runnable
+from cnnlab.errors import CnnlabError, user_message
+from cnnlab.sweep.optuna_study import (
+    QueueResult,
+    open_study,
+    queue_sweep,
+    quiet_optuna,
+    recover_stale,
+    runnable,
+)
 from cnnlab.sweep.spec import SweepSpec, load_sweep
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
@@ -54,19 +64,26 @@ def plan_workers(workers: int | None, runnable: int | None = None,
 
 def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *,
               workers: int | None = None, threads: int | None = None, data_root: str | None = None,
-              console: Console | None = None, live: bool = True, vmap: int = 0) -> SweepOutcome:
+              console: Console | None = None, live: bool = True, vmap: int = 0,
+              overrides: list[str] | None = None) -> SweepOutcome:
     """Validate a sweep file (or spec), queue its missing cells in the study, and train them with
     ``workers`` local processes (0: only queue, for `cnnlab worker`s elsewhere). Run it again
     and only what is missing is trained: interrupted runs resume, failed ones are retried.
+    ``overrides`` (``key=value``, as `sweep -s` gives them) are set in every cell.
     ``vmap`` > 1: each worker takes up to that many cells at once and trains those of one
     architecture together (`cnnlab.train.vmap`; one worker unless ``workers`` says otherwise)."""
     location = location or Location()
-    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep)
+    console = console or Console()
+    spec = sweep if isinstance(sweep, SweepSpec) else load_sweep(sweep, overrides=overrides)
+    if spec.overrides:
+        console.print("set in every cell: " + ", ".join(f"{key}={json.dumps(value)}" for key, value
+                                                        in spec.overrides.items()),
+                      markup=False, highlight=False, soft_wrap=True)
     with quiet_optuna():
         queued = queue_sweep(spec, location)
     if workers == 0:
         return SweepOutcome(sweep_status(location, spec.name), queued)
-    outcome = _drain(location, spec.name, workers, threads, data_root, console or Console(), live, vmap)
+    outcome = _drain(location, spec.name, workers, threads, data_root, console, live, vmap)
     outcome.queued = queued
     return outcome
 
@@ -85,7 +102,12 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
     if vmap > 1 and workers is None:
         workers = 1  # one process trains the cells together (on a GPU: one process holds it)
     with quiet_optuna():
-        study, spec = open_study(location, name)
+        storage = location.open_storage(create=False)
+        study, spec = open_study(location, name, storage)
+        if workers != 0:
+            location.check_writable()
+            assert storage is not None  # open_study raised otherwise
+            recover_stale(study, storage)  # cells of killed workers are runnable again
         count, threads = plan_workers(workers, runnable(study, spec), threads)
     options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet,
                             vmap=vmap)
@@ -121,8 +143,13 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
 
 
 def worker_process(options: WorkerOptions) -> None:
-    """Entry point of a spawned worker process."""
-    work(options, console=Console() if options.verbose else None)
+    """Entry point of a spawned worker process: an error that is the user's to fix (a read-only
+    or full disk, a bad setting) is one line on stderr and exit code 2, not a traceback."""
+    try:
+        work(options, console=Console() if options.verbose else None)
+    except (CnnlabError, OSError) as exc:
+        print(f"error: {user_message(exc)}", file=sys.stderr)
+        sys.exit(2)
 
 
 @contextlib.contextmanager

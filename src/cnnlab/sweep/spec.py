@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cnnlab.config import apply_overrides, read_toml
+from cnnlab.checks import validate_experiment
+from cnnlab.config import apply_overrides, parse_override, read_toml
 from cnnlab.errors import ConfigError, Problem, one_of
 
 MODES = ("grid", "random", "tpe")
@@ -49,6 +50,7 @@ class SweepSpec:
     direction: Literal["maximize", "minimize"] = "maximize"
     retries: int = DEFAULT_RETRIES
     description: str = ""
+    overrides: dict[str, Any] = field(default_factory=dict)  # `sweep -s key=value`, in every cell
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (what the study stores for workers on other machines)."""
@@ -61,15 +63,17 @@ class SweepSpec:
         return cls(**{k: copy.deepcopy(v) for k, v in data.items() if k in known})
 
 
-def load_sweep(path: str | Path, name: str | None = None) -> SweepSpec:
-    """Read a sweep file; ``base = "file.toml"`` is relative to the sweep file. Raises
-    ConfigError with one Problem per bad key (cells are checked by `expand_cells`)."""
+def load_sweep(path: str | Path, name: str | None = None, overrides: list[str] | None = None) -> SweepSpec:
+    """Read a sweep file; ``base = "file.toml"`` is relative to the sweep file; ``overrides``
+    (``key=value``, from `sweep -s`) are set in every cell. Raises ConfigError with one Problem
+    per bad key (cells are checked by `expand_cells`)."""
     path = Path(path)
     raw = read_toml(path)
-    return parse_sweep(raw, default_name=name or path.stem, folder=path.parent)
+    return parse_sweep(raw, default_name=name or path.stem, folder=path.parent, overrides=overrides)
 
 
-def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path | None = None) -> SweepSpec:
+def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path | None = None,
+                overrides: list[str] | None = None) -> SweepSpec:
     """Check a parsed sweep file and build its SweepSpec (see `load_sweep`)."""
     problems: list[Problem] = []
     for key in raw:
@@ -84,6 +88,12 @@ def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path |
     settings = _flat_table("set", raw.get("set", {}), problems, leaf=lambda v: not isinstance(v, dict))
     if settings:
         base = apply_overrides(base, settings)
+    given = _given_overrides(overrides or [], problems)
+    try:
+        base = apply_overrides(base, given)
+    except ConfigError as exc:
+        problems += [Problem(f"-s {p.key}", p.value, p.allowed) for p in exc.problems]
+        given = {}
 
     seeds = raw.get("seeds", [base.get("seed", 0)])
     if (not isinstance(seeds, list) or not seeds
@@ -92,8 +102,9 @@ def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path |
         seeds = [0]
 
     spec = SweepSpec(name=name.strip(), base=base, seeds=list(seeds),
-                     description=str(raw.get("description", "")))
+                     description=str(raw.get("description", "")), overrides=given)
     _space(raw, spec, problems)
+    problems += _override_problems(spec)
     _objective(raw, spec, problems)
     retries = raw.get("retries", DEFAULT_RETRIES)
     if not _is_int(retries) or not 0 <= retries <= 100:
@@ -105,6 +116,43 @@ def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path |
     if problems:
         raise ConfigError(problems)
     return spec
+
+
+def _given_overrides(texts: list[str], problems: list[Problem]) -> dict[str, Any]:
+    """``-s key=value`` texts as {key: value}; a malformed one, or a key that names a part of
+    another, is a Problem."""
+    given: dict[str, Any] = {}
+    for text in texts:
+        try:
+            key, value = parse_override(text)
+        except ConfigError as exc:
+            problems += [Problem(f"-s {p.key}", p.value, p.allowed) for p in exc.problems]
+            continue
+        clash = next((k for k in given if k.startswith(f"{key}.") or key.startswith(f"{k}.")), None)
+        if clash is not None:
+            problems.append(Problem(f"-s {key}", value, f"overlaps -s {clash}: give each setting once"))
+            continue
+        given[key] = value
+    return given
+
+
+def _override_problems(spec: SweepSpec) -> list[Problem]:
+    """Problems of the ``-s`` overrides, each named once (not once per cell): a key the sweep
+    varies (it would not reach every cell), and a key or value the experiment refuses."""
+    if not spec.overrides:
+        return []
+    varied = {*spec.space, *spec.zip, *(key for grid in spec.grids for key in grid)}
+    if len(spec.seeds) > 1:
+        varied.add("seed")
+    problems = [Problem(f"-s {key}", value, "is varied by the sweep, so it cannot be set for every cell")
+                for key, value in spec.overrides.items() if key in varied]
+    try:
+        validate_experiment(spec.base)
+    except ConfigError as exc:
+        problems += [Problem(f"-s {p.key}", p.value, p.allowed) for p in exc.problems
+                     if any(p.key == key or p.key.startswith(f"{key}.") or key.startswith(f"{p.key}.")
+                            for key in spec.overrides)]
+    return problems
 
 
 def _base(value: Any, folder: Path | None, problems: list[Problem]) -> dict[str, Any]:

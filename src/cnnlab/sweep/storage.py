@@ -3,7 +3,9 @@ the run store beside it."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +70,19 @@ class Location:
 
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         return _rdb_storage(url, self.describe())
+
+    def check_writable(self) -> None:
+        """Fail before any worker starts when the sweep cannot be written: its local journal (and
+        the lock file beside it), or the run store and its run folders."""
+        if self.storage_url is None:
+            path = self.journal_path
+            try:
+                with open(path, "ab"), tempfile.TemporaryFile(dir=path.parent):
+                    pass
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        with contextlib.closing(self.open_store()) as store:
+            store.check_writable()
 
     def open_store(self) -> RunStore:
         """The run store; its run folders go to ``root`` when given, else where RunStore puts them."""

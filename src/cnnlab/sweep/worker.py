@@ -334,10 +334,12 @@ class _TrialRun:
             recover_stale(self.study, self.storage)
 
     def _resume(self, record: RunRecord) -> RunOutcome | None:
-        """Continue ``record`` from its checkpoint; None (and the run marked failed) when it has no
-        usable checkpoint, e.g. its worker died in the first epoch or on another machine."""
+        """Continue ``record`` from its checkpoint, or from its seed in the same row when it has no
+        epoch yet (its worker died in the first epoch); None (and the run marked failed) when it
+        has epochs but no usable checkpoint, e.g. its worker died on another machine."""
         path = self.store.checkpoint_path(record.id)
-        if not (path.is_file() or self.store.previous_checkpoint_path(record.id).is_file()):
+        has_checkpoint = path.is_file() or self.store.previous_checkpoint_path(record.id).is_file()
+        if not has_checkpoint and self.store.epochs(record.id):
             self._unusable(record, f"no checkpoint at {path}")
             return None
         for epoch in self.store.epochs(record.id):

@@ -7,9 +7,9 @@ from functools import cache
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from cnnlab.errors import ConfigError, Problem
+from cnnlab.models.build import resolve_channels_last  # noqa: F401  (the trainer imports it from here)
 
 
 @cache
@@ -73,10 +73,3 @@ def use_precision(device: torch.device, precision: str) -> None:
         torch.backends.cuda.matmul.allow_tf32 = fast
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-def resolve_channels_last(memory_format: str, model: nn.Module) -> bool:
-    """'auto' -> channels_last for models with 2-D convolutions (measured faster here), else NCHW."""
-    if memory_format == "auto":
-        return any(isinstance(m, nn.Conv2d) for m in model.modules())
-    return memory_format == "channels_last"

@@ -23,6 +23,7 @@ from cnnlab.errors import CheckpointError, LeaseLost
 from cnnlab.models import Summary, build_model, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import refuse_if_alive
+from cnnlab.store.loading import check_checkpoint_config
 from cnnlab.train.checkpoint import load_checkpoint, load_resumable_checkpoint
 from cnnlab.train.hardware import (
     physical_cores,
@@ -245,6 +246,8 @@ def resume_run(
     # which gives exactly the run that was cut short.
     stored = store.epochs(record.id)
     state = load_resumable_checkpoint(paths, stored[-1]["epoch"] if stored else 0)
+    if state is not None:
+        check_checkpoint_config(state, record, paths[0])
     if state is not None and state["epoch"] >= exp.train.epochs:
         raise CheckpointError(
             f"run {record.id} already has {state['epoch']} of {exp.train.epochs} epochs; "
