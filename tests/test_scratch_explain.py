@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 from cnnlab import scratch as sc
 from cnnlab.errors import ConfigError
 from cnnlab.scratch import explain
-from cnnlab.scratch.cli import app as explain_app
 from cnnlab.scratch.digits import digit, embedded_digits
 from cnnlab.scratch.sizes import output_size
+from cnnlab.terminal.explain import app as explain_app
 
 # --- the output-size calculator --------------------------------------------------------------
 

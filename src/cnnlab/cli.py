@@ -172,17 +172,23 @@ def summary(
 def runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     name: Annotated[str | None, typer.Option(help="Only runs whose name matches (glob).")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag (see `cnnlab tag`).")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many, newest first.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Full names and every column, however wide.")] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Table of stored runs, newest first."""
-    from cnnlab.store.tables import runs_table
+    """Table of stored runs, newest first (names cut to fit the terminal; --wide for all of them)."""
+    from cnnlab.terminal.runs import runs_table
 
-    records = _store(store).list_runs(status=status, name=name, limit=limit)
+    run_store = _store(store)
+    records = run_store.list_runs(status=status, name=name, limit=limit, tag=tag)
     if not records:
-        console.print("no runs stored yet: try `cnnlab quickstart`")
+        filtered = status is not None or name or tag is not None
+        console.print("no runs match" if filtered else "no runs stored yet: try `cnnlab quickstart`",
+                      markup=False, highlight=False)
         return
-    console.print(runs_table(records))
+    tags = run_store.tags([record.id for record in records])
+    console.print(runs_table(records, tags, width=console.width, wide=wide))
 
 
 @app.command()
@@ -191,13 +197,86 @@ def show(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")],
     store: StoreOpt = None,
 ) -> None:
-    """One run: its config, status and every epoch's metrics."""
-    from cnnlab.store.tables import run_detail
+    """One run: its status, tags, config, files and every epoch's metrics."""
+    from cnnlab.terminal.runs import run_detail
 
     run_store = _store(store)
     record = run_store.get_run(run)
-    for renderable in run_detail(record, run_store.epochs(record.id)):
+    tags = run_store.tags([record.id]).get(record.id, [])
+    for renderable in run_detail(record, run_store.epochs(record.id), tags, run_store.files(record.id)):
         console.print(renderable)
+
+
+@app.command()
+@_user_errors
+def rm(
+    runs: Annotated[list[str], typer.Argument(help="Run ids, unique id prefixes or run names.",
+                                              show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete runs: their rows (epochs, tags, artifacts) and their folders. A running run is refused."""
+    run_store = _store(store)
+    records = list({record.id: record for record in map(run_store.get_run, runs)}.values())
+    run_store.delete_runs([record.id for record in records], dry_run=True)
+    if not yes:
+        for record in records:
+            console.print(f"  {record.id}  {record.name or ''}  {record.status}, "
+                          f"{record.epochs_done} epochs", markup=False, highlight=False)
+        if not typer.confirm(f"Delete {_count(len(records), 'run')} and their files?", default=False):
+            raise typer.Exit(1)
+    run_store.delete_runs([record.id for record in records])
+    for record in records:
+        console.print(f"deleted {record.id}" + (f" ({record.name})" if record.name else ""),
+                      markup=False, highlight=False)
+
+
+@app.command()
+@_user_errors
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")],
+    tags: Annotated[list[str], typer.Argument(help="Tags to put on the run.", show_default=False)],
+    remove: Annotated[bool, typer.Option("--remove", "-r", help="Take these tags off instead.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Tag a run (`cnnlab runs --tag TAG` lists the runs with a tag), or take tags off with --remove."""
+    run_store = _store(store)
+    record = run_store.get_run(run)
+    for label in tags:
+        changed = run_store.remove_tag(record.id, label) if remove else run_store.add_tag(record.id, label)
+        if remove:
+            verb = "untagged" if changed else "had no tag"
+        else:
+            verb = "tagged" if changed else "already tagged"
+        console.print(f"{record.id} {verb} {label}", markup=False, highlight=False)
+
+
+@app.command()
+@_user_errors
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more run ids, id prefixes or run names.",
+                                              show_default=False)],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file for the overlaid curves (.png, .svg, .pdf).")
+    ] = Path("compare.png"),
+    store: StoreOpt = None,
+) -> None:
+    """Runs side by side: the settings that differ, final metrics, and their curves overlaid."""
+    from cnnlab.analyze.compare import compare_runs
+    from cnnlab.terminal.runs import comparison_tables
+    from cnnlab.viz import plot_curves
+
+    run_store = _store(store)
+    comparison = compare_runs(run_store, runs)
+    for renderable in comparison_tables(comparison):
+        console.print(renderable)
+    plotted = plot_curves(run_store, [run.id for run in comparison.runs], output)
+    console.print(f"wrote {plotted.path}: {plotted.description}", highlight=False, markup=False)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @app.command()
@@ -598,7 +677,7 @@ def predict(
 
 
 def _mount_explain() -> None:
-    from cnnlab.scratch.cli import app as explain_app
+    from cnnlab.terminal.explain import app as explain_app
 
     app.add_typer(explain_app, name="explain", help="Explain convolution, stride, padding, pooling.")
 

@@ -12,9 +12,9 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cnnlab.store.tables import format_metric
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
+from cnnlab.terminal.format import format_metric
 
 STATE_STYLES = {
     "done": "green",
