@@ -392,7 +392,7 @@ def sweep(
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
-                      f"`cnnlab worker --study {outcome.queued.name}`", highlight=False)
+                      f"`cnnlab worker --study {outcome.queued.name}`", highlight=False, markup=False)
         return
     _print_sweep(outcome)
 
@@ -425,13 +425,18 @@ def sweeps(storage: StorageOpt = None, store: SweepStoreOpt = None) -> None:
     from cnnlab.sweep import list_sweeps
     from cnnlab.sweep.view import sweeps_table
 
-    console.print(sweeps_table(list_sweeps(_location(storage, store, None))))
+    statuses = list_sweeps(_location(storage, store, None))
+    if not statuses:
+        console.print("no sweeps yet: start one with `cnnlab sweep FILE`", markup=False, highlight=False)
+        return
+    console.print(sweeps_table(statuses))
 
 
 @app.command("sweep-status")
 @_user_errors
 def sweep_status(
     name: Annotated[str, typer.Argument(help="Sweep name (its file's `name`, or the file name).")],
+    wide: Annotated[bool, typer.Option("--wide", help="Also each cell's run ids.")] = False,
     storage: StorageOpt = None,
     store: SweepStoreOpt = None,
 ) -> None:
@@ -439,7 +444,7 @@ def sweep_status(
     from cnnlab.sweep import sweep_status as read_status
     from cnnlab.sweep.view import sweep_detail
 
-    for renderable in sweep_detail(read_status(_location(storage, store, None), name)):
+    for renderable in sweep_detail(read_status(_location(storage, store, None), name), wide=wide):
         console.print(renderable)
 
 
