@@ -308,12 +308,57 @@ def models_() -> None:
 
 
 @app.command()
-def datasets() -> None:
-    """Dataset names (use them as data.dataset)."""
-    from cnnlab.data import list_datasets
+@_user_errors
+def datasets(
+    name: Annotated[str | None, typer.Argument(
+        help="A dataset to describe; leave out to list the names (use them as data.dataset).")] = None,
+    experiment: Annotated[Path | None, typer.Option(
+        "--experiment", "-e", help="Describe this experiment's data instead, as its runs load it "
+        "(alterations, mixtures, splits, limits).")] = None,
+    alter: Annotated[list[str] | None, typer.Option(
+        "--alter", help="Alterations, e.g. colour (repeat or join with +; see `cnnlab alterations`).")
+    ] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Folder or file for imagefolder, npz.")] = None,
+    size: Annotated[int | None, typer.Option(help="Resize to size×size.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and alterations.")] = 0,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Also draw the images per class as a bar chart (.png, .svg, .pdf).")] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Dataset names, or one dataset's overview: where its files are, split sizes, images per class,
+    image shape, mean and std (also of an altered dataset, or of an experiment's mixture)."""
+    from cnnlab.config import DataConfig, load_experiment
 
-    for dataset in list_datasets():
-        print(dataset)
+    if name is None and experiment is None:
+        from cnnlab.data import list_datasets
+
+        for dataset in list_datasets():
+            print(dataset)
+        return
+    if experiment is not None:
+        if name is not None or alter or path or size is not None:
+            raise ConfigError(Problem("--experiment", str(experiment), "describes the experiment's own "
+                                      "data: leave out NAME, --alter, --path and --size"))
+        exp = load_experiment(experiment, _overrides(set_, data_dir))
+        cfg, seed = exp.data, exp.seed
+    else:
+        if set_:
+            raise ConfigError(Problem("--set", " ".join(set_), "only applies with --experiment"))
+        cfg = DataConfig(dataset=name, alter="+".join(alter) if alter else None, path=path, size=size,
+                         root=_data_root(data_dir), val=0.0)
+    from cnnlab.data.overview import dataset_overview
+    from cnnlab.terminal.datasets import overview_parts
+
+    overview = dataset_overview(cfg, seed)
+    for part in overview_parts(overview):
+        console.print(part)
+    if output is not None:
+        from cnnlab.viz import save_figure
+        from cnnlab.viz.datasets import class_counts_figure
+
+        console.print(f"wrote {save_figure(class_counts_figure(overview), output)}", markup=False,
+                      highlight=False)
 
 
 # --- sweeps (issue 3) ---
@@ -607,9 +652,10 @@ def samples(
     run, or with --dataset a grid of a dataset's images, altered as --alter says."""
     from cnnlab.inspect import parse_grid, samples_run
 
-    if (run is None) == (dataset is None):
-        raise ConfigError(Problem("samples", run or dataset, "give a run or --dataset, not both")
-                          if run else Problem("samples", None, "needs a run or --dataset NAME"))
+    if run is None and dataset is None:
+        raise typer.BadParameter("give a run (id, id prefix or name), or --dataset NAME", param_hint="RUN")
+    if run is not None and dataset is not None:
+        raise ConfigError(Problem("--dataset", dataset, f"cannot go with a run ({run!r}): give one of them"))
     if dataset is not None:
         from cnnlab.inspect.datasets import dataset_samples
 
