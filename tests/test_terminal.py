@@ -17,9 +17,11 @@ from typer.testing import CliRunner
 
 from cnnlab.analyze.compare import compare_runs
 from cnnlab.cli import app
+from cnnlab.config import TrainConfig
 from cnnlab.store import RunStore
 from cnnlab.sweep import Location, parse_sweep, run_sweep, sweep_status
 from cnnlab.sweep.view import sweep_detail, sweeps_table
+from cnnlab.train.run import closing_line
 
 runner = CliRunner()
 MARKUP_NAMES = ["[/]oops", "[link=https://evil.example]click me[/link]", "[bold red]loud"]
@@ -183,3 +185,23 @@ def test_compare_names_exactly_the_settings_that_differ(home: Path, tmp_path: Pa
     assert "93.12%" in result.output and "95.00%" in result.output
     assert output.read_bytes().startswith(b"\x89PNG")
     assert runner.invoke(app, ["compare", a]).exit_code == 2
+
+
+def test_words_flags_take_no_value_and_counts_agree(home: Path) -> None:
+    helped = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "120"})
+    assert "<bool>" not in helped.output and "KEY=VALUE" in helped.output
+    assert " -s " not in runner.invoke(app, ["explain", "size", "--help"], env={"COLUMNS": "120"}).output
+
+    examples = Path(__file__).parents[1] / "examples"
+    summary = runner.invoke(app, ["summary", str(examples / "seed003-best.toml")])
+    assert summary.exit_code == 0, summary.output
+    assert summary.output.startswith("mnist_bn_cnn on svhn + mnist-colour input 3×28×28")
+
+    with RunStore(root=home) as store:
+        run_id = stored_run(store, "one")
+        store.update_run(run_id, epochs_done=1)
+        assert f"run {run_id} completed after 1 epoch in " in closing_line(store.get_run(run_id), store)
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    (line,) = [line for line in readme.splitlines() if line.startswith("eval_test = ")]
+    assert line.split()[2] == str(TrainConfig().eval_test).lower()

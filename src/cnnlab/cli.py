@@ -14,6 +14,21 @@ from rich.console import Console
 
 from cnnlab.errors import CnnlabError, ConfigError, Problem
 
+
+def _hide_flag_types() -> None:
+    """Show no value type beside a flag in --help: `--quiet -q` takes no value, yet Typer 0.29
+    writes `<bool>` there as if it did."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
     no_args_is_help=True,
@@ -35,7 +50,8 @@ DataDirOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a setting: -s train.lr=0.001 (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a setting: -s train.lr=0.001 (repeatable)."),
 ]
 
 

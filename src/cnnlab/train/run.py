@@ -19,7 +19,7 @@ import torch
 from rich.console import Console
 from torch import nn
 
-from cnnlab.config import Experiment, validate_experiment
+from cnnlab.config import Experiment, data_label, validate_experiment
 from cnnlab.data import DataBundle, Split, input_shape, load_data
 from cnnlab.errors import CheckpointError, ConfigError, Problem
 from cnnlab.models import Summary, build_model, summarize
@@ -200,7 +200,7 @@ def summarize_experiment(exp: Experiment) -> tuple[Summary, str]:
     known = input_shape(exp.data)
     if known is not None:
         shape, num_classes = known
-        source = f"{exp.data.dataset} input {'×'.join(map(str, shape))}"
+        source = f"{data_label(exp.data.model_dump())} input {'×'.join(map(str, shape))}"
     else:
         data = load_data(exp.data, exp.seed)
         shape, num_classes = data.input_shape, data.num_classes
@@ -330,9 +330,10 @@ def _fit(
 
     messages = [f"data: {data.description}",
                 f"run {run_id}: {exp.model.name}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.loss}, "
-                f"{cfg.epochs} epochs, batch {cfg.batch_size}, {prepared.precision}, "
+                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {prepared.precision}, "
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
-                + (device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
+                + (device_label(device) if device.type == "cuda"
+                   else f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}")]
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
     for line in messages:
@@ -469,8 +470,8 @@ def finish_run(store: RunStore, run_id: str, status: str, error: str | None, sec
 
 def closing_line(record: RunRecord, store: RunStore) -> str:
     """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
-    parts = [f"run {record.id} {record.status} after {record.epochs_done} epochs "
-             f"in {record.duration_s or 0:.1f} s"]
+    epochs = f"{record.epochs_done} epoch{'s' * (record.epochs_done != 1)}"
+    parts = [f"run {record.id} {record.status} after {epochs} in {record.duration_s or 0:.1f} s"]
     if record.final_test_acc is not None:
         parts.append(f"test accuracy {100 * record.final_test_acc:.2f}%")
     if record.best_val_acc is not None:

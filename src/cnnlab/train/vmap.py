@@ -520,8 +520,9 @@ class VmapCells:
         where = (device_label(self.device) if self.device.type == "cuda"
                  else f"{torch.get_num_threads()} threads")
         return (f"vmap: {len(self.exps)} cells of {self.exps[0].model.name} together, {cfg.optimizer} "
-                f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, {cfg.epochs} epochs, batch "
-                f"{cfg.batch_size}, {self.precision}, {where}")
+                f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, "
+                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {self.precision}, "
+                f"{where}")
 
     def _load_cell(self, cell: int, position: int) -> nn.Module:
         """The cell's regular model with its slice of the stacked weights copied in."""
