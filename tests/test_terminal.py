@@ -205,3 +205,16 @@ def test_words_flags_take_no_value_and_counts_agree(home: Path) -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     (line,) = [line for line in readme.splitlines() if line.startswith("eval_test = ")]
     assert line.split()[2] == str(TrainConfig().eval_test).lower()
+
+
+def test_a_run_trained_with_a_markup_name_lists_and_errors_print_as_text(home: Path) -> None:
+    small = ["-s", "data.dataset='mnist-sample'", "-s", "data.train_limit=128", "-s", "data.test_limit=64",
+             "-s", "train.epochs=1", "-s", "train.threads=1"]
+    experiment = Path(__file__).parents[1] / "examples" / "book-cnn-mnist.toml"
+    trained = runner.invoke(app, ["train", str(experiment), *small, "-q", "--name", "[/]oops"])
+    assert trained.exit_code == 0, trained.output
+    listed = runner.invoke(app, ["runs"])
+    assert listed.exit_code == 0 and "[/]oops" in listed.output
+    missing = runner.invoke(app, ["show", "[link=https://evil.example]x[/link]"])
+    assert missing.exit_code == 2
+    assert "no run matches '[link=https://evil.example]x[/link]'" in " ".join(missing.output.split())

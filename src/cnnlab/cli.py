@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cnnlab.errors import CnnlabError, ConfigError, Problem
 
@@ -64,7 +65,7 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except CnnlabError as exc:
             for line in str(exc).splitlines():
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -179,7 +180,7 @@ def summary(
 
     exp = load_experiment(experiment, _overrides(set_, data_dir))
     result, source = summarize_experiment(exp)
-    console.print(f"{exp.model.name} on {source}", highlight=False)
+    console.print(f"{exp.model.name} on {source}", highlight=False, markup=False)
     console.print(result.to_table())
 
 
@@ -311,7 +312,7 @@ def export(
     if output is None:
         print(text, end="")
     else:
-        console.print(f"wrote {output}")
+        console.print(f"wrote {output}", highlight=False, markup=False)
 
 
 @app.command("models")
@@ -617,7 +618,7 @@ def _top(top: list[tuple[str, float]]) -> str:
 
 def _print_written(files: list[Any]) -> None:
     for written in files:
-        console.print(f"  {written.path}  [dim]{written.title}[/]", highlight=False)
+        console.print(f"  {escape(str(written.path))}  [dim]{escape(written.title)}[/]", highlight=False)
 
 
 @app.command("inspect")
@@ -638,7 +639,7 @@ def inspect_(
     result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
                          style=style, data_root=_data_root(data_dir))
     truth = f" (true {result.label})" if result.label is not None else ""
-    console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False)
+    console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False, markup=False)
     console.print(f"wrote {len(result.files)} figures:", highlight=False)
     _print_written(result.files)
 
@@ -679,8 +680,9 @@ def samples(
             raise ConfigError(Problem("--errors", True, "needs a run (mistakes are a model's)"))
         shown = dataset_samples(dataset, alter=alter or None, grid=parse_grid(grid), split=split,
                                 seed=seed, size=size, output=output, data_root=_data_root(data_dir))
-        console.print(f"{shown.shown} images of {shown.description}", highlight=False, soft_wrap=True)
-        console.print(f"wrote {shown.path}", highlight=False, soft_wrap=True)
+        console.print(f"{shown.shown} images of {shown.description}", highlight=False, soft_wrap=True,
+                      markup=False)
+        console.print(f"wrote {shown.path}", highlight=False, soft_wrap=True, markup=False)
         return
     if alter:
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
@@ -712,7 +714,7 @@ def confusion(
     from cnnlab.inspect import confusion_run, scores_table
 
     result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
-    console.print(scores_table(result.classes, result.scores, title=f"run {run}: test split"))
+    console.print(scores_table(result.classes, result.scores, title=f"run {escape(run)}: test split"))
     _print_written(result.files)
 
 
@@ -735,10 +737,10 @@ def predict(
     results = predict_files(load_run(_store(store), run), files, top=top, style=style, show_dir=show)
     for result in results:
         if result.error is not None:
-            err_console.print(f"[bold red]error:[/] {result.error}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(result.error)}", highlight=False)
             continue
-        seen = f"  [dim](input: {result.shown})[/]" if result.shown else ""
-        console.print(f"{result.path}: {_top(result.top)}{seen}", highlight=False)
+        seen = f"  [dim](input: {escape(str(result.shown))})[/]" if result.shown else ""
+        console.print(f"{escape(str(result.path))}: {escape(_top(result.top))}{seen}", highlight=False)
     if any(result.error is not None for result in results):
         raise typer.Exit(1)
 

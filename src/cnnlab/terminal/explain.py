@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
@@ -47,12 +48,12 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             for problem in exc.problems:
                 option = "--" + problem.key.replace("_", "-")
                 err_console.print(
-                    f"[bold red]error:[/] {option}: {problem.value!r} {problem.allowed}",
+                    f"[bold red]error:[/] {escape(f'{option}: {problem.value!r} {problem.allowed}')}",
                     highlight=False,
                 )
             raise typer.Exit(2) from None
         except CnnlabError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -156,7 +157,7 @@ def conv(
     console.print(f"rows:    {step.sizes[0]}", highlight=False)
     console.print(f"columns: {step.sizes[1]}", highlight=False)
     console.print(f"pixel ({step.row}, {step.col}) = Σ patch ⊙ kernel = {step.value:.4f}", highlight=False)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def _paddings(values: list[str] | None) -> list[Padding] | None:
@@ -250,7 +251,7 @@ def pool(
         f"average {_shape(result.avg_pooled)}, global average {result.global_avg:.4f}",
         highlight=False,
     )
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def _shape(values: Any) -> str:
@@ -278,4 +279,4 @@ def one_by_one(
     for cost in result.costs:
         table.add_row(f"{cost.kernel}×{cost.kernel}", f"{cost.parameters:,}", f"{cost.flops:,}")
     console.print(table)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, markup=False)

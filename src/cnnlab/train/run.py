@@ -337,7 +337,7 @@ def _fit(
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
     for line in messages:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
     # Everything on the device once: batches are gathered there by one indexing op.
     train = on_device(data.train, device, prepared.channels_last)
@@ -408,7 +408,7 @@ def _fit(
     finally:
         finish_run(store, run_id, status, error, run_seconds)
     record = store.get_run(run_id)
-    console.print(closing_line(record, store), highlight=False, soft_wrap=True)
+    console.print(closing_line(record, store), highlight=False, soft_wrap=True, markup=False)
     return RunOutcome(record, data.description, messages)
 
 

@@ -742,7 +742,7 @@ def train_sweep_cells(
                 why = str(exc)
         if why is not None:
             console.print(f"vmap: {len(group)} cells of {cells[0].model.name} train one at a time: {why}",
-                          highlight=False, soft_wrap=True)
+                          highlight=False, soft_wrap=True, markup=False)
         if prepared is None:
             for i in group:
                 if any(r.status == "interrupted" for r in records.values()):
@@ -771,7 +771,8 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
         store.update_run(run_id, precision=cells.precision, n_params=cells.n_params,
                          device=device_label(cells.device))
         run_ids.append(run_id)
-    console.print(cells.describe() + f"; runs {', '.join(run_ids)}", highlight=False, soft_wrap=True)
+    console.print(cells.describe() + f"; runs {', '.join(run_ids)}", highlight=False, soft_wrap=True,
+                  markup=False)
     epochs = cells.cfg.epochs
 
     def log(cell: int, epoch: int, metrics: dict[str, float]) -> None:
@@ -802,5 +803,5 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
             finish_run(store, run_id, result.status, result.error, result.seconds)
     records = [store.get_run(run_id) for run_id in run_ids]
     for record in records:
-        console.print(closing_line(record, store), highlight=False, soft_wrap=True)
+        console.print(closing_line(record, store), highlight=False, soft_wrap=True, markup=False)
     return records
