@@ -240,7 +240,8 @@ def rm(
         for record in records:
             console.print(f"  {record.id}  {record.name or ''}  {record.status}, "
                           f"{record.epochs_done} epochs", markup=False, highlight=False)
-        if not typer.confirm(f"Delete {_count(len(records), 'run')} and their files?", default=False):
+        files = "its files" if len(records) == 1 else "their files"
+        if not typer.confirm(f"Delete {_count(len(records), 'run')} and {files}?", default=False):
             raise typer.Exit(1)
     run_store.delete_runs([record.id for record in records])
     for record in records:

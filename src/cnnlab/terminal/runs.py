@@ -1,4 +1,4 @@
-"""Rich renderings of stored runs for the CLI: the runs table and one run's detail."""
+"""Rich renderings of stored runs for the CLI: the runs table, one run's detail and runs compared."""
 
 from __future__ import annotations
 
