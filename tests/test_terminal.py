@@ -21,6 +21,7 @@ from cnnlab.config import TrainConfig
 from cnnlab.store import RunStore
 from cnnlab.sweep import Location, parse_sweep, run_sweep, sweep_status
 from cnnlab.sweep.view import sweep_detail, sweeps_table
+from cnnlab.terminal.runs import run_detail
 from cnnlab.train.run import closing_line
 
 runner = CliRunner()
@@ -218,3 +219,23 @@ def test_a_run_trained_with_a_markup_name_lists_and_errors_print_as_text(home: P
     missing = runner.invoke(app, ["show", "[link=https://evil.example]x[/link]"])
     assert missing.exit_code == 2
     assert "no run matches '[link=https://evil.example]x[/link]'" in " ".join(missing.output.split())
+
+
+def test_show_of_a_mixture_run_fits_80_columns(home: Path) -> None:
+    with RunStore(root=home) as store:
+        run_id = stored_run(store, "mixed")
+        for epoch in (1, 2, 3):
+            store.log_epoch(run_id, epoch, {
+                "train_loss": 2.3036, "train_acc": 0.1211, "val_loss": 2.2976, "val_acc": 0.1075,
+                "test_loss": 2.2966, "test_acc": 0.0935, "lr": 0.01, "seconds": 12.5, "images_per_s": 6984.0,
+                "val/mnist-sample_acc": 0.125, "val/mnist-sample-colour_acc": 0.0912,
+                "test/mnist-sample_acc": 0.114, "test/mnist-sample-colour_acc": 0.086})
+        record, epochs = store.get_run(run_id), store.epochs(run_id)
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(*run_detail(record, epochs, width=80))
+    shown = console.export_text()
+    assert max(len(line.rstrip()) for line in shown.splitlines()) <= 80
+    table = shown.split("accuracy per domain")[1]
+    assert "mnist-sample-colour" in table and "…" not in table  # whole domain names, whole numbers
+    assert "epoch" in table.split("epochs")[1] and "9.12%" in table and "6,984" not in table
+    assert "img/s, s left out to fit" in table

@@ -220,7 +220,8 @@ def show(
     run_store = _store(store)
     record = run_store.get_run(run)
     tags = run_store.tags([record.id]).get(record.id, [])
-    for renderable in run_detail(record, run_store.epochs(record.id), tags, run_store.files(record.id)):
+    files = run_store.files(record.id)
+    for renderable in run_detail(record, run_store.epochs(record.id), tags, files, width=console.width):
         console.print(renderable)
 
 

@@ -129,15 +129,16 @@ def run_detail(
     epochs: Sequence[dict[str, Any]],
     tags: Sequence[str] = (),
     artifacts: Sequence[Artifact] = (),
+    width: int | None = None,
 ) -> list[RenderableType]:
     """A run's summary, its resolved config, its files, its per-domain table (mixtures) and its
-    per-epoch table."""
+    per-epoch table (made to fit ``width``)."""
     parts: list[RenderableType] = [_summary(record, tags), _config(record.config)]
     if artifacts:
         parts.append(artifacts_table(artifacts))
     if domain_names(epochs):
         parts.append(domains_table(epochs, record.best_epoch))
-    return [*parts, epochs_table(epochs, record.best_epoch)]
+    return [*parts, epochs_table(epochs, record.best_epoch, width)]
 
 
 _COMPARED = (
@@ -200,18 +201,27 @@ def artifacts_table(artifacts: Sequence[Artifact]) -> Table:
 def domains_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None) -> Table:
     """Accuracy per evaluation domain: last epoch and the best epoch (by overall val accuracy)."""
     table = plain_table(title="accuracy per domain")
-    table.add_column("domain")
-    at = f" (epoch {best_epoch})" if best_epoch is not None else ""
-    for header in ("final val", "final test", f"val at best{at}", f"test at best{at}"):
-        table.add_column(header, justify="right")
-    for row in domain_summary(epochs, best_epoch):
-        table.add_row(Text(row["domain"]), *(format_metric("acc", row[key]) for key in
-                                       ("final_val_acc", "final_test_acc", "best_val_acc", "best_test_acc")))
+    summary = domain_summary(epochs, best_epoch)
+    longest = max((len(row["domain"]) for row in summary), default=0)
+    table.add_column("domain", no_wrap=True, min_width=longest)
+    at = f"\n(epoch {best_epoch})" if best_epoch is not None else ""
+    for header in ("final\nval", "final\ntest", f"val at\nbest{at}", f"test at\nbest{at}"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in summary:
+        keys = ("final_val_acc", "final_test_acc", "best_val_acc", "best_test_acc")
+        table.add_row(Text(row["domain"]), *(format_metric("acc", row[key]) for key in keys))
     return table
 
 
-def epochs_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None) -> Table:
-    """Per-epoch metrics; columns that are empty in every epoch are left out, extras at the end."""
+# Left out, in this order, while the epochs table is wider than the terminal (`export` has them all).
+_EPOCH_FIT_ORDER = ("images_per_s", "seconds", "lr", "test_loss", "train_loss")
+
+
+def epochs_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None,
+                 width: int | None = None) -> Table:
+    """Per-epoch metrics; columns that are empty in every epoch are left out, extras at the end.
+    While the table is wider than ``width``, img/s, s, lr, test loss and train loss are left out
+    (in that order, said in the caption); a number is never cut."""
     columns: list[str] = []
     for row in epochs:
         columns += [key for key in row if key != "epoch" and key not in columns]
@@ -221,19 +231,35 @@ def epochs_table(epochs: Sequence[dict[str, Any]], best_epoch: int | None = None
              and not (key.startswith(("val/", "test/")) and key.endswith("_loss"))
              and not key.startswith("test/")]
     shown = [key for key in standard + extra if any(row.get(key) is not None for row in epochs)]
+    table = _epochs_table(epochs, shown, best_epoch)
+    left_out = []
+    for key in _EPOCH_FIT_ORDER if width is not None else ():
+        if _measure(table) <= width:
+            break
+        if key in shown:
+            shown.remove(key)
+            left_out.append(_EPOCH_HEADERS[key])
+            table = _epochs_table(epochs, shown, best_epoch)
+    if left_out:
+        table.caption = f"{', '.join(left_out)} left out to fit: `cnnlab export` has every column"
+    if not epochs:
+        table.caption = "no epochs stored"
+    return table
+
+
+def _epochs_table(epochs: Sequence[dict[str, Any]], shown: Sequence[str], best_epoch: int | None) -> Table:
     table = plain_table(title="epochs")
-    table.add_column("epoch", justify="right")
+    table.add_column("epoch", justify="right", no_wrap=True)
     rows = [[format_metric(key, row.get(key)) for key in shown] for row in epochs]
     for i, key in enumerate(shown):
         header = _EPOCH_HEADERS.get(key, key.replace("/", " ").removesuffix("_acc"))
-        # Numbers are never cut: the header takes a line per word instead ("train\nloss").
-        table.add_column(Text(header.replace(" ", "\n")), justify="right", no_wrap=True,
+        # Numbers are never cut: the header takes a line per word instead ("train\nloss",
+        # "val\nmnist-\ncolour").
+        table.add_column(Text(header.replace(" ", "\n").replace("-", "-\n")), justify="right", no_wrap=True,
                          min_width=max((cells[i].cell_len for cells in rows), default=0))
     for row, cells in zip(epochs, rows, strict=True):
         style = "bold green" if best_epoch is not None and row["epoch"] == best_epoch else None
         table.add_row(str(row["epoch"]), *cells, style=style)
-    if not epochs:
-        table.caption = "no epochs stored"
     return table
 
 
