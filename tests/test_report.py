@@ -241,3 +241,37 @@ def test_end_to_end_report_of_two_real_tiny_runs(tmp_path):
     assert "Inside the best model" in markdown
     diagnosed = runner.invoke(app, ["diagnose", ids[0], "--store", f"sqlite:///{home}/runs.sqlite"])
     assert diagnosed.exit_code == 0 and ids[0] in diagnosed.output
+
+
+BROKEN_WORDS_JS = """() => {
+  const broken = [];
+  for (const cell of document.querySelectorAll('td, th')) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const match of node.data.matchAll(/[\\w.%]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, match.index);
+        range.setEnd(node, match.index + match[0].length);
+        const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+        if (tops.size > 1) broken.push(match[0]);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+@pytest.mark.parametrize("width", [1280, 720])
+def test_report_tables_never_break_a_word(report_dir, width):
+    """Run ids, statuses, diagnoses and numbers stay whole at desktop and narrow widths (a wide table
+    scrolls sideways instead); lines still break at spaces and punctuation."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto((report_dir / "index.html").as_uri())
+            page.wait_for_load_state("load")
+            broken = page.evaluate(BROKEN_WORDS_JS)
+        finally:
+            browser.close()
+    assert broken == []

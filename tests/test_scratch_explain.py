@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from cnnlab import scratch as sc
 from cnnlab.errors import ConfigError
 from cnnlab.scratch import explain
-from cnnlab.scratch.cli import app as explain_app
 from cnnlab.scratch.digits import digit, embedded_digits
+from cnnlab.terminal.explain import app as explain_app
 from cnnlab.window_sizes import output_size
 
 # --- the output-size calculator --------------------------------------------------------------
@@ -28,7 +28,11 @@ def test_seed_004_table_n7_f3_strides_1_2_4():
     assert [r.fits for r in results] == [True, True, False]
     assert [r.uncovered for r in results] == [0, 0, 1]
     assert results[2].formula == "(7 − 3)/4 + 1 = 2"
-    assert results[2].note == "stride 4 does not fit: 1 row/column never covered"
+    # (7 − 3)/4 is exact: stride 4 is not uneven, it skips the column between its two windows.
+    assert results[2].note == ("skips pixels: stride 4 is wider than the window (3), 1 row/column "
+                               "between windows never read")
+    assert results[2].verdict == "skips 1 between windows"
+    assert output_size(7, 3, 3).verdict == "uneven: last 1 unread"
     assert str(results[0]) == "(7 − 3)/1 + 1 = 5"
 
 
@@ -202,7 +206,7 @@ def test_explain_pool_and_1x1_write_their_figures(tmp_path):
 
 @pytest.mark.parametrize(
     "strides",
-    [["--stride", "1", "2", "4"], ["--stride", "1,2,4"], ["-s", "1", "-s", "2", "--stride", "4"]],
+    [["--stride", "1", "2", "4"], ["--stride", "1,2,4"], ["--stride", "1", "--stride", "2", "--stride", "4"]],
 )
 def test_explain_size_prints_the_table_for_every_stride_syntax(strides, tmp_path):
     out = tmp_path / "size.png"
@@ -215,8 +219,38 @@ def test_explain_size_prints_the_table_for_every_stride_syntax(strides, tmp_path
         "(7 − 3 + 2·1)/4 + 1 = 2.5 → 2",
     ):
         assert formula in result.output
-    assert result.output.count("no:") == 2
+    verdicts = {line.split("=")[0]: line.rstrip().rsplit("  ", 1)[-1] for line in result.output.splitlines()
+                if "+ 1 =" in line}
+    assert verdicts["0  4  (7 − 3 + 2·0)/4 + 1 "] == "skips 1 between windows"
+    assert verdicts["1  4  (7 − 3 + 2·1)/4 + 1 "] == "uneven: last 1 unread; skips 1"
+    assert verdicts["1  2  (7 − 3 + 2·1)/2 + 1 "] == "fits"
     assert is_png(out)
+
+
+@pytest.mark.parametrize(
+    ("n", "kernel", "stride", "expected"), [(28, 5, 1, 28), (28, 5, 2, 14), (7, 3, 2, 4), (32, 4, 3, 11)]
+)
+def test_same_padding_gives_ceil_n_over_s_as_torch_does(n, kernel, stride, expected):
+    res = output_size(n, kernel, stride, "same")
+    assert res.size == expected == -(-n // stride)
+    assert res.uncovered == 0
+    # TensorFlow-style 'same': pad (before, after), then a valid convolution; torch agrees.
+    x = torch.zeros(1, 1, n, n)
+    padded = F.pad(x, (res.padding, res.after, res.padding, res.after))
+    assert F.conv2d(padded, torch.zeros(1, 1, kernel, kernel), stride=stride).shape[-1] == expected
+    assert output_size(n, kernel, stride, "valid").size == output_size(n, kernel, stride, 0).size
+
+
+def test_explain_size_same_padding_follows_the_stride():
+    result = invoke("size", "28", "5", "--padding", "same", "--stride", "1", "2")
+    assert result.exit_code == 0, result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith("same")]
+    assert [(row[-3 if row[-1] == "fits" else -2], row[-2]) for row in rows] == [("=", "28"), ("=", "14")] \
+        or [row[-2] for row in rows] == ["28", "14"]
+    assert "(28 − 5 + 2·2)/1 + 1 = 28" in result.output
+    assert "(28 − 5 + 1 + 2)/2 + 1 = 14" in result.output
+    assert "'same' at S = 2: (⌈28/2⌉ − 1)·2 + 5 − 28 = 3 zeros: 1 before, 2 after" in result.output
+    assert invoke("size", "28", "5", "--padding", "full").exit_code == 2
 
 
 def test_explain_size_without_padding_uses_the_seed_formula():

@@ -20,7 +20,7 @@ from cnnlab.scratch.digits import embedded_digits
 def test_importing_and_using_scratch_never_imports_torch():
     code = (
         "import sys, numpy as np\n"
-        "import cnnlab.scratch as sc, cnnlab.scratch.cli, cnnlab.scratch.figures\n"
+        "import cnnlab.scratch as sc, cnnlab.terminal.explain, cnnlab.scratch.figures\n"
         "net = sc.book_cnn()\n"
         "x = np.zeros((2, 1, 28, 28), np.float32)\n"
         "sc.fit(net, x, np.array([0, 1]), epochs=1)\n"

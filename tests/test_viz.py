@@ -169,7 +169,7 @@ def test_plot_curves_and_effect_write_images(home, tmp_path, monkeypatch):
         ),
         (
             ["plot", "effect", "grid"],
-            "--param: '' must name one of the settings that vary: train.optimizer, train.lr",
+            "2 settings vary across these runs (train.optimizer, train.lr): choose one with --param",
         ),
         (["plot", "effect", "grid", "--param", "train.epochs"], "does not vary"),
         (

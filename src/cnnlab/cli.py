@@ -11,9 +11,25 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cnnlab.errors import CnnlabError, ConfigError, Problem, user_message
 
+
+def _hide_flag_types() -> None:
+    """Show no value type beside a flag in --help: `--quiet -q` takes no value, yet Typer 0.29
+    writes `<bool>` there as if it did."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
     no_args_is_help=True,
@@ -35,7 +51,8 @@ DataDirOpt = Annotated[
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", help="Override a setting: -s train.lr=0.001 (repeatable)."),
+    typer.Option("--set", "-s", metavar="KEY=VALUE",
+                 help="Override a setting: -s train.lr=0.001 (repeatable)."),
 ]
 
 
@@ -49,7 +66,7 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except (CnnlabError, OSError) as exc:
             for line in user_message(exc).splitlines():
-                err_console.print(f"[bold red]error:[/] {line}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -165,7 +182,7 @@ def summary(
 
     exp = load_experiment(experiment, _overrides(set_, data_dir))
     result, source = summarize_experiment(exp)
-    console.print(f"{exp.model.name} on {source}", highlight=False)
+    console.print(f"{exp.model.name} on {source}", highlight=False, markup=False)
     console.print(result.to_table())
 
 
@@ -174,19 +191,24 @@ def summary(
 def runs(
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     name: Annotated[str | None, typer.Option(help="Only runs whose name matches (glob).")] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag (see `cnnlab tag`).")] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many, newest first.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Full names and every column, however wide.")] = False,
     store: StoreOpt = None,
 ) -> None:
-    """Table of stored runs, newest first."""
-    from cnnlab.store.tables import runs_table
+    """Table of stored runs, newest first (names cut to fit the terminal; --wide for all of them)."""
+    from cnnlab.terminal.runs import runs_table
 
-    records = _store(store).list_runs(status=status, name=name, limit=limit)
+    run_store = _store(store)
+    records = run_store.list_runs(status=status, name=name, limit=limit, tag=tag)
     if not records:
-        asked = [f"--{key} {value!r}" for key, value in (("status", status), ("name", name)) if value]
+        asked = [f"--{key} {value!r}" for key, value in (("status", status), ("name", name), ("tag", tag))
+                 if value]
         console.print(f"no run matches {' '.join(asked)}" if asked
                       else "no runs stored yet: try `cnnlab quickstart`", markup=False, highlight=False)
         return
-    console.print(runs_table(records))
+    tags = run_store.tags([record.id for record in records])
+    console.print(runs_table(records, tags, width=console.width, wide=wide))
 
 
 @app.command()
@@ -195,13 +217,88 @@ def show(
     run: Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")],
     store: StoreOpt = None,
 ) -> None:
-    """One run: its config, status and every epoch's metrics."""
-    from cnnlab.store.tables import run_detail
+    """One run: its status, tags, config, files and every epoch's metrics."""
+    from cnnlab.terminal.runs import run_detail
 
     run_store = _store(store)
     record = run_store.get_run(run)
-    for renderable in run_detail(record, run_store.epochs(record.id)):
+    tags = run_store.tags([record.id]).get(record.id, [])
+    files = run_store.files(record.id)
+    for renderable in run_detail(record, run_store.epochs(record.id), tags, files, width=console.width):
         console.print(renderable)
+
+
+@app.command()
+@_user_errors
+def rm(
+    runs: Annotated[list[str], typer.Argument(help="Run ids, unique id prefixes or run names.",
+                                              show_default=False)],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Delete runs: their rows (epochs, tags, artifacts) and their folders. A running run is refused."""
+    run_store = _store(store)
+    records = list({record.id: record for record in map(run_store.get_run, runs)}.values())
+    run_store.delete_runs([record.id for record in records], dry_run=True)
+    if not yes:
+        for record in records:
+            console.print(f"  {record.id}  {record.name or ''}  {record.status}, "
+                          f"{record.epochs_done} epochs", markup=False, highlight=False)
+        files = "its files" if len(records) == 1 else "their files"
+        if not typer.confirm(f"Delete {_count(len(records), 'run')} and {files}?", default=False):
+            raise typer.Exit(1)
+    run_store.delete_runs([record.id for record in records])
+    for record in records:
+        console.print(f"deleted {record.id}" + (f" ({record.name})" if record.name else ""),
+                      markup=False, highlight=False)
+
+
+@app.command()
+@_user_errors
+def tag(
+    run: Annotated[str, typer.Argument(help="Run id, unique id prefix or run name.")],
+    tags: Annotated[list[str], typer.Argument(help="Tags to put on the run.", show_default=False)],
+    remove: Annotated[bool, typer.Option("--remove", "-r", help="Take these tags off instead.")] = False,
+    store: StoreOpt = None,
+) -> None:
+    """Tag a run (`cnnlab runs --tag TAG` lists the runs with a tag), or take tags off with --remove."""
+    run_store = _store(store)
+    record = run_store.get_run(run)
+    for label in tags:
+        changed = run_store.remove_tag(record.id, label) if remove else run_store.add_tag(record.id, label)
+        if remove:
+            verb = "untagged" if changed else "had no tag"
+        else:
+            verb = "tagged" if changed else "already tagged"
+        console.print(f"{record.id} {verb} {label}", markup=False, highlight=False)
+
+
+@app.command()
+@_user_errors
+def compare(
+    runs: Annotated[list[str], typer.Argument(help="Two or more run ids, id prefixes or run names.",
+                                              show_default=False)],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file for the overlaid curves (.png, .svg, .pdf).")
+    ] = Path("compare.png"),
+    store: StoreOpt = None,
+) -> None:
+    """Runs side by side: the settings that differ, final metrics, and their curves overlaid."""
+    from cnnlab.analyze.compare import compare_runs
+    from cnnlab.terminal.runs import comparison_tables
+    from cnnlab.viz import plot_curves
+
+    run_store = _store(store)
+    comparison = compare_runs(run_store, runs)
+    for renderable in comparison_tables(comparison):
+        console.print(renderable)
+    plotted = plot_curves(run_store, [run.id for run in comparison.runs], output)
+    console.print(f"wrote {plotted.path}: {plotted.description}", highlight=False, markup=False)
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @app.command()
@@ -220,7 +317,7 @@ def export(
     if output is None:
         print(text, end="")
     else:
-        console.print(f"wrote {output}")
+        console.print(f"wrote {output}", highlight=False, markup=False)
 
 
 @app.command("models")
@@ -233,12 +330,58 @@ def models_() -> None:
 
 
 @app.command()
-def datasets() -> None:
-    """Dataset names (use them as data.dataset)."""
-    from cnnlab.data import list_datasets
+@_user_errors
+def datasets(
+    name: Annotated[str | None, typer.Argument(
+        help="A dataset to describe; leave out to list the names (use them as data.dataset).")] = None,
+    experiment: Annotated[Path | None, typer.Option(
+        "--experiment", "-e", help="Describe this experiment's data instead, as its runs load it "
+        "(alterations, mixtures, splits, limits).")] = None,
+    alter: Annotated[list[str] | None, typer.Option(
+        "--alter", help="Alterations, e.g. colour (repeat or join with +; see `cnnlab alterations`).")
+    ] = None,
+    path: Annotated[str | None, typer.Option("--path", help="Folder or file for imagefolder, npz.")] = None,
+    size: Annotated[int | None, typer.Option(help="Resize to size×size.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the splits and alterations.")] = 0,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Also draw the images per class as a bar chart (.png, .svg, .pdf).")] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Dataset names, or one dataset's overview: where its files are, split sizes, images per class,
+    image shape, mean and std (also of an altered dataset, or of an experiment's mixture)."""
+    from cnnlab.checks import load_experiment
+    from cnnlab.config import DataConfig
 
-    for dataset in list_datasets():
-        print(dataset)
+    if name is None and experiment is None:
+        from cnnlab.data import list_datasets
+
+        for dataset in list_datasets():
+            print(dataset)
+        return
+    if experiment is not None:
+        if name is not None or alter or path or size is not None:
+            raise ConfigError(Problem("--experiment", str(experiment), "describes the experiment's own "
+                                      "data: leave out NAME, --alter, --path and --size"))
+        exp = load_experiment(experiment, _overrides(set_, data_dir))
+        cfg, seed = exp.data, exp.seed
+    else:
+        if set_:
+            raise ConfigError(Problem("--set", " ".join(set_), "only applies with --experiment"))
+        cfg = DataConfig(dataset=name, alter="+".join(alter) if alter else None, path=path, size=size,
+                         root=_data_root(data_dir), val=0.0)
+    from cnnlab.data.overview import dataset_overview
+    from cnnlab.terminal.datasets import overview_parts
+
+    overview = dataset_overview(cfg, seed)
+    for part in overview_parts(overview):
+        console.print(part)
+    if output is not None:
+        from cnnlab.viz import save_figure
+        from cnnlab.viz.datasets import class_counts_figure
+
+        console.print(f"wrote {save_figure(class_counts_figure(overview), output)}", markup=False,
+                      highlight=False)
 
 
 # --- sweeps ---
@@ -323,7 +466,7 @@ def sweep(
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
-                      f"`cnnlab worker --study {outcome.queued.name}`", highlight=False)
+                      f"`cnnlab worker --study {outcome.queued.name}`", highlight=False, markup=False)
         return
     _print_sweep(outcome)
 
@@ -356,13 +499,18 @@ def sweeps(storage: StorageOpt = None, store: SweepStoreOpt = None) -> None:
     from cnnlab.sweep import list_sweeps
     from cnnlab.sweep.view import sweeps_table
 
-    console.print(sweeps_table(list_sweeps(_location(storage, store, None))))
+    statuses = list_sweeps(_location(storage, store, None))
+    if not statuses:
+        console.print("no sweeps yet: start one with `cnnlab sweep FILE`", markup=False, highlight=False)
+        return
+    console.print(sweeps_table(statuses))
 
 
 @app.command("sweep-status")
 @_user_errors
 def sweep_status(
     name: Annotated[str, typer.Argument(help="Sweep name (its file's `name`, or the file name).")],
+    wide: Annotated[bool, typer.Option("--wide", help="Also each cell's run ids.")] = False,
     storage: StorageOpt = None,
     store: SweepStoreOpt = None,
 ) -> None:
@@ -370,7 +518,7 @@ def sweep_status(
     from cnnlab.sweep import sweep_status as read_status
     from cnnlab.sweep.view import sweep_detail
 
-    for renderable in sweep_detail(read_status(_location(storage, store, None), name)):
+    for renderable in sweep_detail(read_status(_location(storage, store, None), name), wide=wide):
         console.print(renderable)
 
 
@@ -482,7 +630,7 @@ def _top(top: list[tuple[str, float]]) -> str:
 
 def _print_written(files: list[Any]) -> None:
     for written in files:
-        console.print(f"  {written.path}  [dim]{written.title}[/]", highlight=False)
+        console.print(f"  {escape(str(written.path))}  [dim]{escape(written.title)}[/]", highlight=False)
 
 
 @app.command("inspect")
@@ -503,7 +651,7 @@ def inspect_(
     result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
                          style=style, data_root=_data_root(data_dir))
     truth = f" (true {result.label})" if result.label is not None else ""
-    console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False)
+    console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False, markup=False)
     console.print(f"wrote {len(result.files)} figures:", highlight=False)
     _print_written(result.files)
 
@@ -533,9 +681,10 @@ def samples(
     run, or with --dataset a grid of a dataset's images, altered as --alter says."""
     from cnnlab.inspect import parse_grid, samples_run
 
-    if (run is None) == (dataset is None):
-        raise ConfigError(Problem("samples", run or dataset, "give a run or --dataset, not both")
-                          if run else Problem("samples", None, "needs a run or --dataset NAME"))
+    if run is None and dataset is None:
+        raise typer.BadParameter("give a run (id, id prefix or name), or --dataset NAME", param_hint="RUN")
+    if run is not None and dataset is not None:
+        raise ConfigError(Problem("--dataset", dataset, f"cannot go with a run ({run!r}): give one of them"))
     if dataset is not None:
         from cnnlab.inspect.datasets import dataset_samples
 
@@ -543,8 +692,9 @@ def samples(
             raise ConfigError(Problem("--errors", True, "needs a run (mistakes are a model's)"))
         shown = dataset_samples(dataset, alter=alter or None, grid=parse_grid(grid), split=split,
                                 seed=seed, size=size, output=output, data_root=_data_root(data_dir))
-        console.print(f"{shown.shown} images of {shown.description}", highlight=False, soft_wrap=True)
-        console.print(f"wrote {shown.path}", highlight=False, soft_wrap=True)
+        console.print(f"{shown.shown} images of {shown.description}", highlight=False, soft_wrap=True,
+                      markup=False)
+        console.print(f"wrote {shown.path}", highlight=False, soft_wrap=True, markup=False)
         return
     if alter:
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
@@ -576,7 +726,7 @@ def confusion(
     from cnnlab.inspect import confusion_run, scores_table
 
     result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
-    console.print(scores_table(result.classes, result.scores, title=f"run {run}: test split"))
+    console.print(scores_table(result.classes, result.scores, title=f"run {escape(run)}: test split"))
     _print_written(result.files)
 
 
@@ -599,16 +749,16 @@ def predict(
     results = predict_files(load_run(_store(store), run), files, top=top, style=style, show_dir=show)
     for result in results:
         if result.error is not None:
-            err_console.print(f"[bold red]error:[/] {result.error}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(result.error)}", highlight=False)
             continue
-        seen = f"  [dim](input: {result.shown})[/]" if result.shown else ""
-        console.print(f"{result.path}: {_top(result.top)}{seen}", highlight=False)
+        seen = f"  [dim](input: {escape(str(result.shown))})[/]" if result.shown else ""
+        console.print(f"{escape(str(result.path))}: {escape(_top(result.top))}{seen}", highlight=False)
     if any(result.error is not None for result in results):
         raise typer.Exit(1)
 
 
 def _mount_explain() -> None:
-    from cnnlab.scratch.cli import app as explain_app
+    from cnnlab.terminal.explain import app as explain_app
 
     app.add_typer(explain_app, name="explain", help="Explain convolution, stride, padding, pooling.")
 

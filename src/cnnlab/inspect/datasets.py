@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from cnnlab.config import DataConfig
 from cnnlab.data import load_data
 from cnnlab.data.alter import alter_images, alter_name, parse_alter
 from cnnlab.data.labels import domain_label
 from cnnlab.data.mixture import derived_seed
+from cnnlab.data.splits import limit
 from cnnlab.errors import DataError, Problem, one_of
 from cnnlab.inspect.figures import image_grid_figure
 from cnnlab.inspect.output import output_dir, save_figure
@@ -38,10 +41,11 @@ def dataset_samples(dataset: str, *, alter: str | list[str] | None = None, grid:
     options = parse_alter(alter) if alter else ()
     rows, cols = grid
     count = rows * cols
-    cfg = DataConfig(dataset=dataset, path=path, root=data_root, size=size, val=0.0,
-                     **({"test_limit": count} if split == "test" else {"train_limit": count}))
-    bundle = load_data(cfg, seed)
-    chosen = bundle.test if split == "test" else bundle.train
+    # The whole dataset is loaded, so that the description gives the true split sizes; the grid
+    # shows a random `count` of the split, as `limit` would have chosen them.
+    bundle = load_data(DataConfig(dataset=dataset, path=path, root=data_root, size=size, val=0.0), seed)
+    whole = bundle.test if split == "test" else bundle.train
+    chosen = limit(whole, count, torch.Generator().manual_seed(seed))
     images = chosen.images
     if options:
         images = alter_images(images, options, derived_seed(seed, dataset, alter_name(options), split))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 from rich.table import Table
+from rich.text import Text
 from torch import Tensor
 
 
@@ -58,7 +59,7 @@ def scores_table(classes: list[str], scores: ClassScores, title: str = "") -> Ta
         low = min((v for v in (scores.precision[i], scores.recall[i]) if not math.isnan(v)),
                   default=math.nan)
         style = "red" if not math.isnan(low) and low < scores.accuracy - 0.05 else None
-        table.add_row(name, _percent(scores.precision[i]), _percent(scores.recall[i]),
+        table.add_row(Text(name), _percent(scores.precision[i]), _percent(scores.recall[i]),
                       f"{scores.support[i]:,}", f"{scores.predicted[i]:,}", style=style)
     return table
 

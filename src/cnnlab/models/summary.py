@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from rich import box
 from rich.table import Table
+from rich.text import Text
 from torch import Tensor, nn
 
 from cnnlab.models.shapes import SizeStep, both_formulas, dims, number, window_step
@@ -71,13 +73,15 @@ class Summary:
 
     def to_table(self) -> Table:
         """A Rich table: error rows in red, rows with a note in yellow, totals in the caption."""
-        table = Table(title=f"Input {dims(self.input_shape)}", caption="\n".join(self._footer()),
-                      caption_justify="left")
+        table = Table(title=f"Input {dims(self.input_shape)}", caption=Text("\n".join(self._footer())),
+                      caption_justify="left", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                      padding=(0, 1, 0, 0), header_style="bold")
         for i, header in enumerate(self._HEADER):
-            table.add_column(header, justify="right" if i >= 4 else "left")
+            # Formulas and numbers stay on one line; layer names and types may wrap.
+            table.add_column(header, justify="right" if i >= 4 else "left", no_wrap=i >= 2)
         for row in self.rows:
             style = "red" if row.error else "yellow" if row.note else None
-            table.add_row(*self._cells(row), style=style)
+            table.add_row(*map(Text, self._cells(row)), style=style)  # layer names are text, not markup
         return table
 
     def to_text(self) -> str:

@@ -83,7 +83,7 @@ def domain_sections(study: Study, store: RunStore) -> list[Section]:
     """Accuracy per evaluation domain (runs on mixtures, ``data.eval``): each configuration's mean
     over seeds of the last epoch's per-domain test accuracy (validation where no test was run)."""
     from cnnlab.analyze.stats import summarize
-    from cnnlab.store.tables import domain_names
+    from cnnlab.store.domains import domain_names
     from cnnlab.viz import png_bytes
     from cnnlab.viz.domains import domain_figure
 

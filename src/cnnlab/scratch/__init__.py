@@ -35,12 +35,11 @@ from cnnlab.scratch.ops import (
     max_pool2d,
     pool_output_size,
     relu,
-    same_padding,
     softmax_cross_entropy,
 )
 from cnnlab.scratch.optim import SGD
 from cnnlab.scratch.training import EpochStats, Evaluation, as_batch, evaluate, fit, predict
-from cnnlab.window_sizes import SizeResult, output_size
+from cnnlab.window_sizes import SizeResult, output_size, same_padding
 
 __all__ = [
     "SGD",

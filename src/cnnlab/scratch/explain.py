@@ -12,7 +12,7 @@ import numpy as np
 
 from cnnlab.errors import ConfigError, Problem
 from cnnlab.scratch.ops import avg_pool2d, conv2d, global_avg_pool2d, max_pool2d, relu
-from cnnlab.window_sizes import SizeResult, output_size
+from cnnlab.window_sizes import Padding, SizeResult, output_size
 
 KERNELS: dict[str, np.ndarray] = {
     "sobel-x": np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float),
@@ -267,7 +267,7 @@ def channel_mixing(
 
 
 def size_table(
-    n: int, kernel: int, strides: list[int], paddings: list[int] | None = None, dilation: int = 1
+    n: int, kernel: int, strides: list[int], paddings: list[Padding] | None = None, dilation: int = 1
 ) -> list[SizeResult]:
     """``output_size`` for every padding and stride (paddings outer), as ``explain size`` prints."""
     return [

@@ -326,53 +326,73 @@ def _count(value: float) -> str:
 
 
 def sizes_figure(results: list[SizeResult]) -> Figure:
-    """One row per stride/padding: input cells, every window position, uncovered cells red."""
-    fig = _figure(12, 1.3 + 1.5 * len(results))
+    """One row per stride/padding: the input cells numbered, zero padding labelled 0 (blue), every
+    window position as a numbered bar below, cells no window reads hatched red; one scale for all."""
+    from matplotlib.patches import Patch
+
+    width = max(res.n + res.padding + res.after for res in results)
+    levels = max(_levels(res) for res in results)
+    cell = min(0.4, 11.0 / (width + 1))  # inches per input cell
+    row = cell * (1.75 + _LEVEL * levels) + 0.3
+    title = max(len(_size_title(res)) for res in results) * 0.075  # inches at 9 pt
+    fig = _figure(max(7.0, cell * (width + 1.2) + 0.4, title + 0.3), 0.5 + row * len(results))
     axes = fig.subplots(len(results), 1, squeeze=False)[:, 0]
-    width = max(res.n + 2 * res.padding for res in results)
     for ax, res in zip(axes, results, strict=True):
-        _size_row(ax, res, width)
+        _size_row(ax, res, width, levels)
+    fig.legend(
+        handles=[Patch(facecolor=PAD, edgecolor="black", label="zero padding (0)"),
+                 Patch(facecolor="white", edgecolor="black", label="input pixel, numbered"),
+                 Patch(facecolor="#f4a3a3", edgecolor="black", hatch="//", label="never read"),
+                 Patch(facecolor=WINDOW, label="window k and the taps it reads")],
+        loc="outside upper center", ncols=4, fontsize=8, frameon=False,
+    )
     return fig
 
 
-def _size_row(ax: Axes, res: SizeResult, width: int) -> None:
+_LEVEL = 0.4  # vertical distance between two rows of window bars (in cells)
+
+
+def _levels(res: SizeResult) -> int:
+    """Rows of window bars, so that windows on one row never overlap."""
+    span = res.dilation * (res.kernel - 1) + 1
+    return max(1, min(-(-span // res.stride), 6, res.size))
+
+
+def _size_row(ax: Axes, res: SizeResult, width: int, levels: int) -> None:
     from matplotlib.patches import Rectangle
 
-    total = res.n + 2 * res.padding
+    total = res.n + res.padding + res.after
     read = np.zeros(total, dtype=bool)
     for w in range(res.size):
         read[w * res.stride + res.dilation * np.arange(res.kernel)] = True
+    font = 7 if width <= 40 else 5
     for i in range(total):
         is_pad = i < res.padding or i >= res.padding + res.n
         face = PAD if is_pad else ("white" if read[i] else "#f4a3a3")
-        ax.add_patch(
-            Rectangle(
-                (i, 0),
-                1,
-                1,
-                facecolor=face,
-                edgecolor="black",
-                lw=0.8,
-                hatch="" if is_pad or read[i] else "//",
-            )
-        )
+        hatch = "" if is_pad or read[i] else "//"
+        ax.add_patch(Rectangle((i, 0), 1, 1, facecolor=face, edgecolor="black", lw=0.8, hatch=hatch))
+        label = "0" if is_pad else str(i - res.padding + 1)
+        ax.text(i + 0.5, 0.5, label, ha="center", va="center", fontsize=font,
+                color="#08519c" if is_pad else "black")
     colors: list[Any] = [WINDOW, NEXT, "#2ca02c", "#9467bd"]
     span = res.dilation * (res.kernel - 1) + 1
-    levels = min(-(-span // res.stride), 6)  # windows on one level never overlap
+    own_levels = _levels(res)
     for w in range(res.size):
-        start, level = w * res.stride, -0.35 - 0.3 * (w % levels)
+        start, level = w * res.stride, -0.4 - _LEVEL * (w % own_levels)
         color = colors[w % len(colors)]
         ax.plot([start + 0.5, start + span - 0.5], [level, level], color=color, lw=1)
         for tap in start + res.dilation * np.arange(res.kernel):
             ax.plot([tap + 0.1, tap + 0.9], [level, level], color=color, lw=4, solid_capstyle="butt")
-    ax.set_xlim(-0.2, width + 0.2)
-    ax.set_ylim(-0.55 - 0.3 * levels, 1.2)
+        ax.text(start + span / 2, level + 0.06, str(w + 1), ha="center", va="bottom", fontsize=font - 1,
+                color=color)
+    ax.set_xlim(-1.2, width + 0.2)
+    ax.set_ylim(-0.55 - _LEVEL * levels, 1.2)
     ax.set_aspect("equal")
+    ax.set_anchor("W")  # left-aligned, so that the title (which starts at the axes) fits the figure
     ax.axis("off")
-    verdict = "fits" if res.fits else res.note
-    ax.set_title(
-        f"{res.formula}   ({verdict})",
-        fontsize=10,
-        loc="left",
-        color="black" if res.fits else WINDOW,
-    )
+    ax.set_title(_size_title(res), fontsize=9, loc="left", color="black" if res.fits else WINDOW)
+
+
+def _size_title(res: SizeResult) -> str:
+    padding = f"padding {res.padding_label}" if res.padding or res.after or res.padding_name else "no padding"
+    return f"S = {res.stride}, {padding}:  {res.formula}   ({res.verdict})"

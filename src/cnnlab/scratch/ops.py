@@ -20,6 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnlab.errors import ConfigError, Problem
+from cnnlab.window_sizes import same_padding
 
 P = ParamSpec("P")
 Backward = Callable[..., Any]
@@ -51,16 +52,6 @@ def _pair(value: int | tuple[int, int], name: str, minimum: int = 1) -> tuple[in
 def _check_ndim(x: np.ndarray, name: str, ndim: int, layout: str) -> None:
     if np.ndim(x) != ndim:
         raise ConfigError(Problem(name, np.shape(x), f"must be a {ndim}-d array ({layout})"))
-
-
-def same_padding(size: int, kernel: int, stride: int = 1, dilation: int = 1) -> tuple[int, int]:
-    """Padding (before, after) that gives ``ceil(size / stride)`` outputs, as Keras and PyTorch do.
-
-    An odd total puts the extra row on the bottom (column on the right).
-    """
-    out = -(-size // stride)
-    total = max((out - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 def _conv_padding(

@@ -1,6 +1,6 @@
 """Run store: runs, per-epoch metrics and artifacts in SQLite (default) or PostgreSQL."""
 
-from cnnlab.store.runs import RUN_FIELDS, RunRecord, RunStore, default_root
+from cnnlab.store.runs import RUN_FIELDS, Artifact, RunRecord, RunStore, default_root
 from cnnlab.store.schema import EPOCH_METRICS, STATUSES, SUMMARY_METRICS
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "RUN_FIELDS",
     "STATUSES",
     "SUMMARY_METRICS",
+    "Artifact",
     "RunRecord",
     "RunStore",
     "default_root",

@@ -27,7 +27,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import partial
@@ -64,6 +64,7 @@ from cnnlab.store.schema import (
     Base,
     EpochRow,
     RunRow,
+    TagRow,
     UTCDateTime,
 )
 
@@ -151,6 +152,15 @@ class RunRecord:
     def planned_epochs(self) -> int | None:
         """``train.epochs`` from the config, if there."""
         return (self.config.get("train") or {}).get("epochs")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file of a run: its kind (checkpoint, figure kind, ...), path and size in bytes (None: gone)."""
+
+    kind: str
+    path: Path
+    size: int | None
 
 
 _RUN_COLUMNS: dict[str, Column[Any]] = {c.name: c for c in RunRow.__table__.columns}
@@ -338,10 +348,14 @@ class RunStore:
         limit: int | None = None,
         sweep: str | None = None,
         config_hash: str | None = None,
+        tag: str | None = None,
     ) -> list[RunRecord]:
         """Runs, newest first; ``name`` is a substring, or a glob when it has ``*`` or ``?``;
-        ``sweep`` keeps only the runs of that sweep, ``config_hash`` those of that config and seed."""
+        ``sweep`` keeps only the runs of that sweep, ``config_hash`` those of that config and seed,
+        ``tag`` those carrying that tag."""
         query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        if tag is not None:
+            query = query.where(RunRow.id.in_(select(TagRow.run_id).where(TagRow.tag == tag)))
         if sweep is not None:
             query = query.where(RunRow.sweep == sweep)
         if config_hash is not None:
@@ -366,7 +380,7 @@ class RunStore:
         """Delete a run's rows (epochs, artifacts, run) and its folder."""
         with self._session(write=True) as session:
             _get_row(session, run_id)
-            for table in (ArtifactRow, EpochRow):
+            for table in (ArtifactRow, EpochRow, TagRow):
                 session.execute(delete(table).where(table.run_id == run_id))
             session.execute(delete(RunRow).where(RunRow.id == run_id))
         folder = self.root / "runs" / run_id
@@ -375,6 +389,17 @@ class RunStore:
                 shutil.rmtree(folder)
         except OSError as exc:
             raise StoreError(f"run {run_id} deleted, but its folder {folder} stays: {exc}") from exc
+
+    def delete_runs(self, run_ids: Sequence[str], dry_run: bool = False) -> None:
+        """Delete several runs and their folders; refuses them all, deleting nothing, when one is
+        still running. ``dry_run`` only checks."""
+        running = [record.id for record in map(self.get_run, run_ids) if record.status == "running"]
+        if running:
+            raise StoreError(f"run {', '.join(running)} is running: stop it first (nothing was deleted)")
+        if dry_run:
+            return
+        for run_id in run_ids:
+            self.delete_run(run_id)
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder for checkpoints and artifacts, ``root/runs/<run_id>/`` (created)."""
@@ -509,6 +534,51 @@ class RunStore:
                 .order_by(ArtifactRow.created_at, ArtifactRow.kind, ArtifactRow.path)
             ).all()
             return [{"kind": r.kind, "path": r.path, "created_at": r.created_at} for r in rows]
+
+    def files(self, run_id: str) -> list[Artifact]:
+        """The run's recorded artifacts, then the other files in its folder, each with its size
+        (None when the file is gone)."""
+        found: list[Artifact] = []
+        for row in self.artifacts(run_id):
+            path = Path(row["path"])
+            found.append(Artifact(row["kind"], path, path.stat().st_size if path.is_file() else None))
+        known = {artifact.path for artifact in found}
+        folder = self.root / "runs" / run_id
+        if folder.is_dir():
+            for path in sorted(p for p in folder.rglob("*") if p.is_file() and p not in known):
+                kind = "checkpoint" if path.suffix == ".pt" else path.suffix.lstrip(".") or "file"
+                found.append(Artifact(kind, path, path.stat().st_size))
+        return found
+
+    # -- tags ------------------------------------------------------------------------------
+
+    def add_tag(self, run_id: str, tag: str) -> bool:
+        """Put ``tag`` on the run; False when it already had it."""
+        _check_str("tag", tag, 64, empty=False)
+        with self._session(write=True) as session:
+            _get_row(session, run_id)
+            if session.get(TagRow, (run_id, tag)) is not None:
+                return False
+            session.add(TagRow(run_id=run_id, tag=tag))
+            return True
+
+    def remove_tag(self, run_id: str, tag: str) -> bool:
+        """Take ``tag`` off the run; False when it did not have it."""
+        with self._session(write=True) as session:
+            _get_row(session, run_id)
+            result = session.execute(delete(TagRow).where(TagRow.run_id == run_id, TagRow.tag == tag))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def tags(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Each run's tags in alphabetical order (runs without tags are left out)."""
+        out: dict[str, list[str]] = {}
+        with self._session() as session:
+            rows = session.execute(
+                select(TagRow.run_id, TagRow.tag).where(TagRow.run_id.in_(list(run_ids))).order_by(TagRow.tag)
+            ).all()
+        for run_id, tag in rows:
+            out.setdefault(run_id, []).append(tag)
+        return out
 
     # -- plumbing ----------------------------------------------------------------------------
 

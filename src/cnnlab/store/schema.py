@@ -164,3 +164,14 @@ class ArtifactRow(Base):
     kind: Mapped[str] = mapped_column(String(64), primary_key=True)
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TagRow(Base):
+    """A label a person put on a run (``cnnlab tag``); (run, tag) is unique."""
+
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(
+        String(16), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)

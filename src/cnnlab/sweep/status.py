@@ -182,7 +182,7 @@ def _has_domains(record: RunRecord) -> bool:
 
 
 def _domain_accuracies(epochs: list[dict]) -> dict[str, float]:
-    from cnnlab.store.tables import domain_names
+    from cnnlab.store.domains import domain_names
 
     if not epochs:
         return {}

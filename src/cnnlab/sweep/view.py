@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from cnnlab.store.liveness import GONE
-from cnnlab.store.tables import format_metric
 from cnnlab.sweep.status import SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
+from cnnlab.terminal.format import format_metric
 
 STATE_STYLES = {
     "done": "green",
@@ -45,48 +47,70 @@ def summary_line(status: SweepStatus) -> Text:
     return text
 
 
-def status_table(status: SweepStatus) -> Table:
-    """One row per cell: its runs by state, running epochs, and the metric over finished seeds."""
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", title=summary_line(status),
-                  title_justify="left")
-    table.add_column("cell", overflow="fold")
-    table.add_column("runs", justify="right")
-    for state in ("done", "running", "pending", "failed", "pruned", "diverged"):
-        table.add_column(state, justify="right", style=STATE_STYLES[state])
-    table.add_column(f"{status.metric} (mean ± sd)", justify="right")
-    domains: list[str] = []
-    for cell in status.cells:
-        domains += [d for d in cell.domain_means() if d not in domains]
-    for domain in domains:
-        table.add_column(f"acc {domain}", justify="right")
-    table.add_column("run ids", overflow="fold", style="dim")
+def status_table(status: SweepStatus, wide: bool = False) -> Table:
+    """One row per cell: its runs by state (states no cell has are left out), running epochs, and
+    the metric over finished seeds; with ``wide`` also the run ids. A cell's settings take a line each."""
     best = status.best()
+    rows: list[dict[str, Text]] = []
     for cell in status.cells:
         running = [r for r in cell.runs if r.state == "running"]
         running_text = str(len(running)) if running else ""
         if running:
             running_text += " (" + ", ".join(f"ep {r.epochs_done}/{r.epochs_planned or '?'}"
                                              for r in running) + ")"
-        pending = cell.count("pending") + cell.count("interrupted") + cell.count(GONE)
-        table.add_row(
-            Text(cell.label, style="bold" if cell is best else ""),
-            str(len(cell.runs)),
-            _count(cell.count("done")),
-            running_text,
-            _count(pending),
-            _count(cell.count("failed")),
-            _count(cell.count("pruned")),
-            _count(cell.count("diverged")),
-            _mean(status.metric, cell.mean, cell.std),
-            *(format_metric("acc", cell.domain_means().get(d)) for d in domains),
-            " ".join(r.run_id for r in cell.runs if r.run_id),
-        )
+        rows.append({
+            "cell": Text(cell_lines(cell.label), style="bold" if cell is best else ""),
+            "runs": Text(str(len(cell.runs))),
+            "done": Text(_count(cell.count("done"))),
+            "running": Text(running_text),
+            "pending": Text(_count(cell.count("pending") + cell.count("interrupted") + cell.count(GONE))),
+            "failed": Text(_count(cell.count("failed"))),
+            "pruned": Text(_count(cell.count("pruned"))),
+            "diverged": Text(_count(cell.count("diverged"))),
+            "metric": _mean(status.metric, cell.mean, cell.std),
+            **{f"acc {d}": format_metric("acc", cell.domain_means().get(d)) for d in _domains(status)},
+            "run ids": Text(" ".join(r.run_id for r in cell.runs if r.run_id)),
+        })
     if status.unsampled:
-        table.add_row(Text("(not sampled yet)", style="dim"), str(status.unsampled), "", "",
-                      str(status.unsampled), "", "", "", "", *([""] * len(domains)), "")
+        rows.append({"cell": Text("(not sampled yet)", style="dim"), "runs": Text(str(status.unsampled)),
+                     "pending": Text(str(status.unsampled))})
+    headers = {"metric": f"{status.metric}\nmean ± sd"}
+    keys = ["cell", "runs", "done", "running", "pending", "failed", "pruned", "diverged", "metric",
+            *(f"acc {d}" for d in _domains(status)), *(["run ids"] if wide else [])]
+    multiline = any("\n" in row["cell"].plain for row in rows)
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", title=summary_line(status),
+                  title_justify="left", show_edge=False, padding=(0, 1, 0, 0), leading=int(multiline))
+    shown = [key for key in keys if key in ("cell", "runs", "metric")
+             or any(row.get(key, Text("")).plain for row in rows)]
+    for key in shown:
+        if key == "cell":
+            table.add_column(key, overflow="fold")
+        elif key == "run ids":
+            table.add_column(key, overflow="fold", style="dim")
+        else:
+            table.add_column(headers.get(key, key), justify="right", no_wrap=True,
+                             style=STATE_STYLES.get(key, ""),
+                             min_width=max((_width(row.get(key, Text(""))) for row in rows), default=0))
+    for row in rows:
+        table.add_row(*(row.get(key, Text("")) for key in shown))
     if not status.cells and not status.unsampled:
         table.caption = "no cells queued"
     return table
+
+
+def cell_lines(label: str) -> str:
+    """A cell label with one setting per line, so a narrow table never breaks a setting."""
+    return _SETTING_BREAK.sub("\n", label)
+
+
+_SETTING_BREAK = re.compile(r", (?=[\w.]+=)")
+
+
+def _domains(status: SweepStatus) -> list[str]:
+    domains: list[str] = []
+    for cell in status.cells:
+        domains += [d for d in cell.domain_means() if d not in domains]
+    return domains
 
 
 def failures(status: SweepStatus) -> list[str]:
@@ -96,9 +120,9 @@ def failures(status: SweepStatus) -> list[str]:
             for cell in status.cells for run in cell.runs if run.state == "failed"]
 
 
-def sweep_detail(status: SweepStatus) -> list[RenderableType]:
-    """The status table followed by the failed runs' errors."""
-    out: list[RenderableType] = [status_table(status)]
+def sweep_detail(status: SweepStatus, wide: bool = False) -> list[RenderableType]:
+    """The status table (``wide``: with run ids) followed by the failed runs' errors."""
+    out: list[RenderableType] = [status_table(status, wide)]
     lines = failures(status)
     if lines:
         out.append(Text("failed runs:", style="bold red"))
@@ -107,29 +131,39 @@ def sweep_detail(status: SweepStatus) -> list[RenderableType]:
 
 
 def sweeps_table(statuses: list[SweepStatus]) -> Table:
-    """One row per sweep: mode, cells, runs by state and the best cell."""
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold")
-    table.add_column("sweep", style="bold", overflow="fold")
-    table.add_column("mode")
-    table.add_column("cells", justify="right")
-    table.add_column("runs", justify="right")
-    for state in ("done", "running", "pending", "failed"):
-        table.add_column(state, justify="right", style=STATE_STYLES[state])
-    table.add_column("best cell", overflow="fold")
-    table.add_column("metric", justify="right")
+    """One row per sweep: mode, cells, runs by state (states no sweep has are left out) and the
+    best cell, one setting per line."""
+    rows: list[dict[str, Text]] = []
     for status in statuses:
         counts = status.counts()
         best = status.best()
-        table.add_row(
-            status.name, status.mode, str(len(status.cells)), str(status.total),
-            _count(counts["done"] + counts["diverged"]),
-            _count(counts["running"]) + (f" ({counts[GONE]} {GONE})" if counts[GONE] else ""),
-            _count(counts["pending"] + counts["interrupted"]), _count(counts["failed"]),
-            best.label if best else "",
-            Text.assemble(f"{status.metric} ", _mean(status.metric, best.mean, best.std)) if best else "",
-        )
-    if not statuses:
-        table.caption = "no sweeps yet: start one with `cnnlab sweep FILE`"
+        rows.append({
+            "sweep": Text(status.name, style="bold"),
+            "mode": Text(status.mode),
+            "cells": Text(str(len(status.cells))),
+            "runs": Text(str(status.total)),
+            "done": Text(_count(counts["done"] + counts["diverged"])),
+            "running": Text(_count(counts["running"])
+                            + (f" ({counts[GONE]} {GONE})" if counts[GONE] else "")),
+            "pending": Text(_count(counts["pending"] + counts["interrupted"])),
+            "failed": Text(_count(counts["failed"])),
+            "best cell": Text(cell_lines(best.label)) if best else Text(""),
+            "metric": Text.assemble(f"{status.metric}\n", _mean(status.metric, best.mean, best.std))
+            if best else Text(""),
+        })
+    keys = ["sweep", "mode", "cells", "runs", "done", "running", "pending", "failed", "best cell", "metric"]
+    shown = [key for key in keys if key in ("sweep", "mode", "cells", "runs")
+             or any(row[key].plain for row in rows)]
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False, padding=(0, 1, 0, 0))
+    for key in shown:
+        if key in ("sweep", "best cell"):
+            table.add_column(key, overflow="fold")
+        else:
+            table.add_column(key, justify="right" if key != "mode" else "left", no_wrap=True,
+                             style=STATE_STYLES.get(key, ""),
+                             min_width=max((_width(row[key]) for row in rows), default=0))
+    for row in rows:
+        table.add_row(*(row[key] for key in shown))
     return table
 
 
@@ -151,6 +185,11 @@ def live_status(location: Location, name: str, console: Console, enabled: bool =
 
     with Live(console=console, get_renderable=render, refresh_per_second=1, transient=True):
         yield
+
+
+def _width(text: Text) -> int:
+    """The widest line of ``text``."""
+    return max(cell_len(line) for line in text.plain.split("\n"))
 
 
 def _count(n: int) -> str:

@@ -429,7 +429,7 @@ class _TrialRun:
             self.trial.set_user_attr("run_id", run.id)
         self.trial.set_user_attr("error", text[-4000:])
         self.console.print(f"trial {self.trial.number} failed: {type(exc).__name__}: {exc}",
-                           highlight=False, soft_wrap=True)
+                           highlight=False, soft_wrap=True, markup=False)
         return self._finish("failed", TrialState.FAIL, requeue_count=True if retry else None)
 
     def _finish(self, outcome: str, state: TrialState, requeue_count: bool | None = None) -> str:

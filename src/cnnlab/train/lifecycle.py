@@ -249,8 +249,8 @@ class Heartbeat:
 
 def closing_line(record: RunRecord, store: RunStore) -> str:
     """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
-    parts = [f"run {record.id} {record.status} after {record.epochs_done} epochs "
-             f"in {record.duration_s or 0:.1f} s"]
+    epochs = f"{record.epochs_done} epoch{'s' * (record.epochs_done != 1)}"
+    parts = [f"run {record.id} {record.status} after {epochs} in {record.duration_s or 0:.1f} s"]
     if record.final_test_acc is not None:
         parts.append(f"test accuracy {100 * record.final_test_acc:.2f}%")
     if record.best_val_acc is not None:
@@ -263,5 +263,5 @@ def closing_line(record: RunRecord, store: RunStore) -> str:
 def print_closing(life: RunLife, console: Console) -> RunRecord:
     """Print the run's closing line; returns the stored run."""
     record = life.record()
-    console.print(closing_line(record, life.stored), highlight=False, soft_wrap=True)
+    console.print(closing_line(record, life.stored), highlight=False, soft_wrap=True, markup=False)
     return record

@@ -65,4 +65,4 @@ class TrainingProgress:
                               acc=_fmt(acc, pct=True), speed=f"{images_per_s:,.0f}")
 
     def log(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
+        self.console.print(text, highlight=False, soft_wrap=True, markup=False)

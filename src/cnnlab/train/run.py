@@ -18,6 +18,7 @@ from torch import nn
 from cnnlab.checks import check_experiment, validate_experiment
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, input_shape, load_data
+from cnnlab.data.labels import data_label
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import CheckpointError, LeaseLost
 from cnnlab.models import Summary, build_model, summarize
@@ -160,7 +161,7 @@ def summarize_experiment(exp: Experiment) -> tuple[Summary, str]:
     known = input_shape(exp.data)
     if known is not None:
         shape, num_classes = known
-        source = f"{exp.data.dataset} input {'×'.join(map(str, shape))}"
+        source = f"{data_label(exp.data.model_dump())} input {'×'.join(map(str, shape))}"
     else:
         data = load_data(exp.data, exp.seed)
         shape, num_classes = data.input_shape, data.num_classes
@@ -314,13 +315,14 @@ def _fit(
 
     messages = [f"data: {data.description}",
                 f"run {run_id}: {exp.model.name}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.loss}, "
-                f"{cfg.epochs} epochs, batch {cfg.batch_size}, {prepared.precision}, "
+                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {prepared.precision}, "
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
-                + (device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
+                + (device_label(device) if device.type == "cuda"
+                   else f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}")]
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
     for line in messages:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False, soft_wrap=True, markup=False)
 
     # Everything on the device once: batches are gathered there by one indexing op.
     train = on_device(data.train, device, prepared.channels_last)
@@ -396,7 +398,7 @@ def _fit(
     finally:
         _end(life, status, error, run_seconds, restore)
     if status == LOST:
-        console.print(error, highlight=False, soft_wrap=True)
+        console.print(error, highlight=False, soft_wrap=True, markup=False)
         return RunOutcome(life.record(), data.description, messages, lost=True)
     record = print_closing(life, console)
     return RunOutcome(record, data.description, messages)

@@ -524,8 +524,9 @@ class VmapCells:
         where = (device_label(self.device) if self.device.type == "cuda"
                  else f"{torch.get_num_threads()} threads")
         return (f"vmap: {len(self.exps)} cells of {self.exps[0].model.name} together, {cfg.optimizer} "
-                f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, {cfg.epochs} epochs, batch "
-                f"{cfg.batch_size}, {self.precision}, {where}")
+                f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, "
+                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {self.precision}, "
+                f"{where}")
 
     def _load_cell(self, cell: int, position: int) -> nn.Module:
         """The cell's regular model with its slice of the stacked weights copied in."""
@@ -766,7 +767,7 @@ def train_sweep_cells(
                 why = str(exc)
         if why is not None:
             console.print(f"vmap: {len(group)} cells of {cells[0].model.name} train one at a time: {why}",
-                          highlight=False, soft_wrap=True)
+                          highlight=False, soft_wrap=True, markup=False)
         if prepared is None:
             for i in group:
                 if any(r.status == "interrupted" for r in records.values()):
@@ -796,7 +797,7 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
             life.callbacks.append(Pruning(partial(on_epoch, i)))
         lives.append(life)
     console.print(cells.describe() + f"; runs {', '.join(life.id for life in lives)}", highlight=False,
-                  soft_wrap=True)
+                  soft_wrap=True, markup=False)
     try:
         with stop_on_signals(cells.stop or StopFlag()), Heartbeat(lives):
             cells.run(lives)
@@ -819,4 +820,4 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
 
 
 def _print(console: Console, line: str) -> None:
-    console.print(line, highlight=False, soft_wrap=True)
+    console.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -11,7 +11,7 @@ from cnnlab.analyze.effects import effect_of
 from cnnlab.analyze.metrics import choose_metric
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.select import exclude_runs, load_runs
-from cnnlab.errors import ConfigError, Problem
+from cnnlab.errors import CnnlabError, ConfigError, Problem
 from cnnlab.store import RunStore
 from cnnlab.viz.curves import overlay_figure, run_figure
 from cnnlab.viz.effect import effect_figure
@@ -80,14 +80,11 @@ def plot_effect(
     runs = exclude_runs(load_runs(store, refs), exclude, store)
     varying = varying_keys(runs)
     if param is None:
-        if len(varying) != 1:
-            raise ConfigError(
-                Problem(
-                    "--param",
-                    "",
-                    "must name one of the settings that vary: " + (", ".join(varying) or "none"),
-                )
-            )
+        if not varying:
+            raise CnnlabError("no setting varies across these runs: there is no effect to plot")
+        if len(varying) > 1:
+            raise CnnlabError(f"{len(varying)} settings vary across these runs ({', '.join(varying)}): "
+                              f"choose one with --param, e.g. --param {varying[0]}")
         param = varying[0]
     if param not in varying:
         raise ConfigError(

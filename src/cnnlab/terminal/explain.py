@@ -13,10 +13,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand
 
 from cnnlab.errors import CnnlabError, ConfigError, Problem
+from cnnlab.terminal.format import plain_table
+from cnnlab.window_sizes import Padding
 
 app = typer.Typer(
     help="Explain convolution, stride, padding and pooling with numbers and figures.",
@@ -44,12 +48,12 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             for problem in exc.problems:
                 option = "--" + problem.key.replace("_", "-")
                 err_console.print(
-                    f"[bold red]error:[/] {option}: {problem.value!r} {problem.allowed}",
+                    f"[bold red]error:[/] {escape(f'{option}: {problem.value!r} {problem.allowed}')}",
                     highlight=False,
                 )
             raise typer.Exit(2) from None
         except CnnlabError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -77,17 +81,18 @@ def _ints(values: list[str] | None, option: str, default: list[int] | None) -> l
     return numbers
 
 
-_NUMBERS = re.compile(r"-?\d+(,-?\d+)*")
+_NUMBERS = re.compile(r"(-?\d+|same|valid)(,(-?\d+|same|valid))*")
 
 
 class _ListOptionsCommand(TyperCommand):
-    """Lets `size 7 3 --stride 1 2 4` mean `--stride 1 --stride 2 --stride 4`.
+    """Lets `size 7 3 --stride 1 2 4` mean `--stride 1 --stride 2 --stride 4` (and `--padding same 1`
+    mean `--padding same --padding 1`).
 
     Numbers after a list option's value go to that option only once both positional
     arguments (N and F) have been given, so `size --stride 2 7 3` still reads N = 7, F = 3.
     """
 
-    list_options = frozenset({"--stride", "-s", "--padding", "-p"})
+    list_options = frozenset({"--stride", "--padding", "-p"})
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         takes_value = {
@@ -128,7 +133,7 @@ def conv(
             "emboss, box-blur, gaussian, identity, or rows like '1,0,-1;2,0,-2;1,0,-1'.",
         ),
     ] = "sobel-x",
-    stride: Annotated[int, typer.Option("--stride", "-s", help="Step between windows.")] = 1,
+    stride: Annotated[int, typer.Option("--stride", help="Step between windows.")] = 1,
     padding: Annotated[int, typer.Option("--padding", "-p", help="Zero rows/columns per side.")] = 0,
     at: Annotated[
         str | None,
@@ -152,7 +157,25 @@ def conv(
     console.print(f"rows:    {step.sizes[0]}", highlight=False)
     console.print(f"columns: {step.sizes[1]}", highlight=False)
     console.print(f"pixel ({step.row}, {step.col}) = Σ patch ⊙ kernel = {step.value:.4f}", highlight=False)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, markup=False)
+
+
+def _paddings(values: list[str] | None) -> list[Padding] | None:
+    """Paddings from repeated options and comma lists: integers, `same` and `valid`."""
+    if not values:
+        return None
+    paddings: list[Padding] = []
+    for item in values:
+        for part in item.split(","):
+            if part in ("same", "valid"):
+                paddings.append(part)
+                continue
+            try:
+                paddings.append(int(part))
+            except ValueError:
+                allowed = "must be same, valid or integers: 0 1, same,1 or repeated options"
+                raise ConfigError(Problem("padding", item, allowed)) from None
+    return paddings
 
 
 @app.command(cls=_ListOptionsCommand)
@@ -162,35 +185,49 @@ def size(
     kernel: Annotated[int, typer.Argument(metavar="F", help="Kernel size F.")],
     stride: Annotated[
         list[str] | None,
-        typer.Option("--stride", "-s", metavar="S...", help="Strides: --stride 1 2 4, 1,2,4 or repeated."),
+        typer.Option("--stride", metavar="S...", help="Strides: --stride 1 2 4, 1,2,4 or repeated."),
     ] = None,
     padding: Annotated[
         list[str] | None,
-        typer.Option("--padding", "-p", metavar="P...", help="Paddings: --padding 0 1 (default: none)."),
+        typer.Option("--padding", "-p", metavar="P...",
+                     help="Paddings: --padding 0 1, same (as many outputs as ⌈N/S⌉), valid (none)."),
     ] = None,
     dilation: Annotated[int, typer.Option("--dilation", help="Spacing of the kernel's taps.")] = 1,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also draw the windows to this figure.")
     ] = None,
 ) -> None:
-    """Output sizes (N − F + 2·P)/S + 1 with the numbers; strides that do not fit are flagged."""
+    """Output sizes (N − F + 2·P)/S + 1 with the numbers; says when a stride is uneven (the last
+    pixels are never read) or skips pixels (a stride wider than the window), and how 'same' is padded."""
     from cnnlab.scratch.explain import size_table
 
-    results = size_table(n, kernel, _ints(stride, "stride", [1]), _ints(padding, "padding", None), dilation)
-    table = Table(title=f"N = {n}, F = {kernel}" + (f", dilation {dilation}" if dilation > 1 else ""))
-    table.add_column("P", justify="right")
+    results = size_table(n, kernel, _ints(stride, "stride", [1]), _paddings(padding), dilation)
+    title = f"N = {n}, F = {kernel}" + (f", dilation {dilation}" if dilation > 1 else "")
+    table = plain_table(title=title, title_justify="left")
+    table.add_column("P", no_wrap=True)
     table.add_column("S", justify="right")
     table.add_column("formula", no_wrap=True, min_width=max(len(r.formula) for r in results))
     table.add_column("output", justify="right")
     table.add_column("fits")
     for res in results:
-        fits = "[green]yes[/]" if res.fits else f"[red]no[/]: {res.note}"
-        table.add_row(str(res.padding), str(res.stride), res.formula, str(res.size), fits)
+        style = "green" if res.fits else "red" if res.size == 0 else "yellow"
+        verdict = Text(res.verdict, style)
+        table.add_row(res.padding_label, str(res.stride), res.formula, str(res.size), verdict)
     console.print(table)
+    same = list(dict.fromkeys(res.padding_note for res in results if res.padding_note))
+    if same:
+        console.print("'same' follows the stride: ⌈N/S⌉ outputs need (⌈N/S⌉ − 1)·S + F − N zeros",
+                      highlight=False, markup=False)
+    for line in same:
+        console.print(f"  {line}", highlight=False, markup=False)
+    for res in results:
+        if res.note:
+            console.print(f"P = {res.padding_label}, S = {res.stride}: {res.note}", highlight=False,
+                          markup=False, style="yellow" if res.size else "red")
     if output is not None:
         from cnnlab.scratch.figures import save_figure, sizes_figure
 
-        console.print(f"wrote {save_figure(sizes_figure(results), output)}", highlight=False)
+        console.print(f"wrote {save_figure(sizes_figure(results), output)}", highlight=False, markup=False)
 
 
 @app.command()
@@ -199,7 +236,7 @@ def pool(
     image: ImageOpt = None,
     kernel: Annotated[int, typer.Option("--kernel", "-k", help="Pooling window size.")] = 2,
     stride: Annotated[
-        int | None, typer.Option("--stride", "-s", help="Step between windows (default: kernel).")
+        int | None, typer.Option("--stride", help="Step between windows (default: kernel).")
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Figure to write.")] = Path("pool.png"),
 ) -> None:
@@ -214,7 +251,7 @@ def pool(
         f"average {_shape(result.avg_pooled)}, global average {result.global_avg:.4f}",
         highlight=False,
     )
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, markup=False)
 
 
 def _shape(values: Any) -> str:
@@ -242,4 +279,4 @@ def one_by_one(
     for cost in result.costs:
         table.add_row(f"{cost.kernel}×{cost.kernel}", f"{cost.parameters:,}", f"{cost.flops:,}")
     console.print(table)
-    console.print(f"wrote {path}", highlight=False)
+    console.print(f"wrote {path}", highlight=False, markup=False)

@@ -1,0 +1,1 @@
+"""What the `cnnlab` command prints: Rich tables of runs and the `explain` subcommands."""
