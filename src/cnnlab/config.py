@@ -38,6 +38,10 @@ MACHINE_KEYS = (("data", "root"), ("data", "download"), ("train", "threads"), ("
 # before they existed keep their hashes (and sweeps still find them).
 LATER_KEYS = {("data", "train"): None, ("data", "eval"): None, ("data", "alter"): None,
               ("data", "extra"): False}
+# Values hashed as another value. `train.precision = "auto"` (the default since it replaced "fp32")
+# picks the machine's fast path, as `train.device = "auto"` does, so it hashes as the old default:
+# runs stored before the change keep their hashes. The resolved precision is stored with each run.
+HASHED_AS = {("train", "precision"): {"auto": "fp32"}}
 
 
 class _Section(BaseModel):
@@ -155,7 +159,7 @@ class TrainConfig(_Section):
     min_delta: float = Field(0.0, ge=0)
     eval_test: bool = True
     eval_batch_size: int = Field(1024, ge=1)
-    precision: str = "fp32"
+    precision: str = "auto"
     memory_format: str = "auto"
     threads: int = Field(0, ge=0)
     device: str = "auto"
@@ -267,6 +271,12 @@ def config_hash(resolved: dict[str, Any], include_seed: bool = True) -> str:
             node = node.get(part, {})
         if path[-1] in node and node[path[-1]] == default:
             del node[path[-1]]
+    for path, aliases in HASHED_AS.items():
+        node = cfg
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if path[-1] in node and node[path[-1]] in aliases:
+            node[path[-1]] = aliases[node[path[-1]]]
     for path in MACHINE_KEYS:
         node = cfg
         for part in path[:-1]:

@@ -22,7 +22,7 @@ from torch import nn
 from cnnlab.config import Experiment, validate_experiment
 from cnnlab.data import DataBundle, Split, input_shape, load_data
 from cnnlab.errors import CheckpointError, ConfigError, Problem
-from cnnlab.models import Summary, build_model, summarize
+from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.hardware import (
@@ -135,7 +135,7 @@ def prepare(exp: Experiment) -> Prepared:
     channels_last = resolve_channels_last(exp.train.memory_format, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Prepared(exp, data, model, precision, channels_last, device)
+    return Prepared(exp, data, rewrite_for_training(model), precision, channels_last, device)
 
 
 def on_device(split: Split | None, device: torch.device, channels_last: bool = False) -> Split | None:
@@ -330,7 +330,8 @@ def _fit(
 
     messages = [f"data: {data.description}",
                 f"run {run_id}: {exp.model.name}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.loss}, "
-                f"{cfg.epochs} epochs, batch {cfg.batch_size}, {prepared.precision}, "
+                f"{cfg.epochs} epochs, batch {cfg.batch_size}, {prepared.precision}"
+                f"{' (auto)' if cfg.precision == 'auto' else ''}, "
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
                 + (device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
     if resume_state is not None:
