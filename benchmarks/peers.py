@@ -113,17 +113,15 @@ def cnnlab_worker(args: argparse.Namespace) -> None:
     from cnnlab.store import RunStore
     from cnnlab.train import train_experiment
 
-    overrides = [f"data.root={args.data}", f"train.epochs={args.epochs}"]
-    if args.precision != "default":
-        overrides.append(f"train.precision={args.precision}")
-    exp = load_experiment(EXAMPLE, overrides)
+    exp = load_experiment(EXAMPLE, [f"data.root={args.data}", f"train.epochs={args.epochs}",
+                                    *args.set])
     ends: list[float] = []
     with tempfile.TemporaryDirectory() as home:
         record = train_experiment(exp, RunStore(root=Path(home) / "runs"), progress=False,
                                   on_epoch=lambda epoch, metrics: ends.append(time.perf_counter())
                                   ).record
     report(ends, val_acc=record.final_val_acc, params=record.n_params, precision=record.precision,
-           version=f"torch {torch.__version__}")
+           threads=torch.get_num_threads(), version=f"torch {torch.__version__}")
 
 
 WORKERS = {"keras": keras_worker, "cnnlab": cnnlab_worker}
@@ -133,10 +131,10 @@ WORKERS = {"keras": keras_worker, "cnnlab": cnnlab_worker}
 
 
 def run_worker(python: str, worker: str, args: argparse.Namespace, data: Path,
-               precision: str = "default") -> dict:
+               overrides: tuple[str, ...] = ()) -> dict:
     """Run one contender in a fresh process; returns its result or {'skipped': reason}."""
     cmd = [python, str(Path(__file__).resolve()), "--worker", worker, "--data", str(data),
-           "--epochs", str(args.epochs), "--precision", precision]
+           "--epochs", str(args.epochs), *(f"--set={o}" for o in overrides)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     load = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -192,9 +190,11 @@ def main() -> None:
                         help="size of the stand-in's training set (with no --data-root)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also run cnnlab's defaults with train.threads = 1 (for a busy machine)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--precision", default="default", help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         WORKERS[args.worker](args)
@@ -202,14 +202,20 @@ def main() -> None:
 
     from cifar_standin import write_standin
 
-    from cnnlab.train.hardware import resolve_precision
+    from cnnlab.train.hardware import physical_cores, resolve_precision
 
     from _common import machine
 
     python, reason = keras_python(args.keras_venv, args.setup)
-    contenders = [("Keras, seed 002's code", "keras", "default"),
-                  (f"cnnlab defaults (precision auto → {resolve_precision('auto')})", "cnnlab", "default"),
-                  ("cnnlab fp32", "cnnlab", "fp32")]
+    auto = resolve_precision("auto")
+    contenders: list[tuple[str, str, tuple[str, ...]]] = [
+        ("Keras, seed 002's code", "keras", ()),
+        (f"cnnlab defaults (precision auto → {auto}, {physical_cores()} threads)", "cnnlab", ()),
+        ("cnnlab fp32", "cnnlab", ("train.precision=fp32",)),
+    ]
+    if args.one_thread:
+        contenders.append((f"cnnlab defaults but train.threads = 1 ({auto})", "cnnlab",
+                           ("train.threads=1",)))
     results: dict[str, list[dict]] = {label: [] for label, _, _ in contenders}
     with tempfile.TemporaryDirectory() as tmp:
         if args.data_root is not None:
@@ -221,12 +227,12 @@ def main() -> None:
                     f"{args.train_images:,} training images)")
         for round_ in range(args.rounds):
             shift = round_ % len(contenders)
-            for label, worker, precision in contenders[shift:] + contenders[:shift]:
+            for label, worker, overrides in contenders[shift:] + contenders[:shift]:
                 if worker == "keras" and python is None:
                     result = {"skipped": reason}
                 else:
                     result = run_worker(python if worker == "keras" else sys.executable, worker, args,
-                                        data, precision)
+                                        data, overrides)
                 results[label].append(result)
                 done = result.get("skipped") or (
                     "epochs " + ", ".join(f"{s:.2f}" for s in result["seconds"]) + " s; load "

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import fx, nn
 
-from cnnlab.config import ModelConfig
+from cnnlab.config import ModelConfig, validate_experiment
 from cnnlab.models import build_model, list_models
 from cnnlab.models.layers import build_layers
 from cnnlab.models.rewrite import rewrite_for_training
+from cnnlab.train.run import summarize_experiment
 
 SHAPES = {"keras_cifar_cnn": (3, 32, 32)}
 
@@ -194,3 +195,10 @@ def test_user_module_is_rewritten_through_torch_fx() -> None:
 def test_untraceable_user_module_is_left_as_written() -> None:
     model = BranchingNet()
     assert rewrite_for_training(model) is model
+
+
+def test_summary_shows_the_model_as_written() -> None:
+    exp = validate_experiment({"data": {"dataset": "cifar10"}, "model": {"name": "keras_cifar_cnn"}})
+    summary, _ = summarize_experiment(exp)
+    names = [row.name for row in summary.rows]
+    assert names.index("relu1") < names.index("pool1")
