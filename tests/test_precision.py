@@ -11,7 +11,13 @@ from cnnlab.config import QUICKSTART, ModelConfig, config_hash, validate_experim
 from cnnlab.models import build_model
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
-from cnnlab.train.hardware import cpu_flags, cpu_has_fast_bf16, resolve_precision
+from cnnlab.train.hardware import (
+    busy_cpu_hint,
+    cpu_flags,
+    cpu_has_fast_bf16,
+    physical_cores,
+    resolve_precision,
+)
 from cnnlab.train.loop import autocast_context
 
 QUIET = Console(quiet=True)
@@ -118,3 +124,12 @@ def test_bf16_training_learns_like_fp32(tmp_path) -> None:
         assert record.precision == precision
         acc[precision] = record.final_val_acc
     assert acc["fp32"] > 0.8 and abs(acc["bf16"] - acc["fp32"]) <= 0.04, acc
+
+
+def test_busy_cpu_hint_only_when_every_core_is_busy_and_threads_are_automatic() -> None:
+    cores = physical_cores()
+    assert busy_cpu_hint(0, 2, load=cores + 0.5) is not None
+    assert "train.threads=1" in busy_cpu_hint(0, 2, load=cores + 0.5)
+    assert busy_cpu_hint(0, 2, load=cores - 0.5) is None
+    assert busy_cpu_hint(2, 2, load=cores + 5) is None  # the user chose the thread count
+    assert busy_cpu_hint(0, 1, load=cores + 5) is None  # already one thread

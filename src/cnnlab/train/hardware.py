@@ -54,6 +54,20 @@ def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
 
 
+def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None) -> str | None:
+    """A hint to train on one thread when other jobs already keep every core busy (``load``: the
+    1-minute load average, by default this machine's): several OpenMP threads then wait on each
+    other, and one thread was 2-10× faster on a 2-core machine at load 10 (BENCHMARKS.md). None
+    when the thread count was set, is 1, or the cores are not all busy."""
+    if threads_setting != 0 or threads <= 1:
+        return None
+    load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else load
+    if load is None or load < physical_cores():
+        return None
+    return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores); "
+            "training with -s train.threads=1 is often several times faster then")
+
+
 def resolve_device(device: str) -> torch.device:
     """'auto' -> the first CUDA GPU when there is one, else the CPU; 'cuda' without one is an error."""
     if device == "auto":

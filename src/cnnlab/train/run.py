@@ -26,6 +26,7 @@ from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.hardware import (
+    busy_cpu_hint,
     physical_cores,
     resolve_channels_last,
     resolve_device,
@@ -336,6 +337,8 @@ def _fit(
                 + (device_label(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads")]
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
+    if device.type == "cpu" and (hint := busy_cpu_hint(cfg.threads, torch.get_num_threads())):
+        messages.append(hint)
     for line in messages:
         console.print(line, highlight=False, soft_wrap=True)
 
