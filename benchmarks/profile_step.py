@@ -4,7 +4,7 @@ Seed 002's CIFAR CNN (or ``--model book_cnn``) on synthetic uint8 images, channe
 cnnlab's own ``train_one_epoch`` (batch gather, normalisation, autocast, NaN check and all), the
 model as written and as ``rewrite_for_training`` leaves it. Prints the top operators by self CPU time.
 
-    python benchmarks/profile_step.py [--model keras_cifar_cnn] [--batches 20] [--top 12]
+    python benchmarks/profile_step.py [--model keras_cifar_cnn] [--batches 20] [--top 12] [--threads 1]
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: physical cores)")
     args = parser.parse_args()
-    torch.set_num_threads(physical_cores())
+    torch.set_num_threads(args.threads or physical_cores())
     print(f"machine: {machine()}")
     for precision in args.precision:
         for rewritten in (False, True):
