@@ -202,3 +202,8 @@ def test_summary_shows_the_model_as_written() -> None:
     summary, _ = summarize_experiment(exp)
     names = [row.name for row in summary.rows]
     assert names.index("relu1") < names.index("pool1")
+
+
+def test_rewrite_keeps_eval_mode() -> None:
+    model = build_model(ModelConfig(name="keras_cifar_cnn"), (3, 32, 32), 10).eval()
+    assert not rewrite_for_training(model).training

@@ -77,7 +77,7 @@ def _rewrite_sequential(model: nn.Sequential) -> nn.Sequential:
         name, module = items[i]
         if isinstance(items[i - 1][1], KEEPS_NO_OUTPUT) and is_clamp_activation(module):
             items[i] = (name, _in_place(module))
-    return nn.Sequential(OrderedDict(items))
+    return nn.Sequential(OrderedDict(items)).train(model.training)
 
 
 def _is_clamp_node(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
