@@ -6,8 +6,9 @@ reaches the same input element either way, so outputs and gradients are bit for 
 the activation runs on a quarter of the elements. Strictly increasing activations (leaky ReLU with
 a slope, ELU, SELU, sigmoid, tanh) also commute on outputs, but rounding can make two inputs of a
 window equal after the activation and the gradient then goes to a different one of them, so they
-are left as written. An activation runs in place when the layer before it does not keep its own
-output for the backward pass.
+are left as written. A clamp-like activation runs in place when the layer before it does not
+keep its own output for the backward pass (convolution, linear, batch norm, max-pool); the
+torch.fx path only reorders.
 
 Parameters are shared with the model given and every module keeps its name, so ``state_dict()``
 keys are unchanged: weights saved from the rewritten model load into the model as written.
