@@ -14,8 +14,19 @@ DATA_DIR = Path(
 )
 
 
+RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags_text() -> str:
+    """Which of the flags that decide the fast paths this CPU has: ``avx2 yes, avx512f no, …``."""
+    from cnnlab.train.hardware import cpu_flags
+
+    flags = cpu_flags()
+    return ", ".join(f"{flag} {'yes' if flag in flags else 'no'}" for flag in RELEVANT_FLAGS)
+
+
 def machine() -> str:
-    """CPU model, core count, torch version and thread count, for the BENCHMARKS.md header."""
+    """CPU model and flags, core count, torch version and thread count, for BENCHMARKS.md."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -24,7 +35,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
+    return (f"{cpu} ({cpu_flags_text()}), {os.cpu_count()} logical CPUs, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads")
 
 

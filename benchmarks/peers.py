@@ -1,18 +1,27 @@
-"""Side by side: cnnlab against Keras, the seed-001 PyTorch loop and PyTorch Lightning.
+"""Side by side: seed 002's Keras code against cnnlab's defaults and cnnlab fp32, on the same files.
 
-One subprocess per contender, run back to back, all on the same data (one seeded synthetic
-CIFAR-shaped uint8 array, saved once to a temporary .npz that every contender loads), the same
-model (seed 002's Keras CIFAR CNN: Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10), the same
-optimizer (RMSprop with Keras' defaults), batch size and epochs. Each contender trains one
-warm-up epoch, then ``--epochs`` timed epochs; images/s is over the timed epochs only.
+Every contender trains seed 002's CIFAR CNN (Conv32-Pool-Conv64-Pool-Conv64-Dense64-Dense10, 122,570
+parameters) with RMSprop (Keras' defaults), batch 256, 20% of the training set held out for
+validation, on the same CIFAR-10 pickles (``--data-root``: a folder holding ``cifar-10-batches-py``;
+without it, the CIFAR-10-format stand-in of ``cifar_standin.py`` is written to a temporary folder,
+which is NOT CIFAR-10). Each contender runs in a fresh process:
 
-Keras and Lightning run in their own virtual environments, given by path; a contender whose
-interpreter is missing or cannot import its framework is skipped with the reason printed:
+- Keras: seed 002's code as written (``x / 255.0``, ``model.fit(..., validation_split=0.2)``), in
+  its own virtual environment (``--keras-venv``; ``--setup`` creates it with ``pip install
+  tensorflow-cpu``);
+- cnnlab as a user runs it: ``examples/keras-cifar-cnn.toml`` through ``train_experiment`` with
+  only ``data.root`` and ``train.epochs`` changed, once with its defaults (``precision = "auto"``)
+  and once with ``train.precision = "fp32"``.
 
-    python3 -m venv /tmp/tfvenv && /tmp/tfvenv/bin/pip install tensorflow-cpu
-    python3 -m venv /tmp/plvenv && /tmp/plvenv/bin/pip install torch==2.14.1 lightning numpy
-    python benchmarks/peers.py --keras-python /tmp/tfvenv/bin/python \\
-        --lightning-python /tmp/plvenv/bin/python [--images 10240] [--epochs 2]
+An epoch's time is wall time from the end of one epoch to the end of the next, validation
+included (cnnlab's also includes its per-epoch test evaluation, checkpoint and store writes); the
+first epoch is left out as warm-up. The contenders run ``--rounds`` times, interleaved (the order
+rotates each round), so a busy machine shows as spread: the table gives per-epoch seconds (min
+and median over all timed epochs), the ratio of Keras' median to each contender's, and the load
+average around each run.
+
+    python benchmarks/peers.py --setup [--keras-venv ~/.cache/cnnlab/keras-venv] \\
+        [--data-root DIR | --train-images 10240] [--epochs 4] [--rounds 3]
 
 This file is also the worker (``--worker NAME``): only the standard library and NumPy are imported
 at the top, so it runs in the Keras environment, which has no torch.
@@ -21,8 +30,11 @@ at the top, so it runs in the Keras environment, which has no torch.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
+import pickle
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,37 +44,39 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+EXAMPLE = HERE.parent / "examples" / "keras-cifar-cnn.toml"
 RESULT = "PEERS-RESULT "
-LR, RHO, EPS = 1e-3, 0.9, 1e-7  # Keras' RMSprop defaults, which seed 002 used
+DEFAULT_VENV = Path("~/.cache/cnnlab/keras-venv").expanduser()
 
 
-def make_data(path: Path, images: int, seed: int) -> None:
-    """Seeded synthetic CIFAR-10-shaped data: uint8 N×3×32×32 images, int64 labels 0..9."""
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, size=(images, 3, 32, 32), dtype=np.uint8)
-    y = rng.integers(0, 10, size=images, dtype=np.int64)
-    np.savez(path, x=x, y=y)
+def read_cifar(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The training images (N×32×32×3 uint8, as keras.datasets.cifar10.load_data gives them) and
+    labels (N×1) from ``folder/cifar-10-batches-py``."""
+    images, labels = [], []
+    for i in range(1, 6):
+        with open(folder / "cifar-10-batches-py" / f"data_batch_{i}", "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels += list(batch[b"labels"])
+    return np.concatenate(images).transpose(0, 2, 3, 1), np.array(labels).reshape(-1, 1)
 
 
-def report(epoch_seconds: list[float], images: int, **extra: object) -> None:
-    """Print the worker's result line: images/s over the timed (non-warm-up) epochs."""
-    timed = epoch_seconds[1:]
-    print(RESULT + json.dumps({"ips": images * len(timed) / sum(timed), "epochs": epoch_seconds,
-                               **extra}), flush=True)
+def report(epoch_ends: list[float], **extra: object) -> None:
+    """Print the worker's result line: seconds of each epoch after the first."""
+    seconds = [b - a for a, b in itertools.pairwise(epoch_ends)]
+    print(RESULT + json.dumps({"seconds": seconds, **extra}), flush=True)
 
 
 # ---- workers: each runs in its own process ---------------------------------------------------
 
 
 def keras_worker(args: argparse.Namespace) -> None:
-    """Seed 002's Keras code as written: Sequential CNN, RMSprop, model.fit(batch_size=256)."""
+    """Seed 002's Keras code as written: Sequential CNN, RMSprop, fit with validation_split=0.2."""
     import tensorflow as tf
     from tensorflow.keras import layers, models
 
-    data = np.load(args.data)
-    # Seed 002 divides the uint8 NHWC images by 255.0 before fit (NumPy float64; Keras casts).
-    train_images = data["x"].transpose(0, 2, 3, 1) / 255.0
-    train_labels = data["y"]
+    train_images, train_labels = read_cifar(Path(args.data))
+    train_images = train_images / 255.0  # seed 002: NumPy float64, Keras casts
     tf.keras.utils.set_random_seed(0)
 
     model = models.Sequential()
@@ -79,258 +93,163 @@ def keras_worker(args: argparse.Namespace) -> None:
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
 
-    seconds: list[float] = []
+    ends: list[float] = []
 
     class Timer(tf.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
         def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self.start)
+            ends.append(time.perf_counter())
 
-    model.fit(train_images, train_labels, epochs=1 + args.epochs, batch_size=args.batch_size,
-              verbose=0, callbacks=[Timer()])
-    report(seconds, len(train_labels), params=int(model.count_params()),
-           version=f"tensorflow {tf.__version__}")
-
-
-def torch_model():
-    """The same CNN written out in plain PyTorch, as a seed-001-style script would (no cnnlab)."""
-    from torch import nn
-
-    return nn.Sequential(
-        nn.Conv2d(3, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3), nn.ReLU(),
-        nn.Flatten(), nn.Linear(64 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
-
-
-def torch_loader(args: argparse.Namespace):
-    """Seed-001 style data: float tensors normalised up front, a shuffling DataLoader, NCHW."""
-    import torch
-    from torch.utils.data import DataLoader, TensorDataset
-
-    data = np.load(args.data)
-    x = torch.from_numpy(data["x"]).float().div_(255)
-    mean, std = x.mean(dim=(0, 2, 3), keepdim=True), x.std(dim=(0, 2, 3), keepdim=True)
-    dataset = TensorDataset((x - mean) / std, torch.from_numpy(data["y"]))
-    return DataLoader(dataset, batch_size=args.batch_size, shuffle=True,
-                      generator=torch.Generator().manual_seed(0))
-
-
-def seed001_worker(args: argparse.Namespace) -> None:
-    """The seed-001 way: DataLoader over a TensorDataset, NCHW, eager, zero_grad/backward/step."""
-    import torch
-    import torch.nn.functional as F
-
-    torch.set_num_threads(args.threads)
-    loader = torch_loader(args)
-    torch.manual_seed(0)
-    model = torch_model()
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS)
-    model.train()
-    seconds = []
-    for _ in range(1 + args.epochs):
-        start = time.perf_counter()
-        for data, target in loader:
-            optimizer.zero_grad()
-            loss = F.cross_entropy(model(data), target)
-            loss.backward()
-            optimizer.step()
-        seconds.append(time.perf_counter() - start)
-    report(seconds, len(loader.dataset), params=sum(p.numel() for p in model.parameters()),
-           version=f"torch {torch.__version__}")
-
-
-def lightning_worker(args: argparse.Namespace) -> None:
-    """A PyTorch Lightning Trainer with the same model, loader and optimizer (what a user writes)."""
-    import lightning as L
-    import torch
-    import torch.nn.functional as F
-
-    torch.set_num_threads(args.threads)
-    loader = torch_loader(args)
-    L.seed_everything(0, verbose=False)
-
-    class Module(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = torch_model()
-
-        def training_step(self, batch, batch_idx):
-            data, target = batch
-            loss = F.cross_entropy(self.net(data), target)
-            self.log("train_loss", loss)
-            return loss
-
-        def configure_optimizers(self):
-            return torch.optim.RMSprop(self.parameters(), lr=LR, alpha=RHO, eps=EPS)
-
-    seconds: list[float] = []
-
-    class Timer(L.Callback):
-        def on_train_epoch_start(self, trainer, pl_module):
-            self.start = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            seconds.append(time.perf_counter() - self.start)
-
-    module = Module()
-    trainer = L.Trainer(max_epochs=1 + args.epochs, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[Timer()])
-    trainer.fit(module, loader)
-    report(seconds, len(loader.dataset), params=sum(p.numel() for p in module.parameters()),
-           version=f"lightning {L.__version__}, torch {torch.__version__}")
+    history = model.fit(train_images, train_labels, epochs=args.epochs, batch_size=256,
+                        validation_split=0.2, verbose=0, callbacks=[Timer()])
+    report(ends, val_acc=float(history.history["val_accuracy"][-1]),
+           params=int(model.count_params()), version=f"tensorflow {tf.__version__}")
 
 
 def cnnlab_worker(args: argparse.Namespace) -> None:
-    """cnnlab's train_one_epoch: uint8 tensors in memory, one indexing op per batch, channels_last."""
+    """cnnlab as a user runs it: the example file, a run store, every epoch stored."""
     import torch
 
-    from cnnlab.data.transforms import Normalizer
-    from cnnlab.models import create_model
-    from cnnlab.train.hardware import resolve_channels_last, resolve_precision
-    from cnnlab.train.loop import train_one_epoch
-    from cnnlab.train.losses import cross_entropy
+    from cnnlab.checks import load_experiment
+    from cnnlab.store import RunStore
+    from cnnlab.train import train_experiment
 
-    torch.set_num_threads(args.threads)
-    data = np.load(args.data)
-    images, labels = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
-    scaled = images.float().div_(255)
-    mean = tuple(scaled.mean(dim=(0, 2, 3)).tolist())
-    std = tuple(scaled.std(dim=(0, 2, 3)).tolist())
-    del scaled
-    precision = resolve_precision(args.precision)
-    torch.manual_seed(0)
-    model = create_model("keras_cifar_cnn")
-    channels_last = resolve_channels_last("auto", model)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.RMSprop(model.parameters(), lr=LR, alpha=RHO, eps=EPS)
-    generator = torch.Generator().manual_seed(0)
-    seconds = []
-    for _ in range(1 + args.epochs):
-        result = train_one_epoch(model, images, labels, batch_size=args.batch_size, optimizer=optimizer,
-                                 loss_fn=cross_entropy, normalize=Normalizer(mean, std, channels_last),
-                                 generator=generator, precision=precision)
-        seconds.append(result.seconds)
-    report(seconds, len(labels), params=sum(p.numel() for p in model.parameters()),
-           version=f"torch {torch.__version__}", precision=precision,
-           memory_format="channels_last" if channels_last else "NCHW")
+    exp = load_experiment(EXAMPLE, [f"data.root={args.data}", f"train.epochs={args.epochs}",
+                                    *args.set])
+    ends: list[float] = []
+    with tempfile.TemporaryDirectory() as home:
+        record = train_experiment(exp, RunStore(root=Path(home) / "runs"), progress=False,
+                                  on_epoch=lambda epoch, metrics: ends.append(time.perf_counter())
+                                  ).record
+    report(ends, val_acc=record.final_val_acc, params=record.n_params, precision=record.precision,
+           threads=torch.get_num_threads(), version=f"torch {torch.__version__}")
 
 
-WORKERS = {"keras": keras_worker, "seed001": seed001_worker, "lightning": lightning_worker,
-           "cnnlab": cnnlab_worker}
+WORKERS = {"keras": keras_worker, "cnnlab": cnnlab_worker}
 
 
 # ---- driver -----------------------------------------------------------------------------------
 
 
 def run_worker(python: str, worker: str, args: argparse.Namespace, data: Path,
-               precision: str = "fp32") -> dict:
+               overrides: tuple[str, ...] = ()) -> dict:
     """Run one contender in a fresh process; returns its result or {'skipped': reason}."""
     cmd = [python, str(Path(__file__).resolve()), "--worker", worker, "--data", str(data),
-           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-           "--threads", str(args.threads), "--precision", precision]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(HERE)}
+           "--epochs", str(args.epochs), *(f"--set={o}" for o in overrides)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    load = os.getloadavg()[0]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT):
-            return json.loads(line[len(RESULT):])
+            return {**json.loads(line[len(RESULT):]), "load": (load, os.getloadavg()[0])}
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     return {"skipped": f"worker exited with {proc.returncode}: {lines[-1] if lines else 'no output'}"}
 
 
-def check_python(python: str | None, option: str, module: str) -> str | None:
-    """Why this interpreter cannot run its contender, or None when it can."""
-    if not python:
-        return f"no {option} given"
-    if not Path(python).exists():
-        return f"{option} {python} does not exist"
-    proc = subprocess.run([python, "-c", f"import {module}"], capture_output=True, text=True, check=False)
+def keras_python(venv: Path, setup: bool) -> tuple[str | None, str | None]:
+    """The Keras venv's python (created first with ``setup``), or None and why not."""
+    python = venv / "bin" / "python"
+    if not python.exists() and setup:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "tensorflow-cpu"], check=True)
+    if not python.exists():
+        return None, f"no Keras environment at {venv} (run with --setup to create it)"
+    proc = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True,
+                          check=False)
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
-        return f"{python} cannot import {module}: {lines[-1] if lines else proc.returncode}"
-    return None
+        return None, f"{python} cannot import tensorflow: {lines[-1] if lines else proc.returncode}"
+    return str(python), None
+
+
+def summary_rows(results: dict[str, list[dict]]) -> list[str]:
+    """Markdown rows: per-epoch seconds min / median, ratio to Keras, val accuracy, load."""
+    medians = {label: statistics.median(s for r in runs for s in r["seconds"])
+               for label, runs in results.items() if runs and "seconds" in runs[0]}
+    keras = next((m for label, m in medians.items() if label.startswith("Keras")), None)
+    rows = []
+    for label, runs in results.items():
+        done = [r for r in runs if "seconds" in r]
+        if not done:
+            rows.append(f"| {label} | skipped: {runs[0]['skipped'] if runs else 'not run'} | | | | | |")
+            continue
+        seconds = [s for r in done for s in r["seconds"]]
+        ratio = f"{keras / medians[label]:.2f}×" if keras else "n/a"
+        accs = ", ".join(f"{100 * r['val_acc']:.1f}%" for r in done)
+        loads = [x for r in done for x in r["load"]]
+        rows.append(f"| {label} | {len(seconds)} | {min(seconds):.2f} | {medians[label]:.2f} | "
+                    f"{ratio} | {accs} | {min(loads):.1f}–{max(loads):.1f} |")
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keras-python", help="python of a venv with tensorflow-cpu")
-    parser.add_argument("--lightning-python", help="python of a venv with torch and lightning")
-    parser.add_argument("--images", type=int, default=10_240)
-    parser.add_argument("--epochs", type=int, default=2, help="timed epochs, after one warm-up epoch")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: physical cores)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keras-venv", type=Path, default=DEFAULT_VENV)
+    parser.add_argument("--setup", action="store_true", help="create the Keras venv if missing")
+    parser.add_argument("--data-root", type=Path, help="folder holding cifar-10-batches-py")
+    parser.add_argument("--train-images", type=int, default=10_240,
+                        help="size of the stand-in's training set (with no --data-root)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--one-thread", action="store_true",
+                        help="also run cnnlab's defaults with train.threads = 1 (for a busy machine)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    parser.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         WORKERS[args.worker](args)
         return
 
-    import torch
+    from cifar_standin import write_standin
 
-    from cnnlab.models import create_model, summarize
-    from cnnlab.train.hardware import cpu_has_fast_bf16, physical_cores, resolve_precision
+    from cnnlab.train.hardware import physical_cores, resolve_precision
 
-    from _common import machine, matmul_peak_gflops
+    from _common import machine
 
-    args.threads = args.threads or physical_cores()
-    torch.set_num_threads(args.threads)
-    contenders = [
-        ("Keras, seed 002's code (model.fit)", args.keras_python, "--keras-python", "tensorflow",
-         "keras", "fp32"),
-        ("seed-001 PyTorch loop (DataLoader over TensorDataset, NCHW)", sys.executable, "", "torch",
-         "seed001", "fp32"),
-        ("PyTorch Lightning Trainer", args.lightning_python, "--lightning-python", "lightning",
-         "lightning", "fp32"),
-        ("cnnlab fp32", sys.executable, "", "cnnlab", "cnnlab", "fp32"),
-        (f"cnnlab precision=auto (→ {resolve_precision('auto')} here)", sys.executable, "", "cnnlab",
-         "cnnlab", "auto"),
+    python, reason = keras_python(args.keras_venv, args.setup)
+    auto = resolve_precision("auto")
+    contenders: list[tuple[str, str, tuple[str, ...]]] = [
+        ("Keras, seed 002's code", "keras", ()),
+        (f"cnnlab defaults (precision auto → {auto}, {physical_cores()} threads)", "cnnlab", ()),
+        ("cnnlab fp32", "cnnlab", ("train.precision=fp32",)),
     ]
-    results = []
+    if args.one_thread:
+        contenders.append((f"cnnlab defaults but train.threads = 1 ({auto})", "cnnlab",
+                           ("train.threads=1",)))
+    results: dict[str, list[dict]] = {label: [] for label, _, _ in contenders}
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "cifar-shaped.npz"
-        make_data(data, args.images, args.seed)
-        for label, python, option, module, worker, precision in contenders:
-            reason = check_python(python, option, module)
-            result = {"skipped": reason} if reason else run_worker(python, worker, args, data, precision)
-            done = result.get("skipped") or f"{result['ips']:,.0f} img/s"
-            print(f"{label}: {done}", file=sys.stderr)
-            results.append((label, result))
+        if args.data_root is not None:
+            data, what = args.data_root, f"CIFAR-10 pickles from {args.data_root}"
+        else:
+            data = Path(tmp)
+            write_standin(data, train=args.train_images, test=2_000)
+            what = (f"CIFAR-10-format stand-in (NOT CIFAR-10: coloured Fashion-MNIST, "
+                    f"{args.train_images:,} training images)")
+        for round_ in range(args.rounds):
+            shift = round_ % len(contenders)
+            for label, worker, overrides in contenders[shift:] + contenders[:shift]:
+                if worker == "keras" and python is None:
+                    result = {"skipped": reason}
+                else:
+                    result = run_worker(python if worker == "keras" else sys.executable, worker, args,
+                                        data, overrides)
+                results[label].append(result)
+                done = result.get("skipped") or (
+                    "epochs " + ", ".join(f"{s:.2f}" for s in result["seconds"]) + " s; load "
+                    + "→".join(f"{x:.1f}" for x in result["load"]))
+                print(f"round {round_ + 1}, {label}: {done}", file=sys.stderr, flush=True)
 
-    peak32 = matmul_peak_gflops(torch.float32)
-    # bf16 matmul is emulated (~1 GFLOP/s) on CPUs without AVX-512 BF16/AMX: 2048² would take minutes.
-    bf16_size = 2048 if cpu_has_fast_bf16() else 512
-    peak16 = matmul_peak_gflops(torch.bfloat16, size=bf16_size, repeats=10 if bf16_size == 2048 else 3)
-    macs = summarize(create_model("keras_cifar_cnn"), (3, 32, 32)).total_macs
-    # Training costs about 3× the forward pass: forward, and backward for inputs and weights.
-    flops = 6 * macs
-    keras = next((r["ips"] for label, r in results if "ips" in r and label.startswith("Keras")), None)
-
-    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"keras_cifar_cnn: {macs:,} MACs per image forward; synthetic CIFAR-shaped data, "
-          f"{args.images:,} images, batch {args.batch_size}, RMSprop, 1 warm-up + {args.epochs} timed "
-          f"epochs; matmul peak fp32 {peak32:,.0f} GFLOP/s, bf16 {peak16:,.1f} GFLOP/s ({bf16_size}²)")
+    versions = {r["version"] for runs in results.values() for r in runs if "version" in r}
+    print(f"machine: {machine()}")
+    print(f"data: {what}; 80% trained, 20% validated each epoch; batch 256, RMSprop; "
+          f"{args.rounds} rounds of {args.epochs} epochs (first left out); {', '.join(sorted(versions))}")
     print()
-    print("| contender | images/s | vs Keras | FLOP utilisation (fp32 peak) | (bf16 peak) | versions |")
-    print("| --- | ---: | ---: | ---: | ---: | --- |")
-    for label, r in results:
-        if "skipped" in r:
-            print(f"| {label} | skipped: {r['skipped']} | | | | |")
-            continue
-        ips = r["ips"]
-        ratio = f"{ips / keras:.2f}×" if keras else "n/a"
-        mfu32, mfu16 = ips * flops / (peak32 * 1e9), ips * flops / (peak16 * 1e9)
-        print(f"| {label} | {ips:,.0f} | {ratio} | {100 * mfu32:.1f}% | {100 * mfu16:,.0f}% | "
-              f"{r['version']} |")
-    params = {label: r["params"] for label, r in results if "params" in r}
+    print("| contender | epochs timed | s/epoch min | s/epoch median | vs Keras (median) | "
+          "final val acc per round | load average |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+    for row in summary_rows(results):
+        print(row)
+    params = {label: runs[0]["params"] for label, runs in results.items() if runs and "params" in runs[0]}
     if len(set(params.values())) > 1:
         print(f"\nwarning: parameter counts differ: {params}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import os
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from torchvision import datasets, transforms
 from cnnlab.config import DataConfig
 from cnnlab.data import load_data
 from cnnlab.data.transforms import Normalizer
-from cnnlab.models import create_model, summarize
+from cnnlab.models import create_model, rewrite_for_training, summarize
 from cnnlab.train.hardware import physical_cores, resolve_channels_last, use_precision
 from cnnlab.train.loop import train_one_epoch
 from cnnlab.train.losses import nll
@@ -58,14 +59,18 @@ def seed001_loop(root: Path, images: int, batch_size: int) -> float:
     return seen / (time.perf_counter() - start)
 
 
-def cnnlab_loop(images: int, batch_size: int, precision: str, device: str = "cpu") -> float:
-    """Images/s of cnnlab's train_one_epoch on the same data, timed after a warm-up pass."""
+def cnnlab_loop(images: int, batch_size: int, precision: str, device: str = "cpu",
+                rewrite: bool = True) -> float:
+    """Images/s of cnnlab's train_one_epoch on the same data, timed after a warm-up pass; the model
+    rewritten for training as `cnnlab train` does (``rewrite=False``: as written)."""
     data = load_data(DataConfig(dataset="mnist", root=str(DATA_DIR), val=0), seed=0)
     torch.manual_seed(0)
     model = create_model("book_cnn").to(device)
     channels_last = resolve_channels_last("auto", model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if rewrite:
+        model = rewrite_for_training(model)
     normalize = Normalizer(data.mean, data.std, channels_last, device)
     use_precision(torch.device(device), precision)
     x = data.train.images[: images + 10 * batch_size].to(device)
@@ -96,6 +101,7 @@ def main() -> None:
                 shutil.copyfileobj(src, dst)
         seed = seed001_loop(Path(tmp), args.images, args.batch_size)
 
+    written = cnnlab_loop(args.images, args.batch_size, "fp32", args.device, rewrite=False)
     fp32 = cnnlab_loop(args.images, args.batch_size, "fp32", args.device)
     bf16 = cnnlab_loop(args.images, args.batch_size, "bf16", args.device)
     macs = summarize(create_model("book_cnn"), (1, 28, 28)).total_macs
@@ -104,11 +110,13 @@ def main() -> None:
     flops_per_image = 6 * macs
 
     print(f"machine: {machine()}" + (f", {torch.cuda.get_device_name()}" if args.device == "cuda" else ""))
-    print(f"book_cnn: {macs:,} MACs per image forward; fp32 matmul peak {peak:,.0f} GFLOP/s")
+    print(f"book_cnn: {macs:,} MACs per image forward; fp32 matmul peak {peak:,.0f} GFLOP/s; "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"| loop (batch {args.batch_size}) | images/s | vs seed-001 | model FLOP utilisation |")
     print("| --- | ---: | ---: | ---: |")
     for label, speed in (("seed-001 (torchvision MNIST + DataLoader, NCHW)", seed),
-                         ("cnnlab fp32 (tensors in memory, channels_last)", fp32),
+                         ("cnnlab fp32, model as written (no rewrites)", written),
+                         ("cnnlab fp32 (tensors in memory, channels_last, rewrites)", fp32),
                          ("cnnlab bf16 autocast", bf16)):
         mfu = speed * flops_per_image / (peak * 1e9)
         print(f"| {label} | {speed:,.0f} | {speed / seed:.1f}× | {100 * mfu:.1f}% |")

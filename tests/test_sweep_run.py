@@ -229,7 +229,8 @@ def test_vmap_sweep_trains_cells_together_and_matches_a_plain_sweep(tmp_path):
     base = {**BASE, "model": {"name": "layers", "layers": [
         {"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"}, {"type": "maxpool", "kernel": 2},
         {"type": "flatten"}, {"type": "linear", "units": 10}]},
-        "train": {**BASE["train"], "optimizer": "sgd", "momentum": 0.9, "epochs": 2}}
+        "train": {**BASE["train"], "optimizer": "sgd", "momentum": 0.9, "epochs": 2,
+                  "precision": "fp32"}}
     spec = parse_sweep({"name": "v", "base": base, "seeds": [0, 1], "grid": {"train.lr": [0.01, 0.03]}})
     console = Console(record=True, width=200)
     together = run_sweep(spec, Location(root=str(tmp_path / "a")), threads=1, live=False, vmap=4,

@@ -50,7 +50,8 @@ def cell(seed: int = 1, model: dict | None = None, **train) -> Experiment:
         "seed": seed,
         "data": DATA,
         "model": model or {"name": "layers", "layers": CNN},
-        "train": {"batch_size": 64, "epochs": 2, "device": "cpu", "threads": 1, **train},
+        "train": {"batch_size": 64, "epochs": 2, "device": "cpu", "threads": 1, "precision": "fp32",
+                  **train},
     })
 
 

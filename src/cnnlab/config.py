@@ -63,6 +63,10 @@ MACHINE_KEYS = (("data", "root"), ("data", "download"), ("train", "threads"), ("
 # before they existed keep their hashes (and sweeps still find them).
 LATER_KEYS = {("data", "train"): None, ("data", "eval"): None, ("data", "alter"): None,
               ("data", "extra"): False}
+# Values hashed as another value. `train.precision = "auto"` (the default since it replaced "fp32")
+# picks the machine's fast path, as `train.device = "auto"` does, so it hashes as the old default:
+# runs stored before the change keep their hashes. The resolved precision is stored with each run.
+HASHED_AS = {("train", "precision"): {"auto": "fp32"}}
 
 
 class _Section(BaseModel):
@@ -157,7 +161,7 @@ class TrainConfig(_Section):
     min_delta: Number = Field(0.0, ge=0, allow_inf_nan=False)
     eval_test: bool = True
     eval_batch_size: Int = Field(1024, ge=1)
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     memory_format: MemoryFormat = "auto"
     threads: Int = Field(0, ge=0)
     device: DeviceName = "auto"
@@ -191,6 +195,12 @@ def config_hash(resolved: dict[str, Any], include_seed: bool = True) -> str:
             node = node.get(part, {})
         if path[-1] in node and node[path[-1]] == default:
             del node[path[-1]]
+    for path, aliases in HASHED_AS.items():
+        node = cfg
+        for part in path[:-1]:
+            node = node.get(part, {})
+        if path[-1] in node and node[path[-1]] in aliases:
+            node[path[-1]] = aliases[node[path[-1]]]
     for path in MACHINE_KEYS:
         node = cfg
         for part in path[:-1]:

@@ -33,14 +33,39 @@ def physical_cores() -> int:
     return max(1, min(len(cores) or logical or 1, logical or 1))
 
 
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
 @cache
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is no such file)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX-512 BF16 or AMX)."""
+    return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
+
+
+def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None) -> str | None:
+    """A hint to train on one thread when other jobs already keep every core busy (``load``: the
+    1-minute load average, by default this machine's): several OpenMP threads then wait on each
+    other, and one thread was 2-10× faster on a 2-core machine at load 10 (BENCHMARKS.md). None
+    when the thread count was set, is 1, or the cores are not all busy."""
+    if threads_setting != 0 or threads <= 1:
+        return None
+    load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else load
+    if load is None or load < physical_cores():
+        return None
+    return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores); "
+            "training with -s train.threads=1 is often several times faster then")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,12 +78,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device | None = None) -> str:
-    """'auto' -> 'bf16' on a GPU with bf16 support or a CPU that runs it natively, else 'fp32'."""
+def resolve_precision(precision: str, device: torch.device | None = None,
+                      flags: frozenset[str] | None = None) -> str:
+    """'auto' -> 'bf16' on a GPU with bf16 support or a CPU that runs it natively (``flags``, by
+    default this CPU's, include avx512_bf16 or amx_bf16), else 'fp32'. 'fp32' and 'bf16' stay."""
     if precision == "auto":
         if device is not None and device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        return "bf16" if cpu_has_fast_bf16() else "fp32"
+        return "bf16" if cpu_has_fast_bf16(flags) else "fp32"
     return precision
 
 

@@ -21,12 +21,13 @@ from cnnlab.data import DataBundle, Split, input_shape, load_data
 from cnnlab.data.labels import data_label
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import CheckpointError, LeaseLost
-from cnnlab.models import Summary, build_model, summarize
+from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import refuse_if_alive
 from cnnlab.store.loading import check_checkpoint_config
 from cnnlab.train.checkpoint import load_checkpoint, load_resumable_checkpoint
 from cnnlab.train.hardware import (
+    busy_cpu_hint,
     physical_cores,
     resolve_channels_last,
     resolve_device,
@@ -96,7 +97,7 @@ def prepare(exp: Experiment) -> Prepared:
     channels_last = resolve_channels_last(exp.train.memory_format, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Prepared(exp, data, model, precision, channels_last, device)
+    return Prepared(exp, data, rewrite_for_training(model), precision, channels_last, device)
 
 
 def on_device(split: Split | None, device: torch.device, channels_last: bool = False) -> Split | None:
@@ -315,12 +316,15 @@ def _fit(
 
     messages = [f"data: {data.description}",
                 f"run {run_id}: {exp.model.name}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.loss}, "
-                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {prepared.precision}, "
+                f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {prepared.precision}"
+                f"{' (auto)' if cfg.precision == 'auto' else ''}, "
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
                 + (device_label(device) if device.type == "cuda"
                    else f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}")]
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
+    if device.type == "cpu" and (hint := busy_cpu_hint(cfg.threads, torch.get_num_threads())):
+        messages.append(hint)
     for line in messages:
         console.print(line, highlight=False, soft_wrap=True, markup=False)
 
