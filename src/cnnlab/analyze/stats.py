@@ -55,3 +55,14 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     if x.std() == 0 and y.std() == 0:
         return 1.0 if x.mean() == y.mean() else 0.0
     return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-corrected p-values (statsmodels' ``multipletests``); None stays None and is not counted."""
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [p for p in p_values if p is not None]
+    if not tested:
+        return list(p_values)
+    adjusted = iter(float(p) for p in multipletests(tested, method="holm")[1])
+    return [None if p is None else next(adjusted) for p in p_values]

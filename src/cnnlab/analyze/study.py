@@ -11,6 +11,7 @@ from cnnlab.analyze.cells import Cell, fixed_settings, group_cells, varying_keys
 from cnnlab.analyze.conclusions import Conclusions, conclude
 from cnnlab.analyze.diagnose import Diagnosis, diagnose_run
 from cnnlab.analyze.effects import Effect, effect_of
+from cnnlab.analyze.factorial import FactorialAnalysis, analyze_factors
 from cnnlab.analyze.metrics import Metric, choose_metric
 from cnnlab.analyze.ranking import Ranking, rank_cells
 from cnnlab.analyze.rundata import RunData
@@ -33,6 +34,7 @@ class Study:
     ranking: Ranking
     diagnoses: list[Diagnosis]
     effects: list[Effect]
+    factorial: FactorialAnalysis
     speeds: list[FallSpeed]
     conclusions: Conclusions
 
@@ -49,13 +51,14 @@ class Study:
 def analyze_runs(
     runs: Sequence[RunData], metric: str | None = None, excluded: Sequence[RunData] = ()
 ) -> Study:
-    """Analyse ``runs``: group them into cells, rank, diagnose, measure effects and write conclusions."""
+    """Analyse ``runs``: group them into cells, rank, diagnose, analyse the factors and write conclusions."""
     runs = list(runs)
     chosen = choose_metric(runs, metric)
     varying = varying_keys(runs)
     cells = group_cells(runs, varying)
     ranking = rank_cells(cells, chosen)
     effects = [effect_of(runs, key, chosen, varying) for key in varying]
+    factorial = analyze_factors(runs, chosen, varying)
     speeds = fall_speeds([row.cell for row in ranking.rows])
     return Study(
         title=_title(runs),
@@ -68,8 +71,9 @@ def analyze_runs(
         ranking=ranking,
         diagnoses=[diagnose_run(run) for run in runs],
         effects=effects,
+        factorial=factorial,
         speeds=speeds,
-        conclusions=conclude(ranking, speeds, effects),
+        conclusions=conclude(ranking, speeds, factorial),
     )
 
 
