@@ -38,7 +38,7 @@ def summary_line(status: SweepStatus) -> Text:
     if best is not None:
         text.append("; best: ")
         text.append(best.label, style="bold")
-        text.append(f" {status.metric} ")
+        text.append(f" {status.metric_label} ")
         text.append_text(_mean(status.metric, best.mean, best.std))
     return text
 
@@ -51,7 +51,7 @@ def status_table(status: SweepStatus) -> Table:
     table.add_column("runs", justify="right")
     for state in ("done", "running", "pending", "failed", "pruned", "diverged"):
         table.add_column(state, justify="right", style=STATE_STYLES[state])
-    table.add_column(f"{status.metric} (mean ± sd)", justify="right")
+    table.add_column(f"{status.metric_label} (mean ± sd)", justify="right")
     domains: list[str] = []
     for cell in status.cells:
         domains += [d for d in cell.domain_means() if d not in domains]
@@ -123,7 +123,8 @@ def sweeps_table(statuses: list[SweepStatus]) -> Table:
             _count(counts["done"] + counts["diverged"]), _count(counts["running"]),
             _count(counts["pending"] + counts["interrupted"]), _count(counts["failed"]),
             best.label if best else "",
-            Text.assemble(f"{status.metric} ", _mean(status.metric, best.mean, best.std)) if best else "",
+            (Text.assemble(f"{status.metric_label} ", _mean(status.metric, best.mean, best.std))
+             if best else ""),
         )
     if not statuses:
         table.caption = "no sweeps yet: start one with `cnnlab sweep FILE`"
