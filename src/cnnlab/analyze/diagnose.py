@@ -4,7 +4,9 @@ States, checked in this order; the first four exclude every later one, since the
 (accuracies are fractions, so 0.10 is 10 points; chance is 1 / ``CLASSES``):
 
 - diverged (below).
-- step too large: training accuracy ends within ``CHANCE_MARGIN`` of chance, and the epoch-1
+- step too large: training (or validation) accuracy ends within ``CHANCE_MARGIN`` of chance, and
+  the learning rate is at least ``LARGE_LR`` for its optimizer with a validation loss that ends above
+  its minimum, or the epoch-1
   cross-entropy is above ``UNIFORM_LOSS_RATIO`` × ln(classes) (worse than guessing uniformly) or the
   training loss ends above its epoch-1 value: the steps throw the model off. Lower the learning rate.
 - step too small: training accuracy ends within ``CHANCE_MARGIN`` of chance and the training loss
@@ -62,12 +64,21 @@ UNSTABLE_NOISE = 0.01
 CLASSES = 10  # every built-in dataset has 10 classes
 CHANCE_MARGIN = 0.05
 UNIFORM_LOSS_RATIO = 1.2
+LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
 SMALL_STEP_FALL = 0.10
 NOISE_Z = 2.0
 MIN_IMAGES = 3
 FALLBACK_NOISE = 0.005
 MIN_SPLIT, MAX_SPLIT = 20, 200_000  # split sizes looked for in the accuracies
 MAX_SPLIT_VALUES = 8  # distinct accuracies used to find the split size
+# Training-pool sizes of the built-in datasets (mnist-sample's test split comes out of its 5,000).
+DATASET_SIZES = {
+    "mnist-sample": 5000,
+    "mnist": 60000,
+    "fashion-mnist": 60000,
+    "cifar10": 50000,
+    "svhn": 73257,
+}
 
 DIVERGED, STEP_TOO_LARGE, STEP_TOO_SMALL, NOT_LEARNING = (
     "diverged",
@@ -188,10 +199,11 @@ def diagnose_epochs(
     return found
 
 
-def split_size(values: np.ndarray) -> int | None:
+def split_size(values: np.ndarray, expected: int | None = None) -> int | None:
     """The number of images an accuracy was measured on, read off its values (each is k / n): the
-    smallest n that makes every value a whole count, None when no n up to ``MAX_SPLIT`` does or when
-    the values cannot tell (fewer than two distinct ones)."""
+    smallest n that makes every value a whole count, or the multiple of it nearest ``expected`` (any
+    multiple fits as well); None when no n up to ``MAX_SPLIT`` fits or the values cannot tell (fewer
+    than two distinct ones)."""
     finite = np.unique(values[np.isfinite(values)])[:MAX_SPLIT_VALUES]
     if len(finite) < 2:
         return None
@@ -199,12 +211,16 @@ def split_size(values: np.ndarray) -> int | None:
     counts = np.outer(finite, sizes)
     whole = np.all(np.abs(counts - np.round(counts)) < 1e-6 * sizes + 1e-9, axis=0)
     found = np.flatnonzero(whole)
-    return int(sizes[found[0]]) if len(found) else None
+    if not len(found):
+        return None
+    smallest = int(sizes[found[0]])
+    return smallest * max(1, round(expected / smallest)) if expected else smallest
 
 
-def noise_of(values: np.ndarray, level: float) -> float:
-    """The smallest change of an accuracy near ``level`` that is more than noise on its split."""
-    n = split_size(values)
+def noise_of(values: np.ndarray, level: float, expected: int | None = None) -> float:
+    """The smallest change of an accuracy near ``level`` that is more than noise on its split
+    (``expected``: the split's size as the config suggests, see `split_size`)."""
+    n = split_size(values, expected)
     if n is None:
         return FALLBACK_NOISE
     p = min(max(level, 1.0 / n), 1 - 1.0 / n)
@@ -325,22 +341,26 @@ def _overfitting(c: _Curves) -> Finding | None:
 
 def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     """Step too large, step too small or not learning, for a run whose training accuracy ends at chance."""
-    acc, loss = c["train_acc"], c["train_loss"]
+    acc, loss, val = c["train_acc"], c["train_loss"], c["val_acc"]
     chance = 1.0 / CLASSES
-    if not len(c) or not math.isfinite(acc[-1]) or acc[-1] > chance + CHANCE_MARGIN:
+    if not len(c) or not math.isfinite(acc[-1]):
         return None
     last = int(c.epoch[-1])
-    at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, chance level for {CLASSES} classes"
+    if acc[-1] <= chance + CHANCE_MARGIN:
+        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, chance level for {CLASSES} classes"
+    elif math.isfinite(val[-1]) and val[-1] <= chance + CHANCE_MARGIN:
+        at = (
+            f"validation accuracy is {_pct(val[-1])} at epoch {last}, chance level for {CLASSES} classes "
+            f"(training accuracy {_pct(acc[-1])})"
+        )
+    else:
+        return None
     lr = settings.get("train.lr")
     loss_name = settings.get("train.loss", "cross_entropy")
-    uniform = math.log(CLASSES)
     first = float(loss[0]) if math.isfinite(loss[0]) else math.nan
-    if loss_name == "cross_entropy" and first > UNIFORM_LOSS_RATIO * uniform:
-        why = (
-            f"the epoch-1 training loss {first:.3g} is above {uniform:.3g}, the loss of guessing every "
-            f"class equally (ln {CLASSES}): the first steps threw the model off"
-        )
-        return Finding(STEP_TOO_LARGE, f"{why}; {at}", (int(c.epoch[0]), last), _lower_lr(lr))
+    thrown = _thrown_off(c, settings)
+    if thrown:
+        return Finding(STEP_TOO_LARGE, f"{thrown}; {at}", (int(c.epoch[0]), last), _lower_lr(lr))
     if len(c) >= 2 and math.isfinite(loss[-1]) and loss[-1] > first:
         why = (
             f"the training loss rose from {first:.4g} at epoch {c.epoch[0]} to {loss[-1]:.4g} at epoch {last}"
@@ -366,6 +386,37 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     )
 
 
+def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
+    """Evidence that the steps are too large: an epoch-1 cross-entropy above guessing, or a learning
+    rate at or above ``LARGE_LR`` for its optimizer with a validation loss that ends above its minimum."""
+    first = c["train_loss"][0] if len(c) else math.nan
+    uniform = math.log(CLASSES)
+    if (
+        settings.get("train.loss", "cross_entropy") == "cross_entropy"
+        and first > UNIFORM_LOSS_RATIO * uniform
+    ):
+        return (
+            f"the epoch-1 training loss {first:.3g} is above {uniform:.3g}, the loss of guessing every "
+            f"class equally (ln {CLASSES}): the first steps threw the model off"
+        )
+    lr, optimizer = settings.get("train.lr"), str(settings.get("train.optimizer", "sgd"))
+    val_loss = c["val_loss"]
+    if (
+        not isinstance(lr, int | float)
+        or lr < LARGE_LR.get(optimizer, math.inf)
+        or not np.isfinite(val_loss).any()
+    ):
+        return None
+    low = int(np.nanargmin(val_loss))
+    if low == len(c) - 1:
+        return None
+    return (
+        f"train.lr={lr:g} is large for {optimizer} (from {LARGE_LR[optimizer]:g} on) and the validation "
+        f"loss bounces: its minimum {val_loss[low]:.4g} at epoch {c.epoch[low]}, {val_loss[-1]:.4g} at "
+        f"epoch {c.epoch[-1]}"
+    )
+
+
 def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     """Step too small (low and still rising) or underfitting (low and flat)."""
     acc = c["train_acc"]
@@ -376,13 +427,21 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     if not math.isfinite(start):
         return None
     gain = float(acc[-1] - start)
-    noise = noise_of(acc, float(acc[-1]))
+    noise = noise_of(acc, float(acc[-1]), _expected_size(settings, "train"))
     first, last = int(c.epoch[-window]), int(c.epoch[-1])
     evidence = (
         f"training accuracy is {_pct(acc[-1])} at epoch {last}, {_signed_pts(gain)} points since epoch "
         f"{first} (changes within ±{_pts(noise)} points are noise on this split)"
     )
-    evidence += _validation_change(c)
+    evidence += _validation_change(c, settings)
+    thrown = _thrown_off(c, settings)
+    if thrown:
+        return Finding(
+            STEP_TOO_LARGE,
+            f"{thrown}; {evidence}",
+            (int(c.epoch[0]), last),
+            _lower_lr(settings.get("train.lr")),
+        )
     if gain > noise:
         return Finding(
             STEP_TOO_SMALL,
@@ -401,13 +460,13 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     )
 
 
-def _validation_change(c: _Curves) -> str:
+def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     val = c["val_acc"]
     finite = np.flatnonzero(np.isfinite(val))
     if len(finite) < 2:
         return ""
     a, b = val[finite[0]], val[finite[-1]]
-    noise = noise_of(val, float(max(a, b)))
+    noise = noise_of(val, float(max(a, b)), _expected_size(settings, "val"))
     if abs(b - a) <= noise:
         return f"; validation accuracy {_pct(a)} → {_pct(b)}, within the noise (±{_pts(noise)} points)"
     moved = "fell" if b < a else "rose"
@@ -415,6 +474,21 @@ def _validation_change(c: _Curves) -> str:
         f"; validation accuracy {moved} from {_pct(a)} at epoch {c.epoch[finite[0]]} to {_pct(b)} at epoch "
         f"{c.epoch[finite[-1]]}, more than the ±{_pts(noise)} points of noise on its split"
     )
+
+
+def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
+    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
+    total = DATASET_SIZES.get(str(settings.get("data.dataset")))
+    val = settings.get("data.val")
+    if total is None or not isinstance(val, float) or not 0 < val < 1:
+        return None
+    test_fraction = settings.get("data.test_fraction") or 0.0
+    pool = total - round(total * test_fraction) if settings.get("data.dataset") == "mnist-sample" else total
+    val_size = round(pool * val)
+    if split == "val":
+        return val_size
+    limit = settings.get("data.train_limit")
+    return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
 
 
 def _lower_lr(lr: Any) -> str:
