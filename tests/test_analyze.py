@@ -125,16 +125,26 @@ def test_ranking_marks_noise_and_real_differences(store):
         add(store, {"train.lr": 0.001}, seed, 0.980 + 0.002 * seed)  # best
         add(store, {"train.lr": 0.003}, seed, 0.979 + 0.002 * seed)  # within the noise of the best
         add(store, {"train.lr": 0.1}, seed, 0.900 + 0.002 * seed)  # clearly worse
-    add(store, {"train.lr": 0.5}, 0, 0.95)  # one seed: cannot be tested
+    add(store, {"train.lr": 0.5}, 0, 0.95)  # one seed: tested against the spread pooled over the others
     add(store, {"train.lr": 0.001}, 7, 0.2, status="failed")  # not ranked
     study = analyze_stored(store, ["s"])
     rows = study.ranking.rows
     assert [row.cell.label for row in rows] == ["lr=0.001", "lr=0.003", "lr=0.5", "lr=0.1"]
-    assert [row.verdict for row in rows] == ["best", TIED, UNTESTED, WORSE]
+    assert [row.verdict for row in rows] == ["best", TIED, WORSE, WORSE]
     assert rows[0].summary.n == 3  # the failed seed is left out
     assert [run.status for run in study.ranking.unranked] == ["failed"]
-    assert "1 of 4 configurations have one seed" in study.ranking.noise_note
-    assert "Welch's t-test" in study.ranking.method and "best validation accuracy" in study.ranking.method
+    assert "1 of 4 configurations have one seed; they are tested against" in study.ranking.noise_note
+    method = study.ranking.method
+    assert "variance pooled over all configurations (6 degrees of freedom)" in method
+    assert "Holm's method over the 3 comparisons" in method and "best validation accuracy" in method
+
+
+def test_two_configurations_are_compared_by_welch_and_one_seed_stays_untested(store):
+    for seed in range(2):
+        add(store, {"train.lr": 0.001}, seed, 0.980 + 0.002 * seed)
+    add(store, {"train.lr": 0.5}, 0, 0.95)
+    rows = analyze_stored(store, ["s"]).ranking.rows
+    assert [row.verdict for row in rows] == ["best", UNTESTED]
 
 
 def test_one_seed_per_cell_says_the_ranking_cannot_separate_noise(store):

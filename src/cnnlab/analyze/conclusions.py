@@ -13,7 +13,7 @@ from cnnlab.analyze.factorial import NOT_COMPARABLE, FactorialAnalysis
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import TIED, Ranking
 from cnnlab.analyze.speed import FallSpeed
-from cnnlab.analyze.stats import ALPHA, CONFIDENCE, holm, welch_p
+from cnnlab.analyze.stats import ALPHA, CONFIDENCE, TEST_NAME, holm
 
 MAX_LISTED = 8  # orderings name at most this many configurations
 # Settings named in the best configuration's sentence besides those that vary.
@@ -63,7 +63,7 @@ def learns_best(ranking: Ranking) -> str | None:
     metric = ranking.metric
     text = rows[0].cell.label + f" ({metric.format(rows[0].summary.mean)})"
     neighbours = list(itertools.pairwise(rows[:MAX_LISTED]))
-    tests = holm([welch_p(previous.values, row.values) for previous, row in neighbours])
+    tests = holm([ranking.comparison.p(previous.values, row.values) for previous, row in neighbours])
     for (_, row), p in zip(neighbours, tests, strict=True):
         text += (
             " ≈ " if p is not None and p >= ALPHA else " > "
@@ -81,7 +81,7 @@ def learns_best(ranking: Ranking) -> str | None:
         sentence += " With one seed per configuration this order may be noise."
     elif any(p is not None for p in tests):
         sentence += (
-            f" (≈: not significantly different, Welch's t-test between neighbours, Holm-corrected, "
+            f" (≈: not significantly different by {_short(ranking)} between neighbours, Holm-corrected, "
             f"α = {ALPHA}.)"
         )
     return sentence
@@ -141,12 +141,16 @@ def best_configuration(ranking: Ranking) -> str | None:
     if tied:
         sentence += (
             f" {len(tied)} other configuration{'s are' if len(tied) > 1 else ' is'} not significantly "
-            f"worse (Welch's t-test, Holm-corrected, α = {ALPHA}): "
+            f"worse ({_short(ranking)}, Holm-corrected, α = {ALPHA}): "
             + ", ".join(row.cell.label for row in tied[:MAX_LISTED])
             + ("…" if len(tied) > MAX_LISTED else "")
             + "."
         )
     return sentence
+
+
+def _short(ranking: Ranking) -> str:
+    return "Welch's t-test" if ranking.comparison.name == TEST_NAME else "a pooled-variance t-test"
 
 
 def _ordered(metric: Metric, value: float) -> float:

@@ -13,6 +13,8 @@ States, checked in this order; the first four exclude every later one, since the
   fell less than ``SMALL_STEP_FALL`` (relative) over the run; or training accuracy ends below
   ``UNDERFIT_TRAIN_ACC`` while still rising by more than the noise: learning, but slowly. Raise it.
 - not learning: training accuracy ends within ``CHANCE_MARGIN`` of chance otherwise.
+- step too small also: final training accuracy below ``UNDERFIT_TRAIN_ACC``, flat, with a training
+  loss that fell less than ``SMALL_STEP_FALL`` (the loss is not moving, capacity is not the limit).
 - underfitting: final training accuracy below ``UNDERFIT_TRAIN_ACC`` and flat (its change over the
   last ``UNDERFIT_WINDOW`` epochs within the noise).
 - overfitting, not converged (left out when overfitting), unstable: below.
@@ -356,7 +358,6 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     else:
         return None
     lr = settings.get("train.lr")
-    loss_name = settings.get("train.loss", "cross_entropy")
     first = float(loss[0]) if math.isfinite(loss[0]) else math.nan
     thrown = _thrown_off(c, settings)
     if thrown:
@@ -369,13 +370,10 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     fall = 1 - loss[-1] / first if first > 0 and math.isfinite(loss[-1]) else math.nan
     if len(c) >= 2 and math.isfinite(fall) and fall < SMALL_STEP_FALL:
         why = (
-            f"the training loss moved only from {first:.4g} to {loss[-1]:.4g} ({-fall:+.1%}) over epochs "
+            f"the training loss moved only from {first:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
             f"{c.epoch[0]}–{last}"
         )
-        advice = _raise_lr(lr)
-        if loss_name == "mse":
-            advice += "; with train.loss=mse the gradients are small near chance: cross_entropy learns faster"
-        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), advice)
+        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), _small_step_advice(settings))
     fell = f" although the training loss fell {fall:.0%}" if math.isfinite(fall) else ""
     return Finding(
         NOT_LEARNING,
@@ -434,6 +432,8 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
         f"{first} (changes within ±{_pts(noise)} points are noise on this split)"
     )
     evidence += _validation_change(c, settings)
+    loss = c["train_loss"]
+    fall = 1 - loss[-1] / loss[0] if loss[0] > 0 and math.isfinite(loss[-1]) else math.nan
     thrown = _thrown_off(c, settings)
     if thrown:
         return Finding(
@@ -448,6 +448,14 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             "learning, but slowly: " + evidence,
             (first, last),
             _raise_lr(settings.get("train.lr")) + f", or train longer (train.epochs={2 * last})",
+        )
+    if math.isfinite(fall) and fall < SMALL_STEP_FALL:
+        moved = (
+            f"the training loss moved only from {loss[0]:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
+            f"{c.epoch[0]}–{last}; "
+        )
+        return Finding(
+            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings)
         )
     if len(c) < UNDERFIT_WINDOW:
         return None
@@ -489,6 +497,13 @@ def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
         return val_size
     limit = settings.get("data.train_limit")
     return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
+
+
+def _small_step_advice(settings: Mapping[str, Any]) -> str:
+    advice = _raise_lr(settings.get("train.lr"))
+    if settings.get("train.loss") == "mse":
+        advice += "; with train.loss=mse the gradients are small near chance: cross_entropy learns faster"
+    return advice
 
 
 def _lower_lr(lr: Any) -> str:

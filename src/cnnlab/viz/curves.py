@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 LOG_LOSS_SPAN = 30.0  # a loss axis whose finite values span more than this factor is drawn log-scaled
-MIN_ACC_SPAN = 2.0  # an accuracy axis spans at least this many points, so noise does not look like a trend
+MIN_ACC_SPAN = 10.0  # an accuracy axis spans at least this many points, so noise does not look like a trend
 RELATIVE_LOSS = "loss ÷ the run's epoch-1 training loss"
 _SPLIT_COLORS = {"train": color(0), "val": color(1), "test": color(2)}
 
@@ -144,12 +144,12 @@ def _honest(acc_ax: Axes, loss_ax: Axes) -> None:
     """Axes that show change at its true size: an accuracy axis spans at least MIN_ACC_SPAN points,
     a linear loss axis starts at 0 (a wide one is drawn log-scaled instead)."""
     low, high = acc_ax.get_ylim()
-    if high - low < MIN_ACC_SPAN:
-        middle = (high + low) / 2
+    if acc_ax.lines and high - low < MIN_ACC_SPAN:
+        middle = min(max((high + low) / 2, MIN_ACC_SPAN / 2), 100 - MIN_ACC_SPAN / 2 + 1)
         acc_ax.set_ylim(middle - MIN_ACC_SPAN / 2, middle + MIN_ACC_SPAN / 2)
     _log_if_wide(loss_ax)
     if loss_ax.get_yscale() == "linear" and loss_ax.lines:
-        loss_ax.set_ylim(bottom=0)
+        loss_ax.set_ylim(0, loss_ax.get_ylim()[1] * 1.05)
 
 
 def _log_if_wide(ax: Axes) -> None:
