@@ -255,3 +255,27 @@ def test_a_run_stuck_at_chance_gets_one_finding_not_two_that_contradict():
 def test_split_size_is_read_off_the_accuracies():
     assert diagnose.split_size(np.array([77 / 400, 91 / 400, 52 / 400]), expected=400) == 400
     assert diagnose.split_size(np.array([0.1, 0.1])) is None
+
+
+# three_conv_cnn with Adam at train.lr=1.0 on mnist-sample: the epoch-1 loss explodes, then sits at chance.
+REAL_ADAM_LR_1 = [
+    {"epoch": 1, "train_loss": 18310838.68, "train_acc": 378 / 3600, "val_loss": 2.6396, "val_acc": 40 / 400},
+    {"epoch": 2, "train_loss": 2.526, "train_acc": 343 / 3600, "val_loss": 2.3746, "val_acc": 40 / 400},
+    {"epoch": 3, "train_loss": 2.3248, "train_acc": 350 / 3600, "val_loss": 2.3153, "val_acc": 40 / 400},
+]
+
+
+def test_real_adam_run_at_lr_1_is_a_step_too_large_not_underfitting():
+    settings = {**SAMPLE, "train.loss": "cross_entropy", "train.optimizer": "adam", "train.lr": 1.0}
+    (finding,) = diagnose_epochs(REAL_ADAM_LR_1, settings=settings)
+    assert finding.kind == STEP_TOO_LARGE
+    assert finding.evidence.startswith(
+        "the epoch-1 training loss 1.83e+07 is above 2.3, the loss of guessing"
+    )
+    assert finding.advice == "lower the learning rate, e.g. 10× to train.lr=0.1"
+
+
+def test_an_epoch_1_loss_above_guessing_is_a_step_too_large_in_synthetic_curves_too():
+    t = np.arange(6)
+    data = rows(3.29 - 0.2 * np.minimum(t, 5) / 5, 2.31 + 0 * t, 0.1 + 0 * t, 0.1 + 0 * t)
+    assert kinds(diagnose_epochs(data, settings={"train.lr": 1.0})) == [STEP_TOO_LARGE]
