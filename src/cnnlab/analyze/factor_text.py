@@ -63,6 +63,13 @@ def describe_p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
+def describe_f(f: float) -> str:
+    """An F statistic: 3 significant digits, whole numbers from 1000 on, ``–`` when undefined."""
+    if math.isnan(f):
+        return "–"
+    return f"{f:.3g}" if f < 1000 else f"{f:.0f}"
+
+
 def _zipped(factor: Factor) -> str:
     keys = ", ".join(factor.keys[:-1]) + f" and {factor.keys[-1]}"
     levels = " or ".join(factor.labels())
@@ -230,7 +237,7 @@ def _stats(row: AnovaRow) -> str:
     if math.isnan(row.f):
         return f"F not defined, partial η² = {row.partial_eta_sq:.2f}"
     return (
-        f"F({row.df:g}, {row.residual_df:g}) = {row.f:{'.3g' if row.f < 1000 else '.0f'}}, "
+        f"F({row.df:g}, {row.residual_df:g}) = {describe_f(row.f)}, "
         f"{describe_p(row.p)}, partial η² = {row.partial_eta_sq:.2f}"
     )
 

@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import product
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import ALPHA, Summary, summarize
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 GRID, SINGLE, NOT_A_GRID, NO_VALUES, NOT_COMPARABLE = (
     "grid",
@@ -111,6 +115,34 @@ class FactorialAnalysis:
     def one_seed(self) -> bool:
         """Every configuration has one seed at most."""
         return bool(self.seeds_per_cell) and max(self.seeds_per_cell) == 1
+
+    def anova_frame(self) -> pd.DataFrame:
+        """The ANOVA table as a DataFrame (source, df, sum_sq, F, p, partial_eta_sq; residual last)."""
+        import pandas as pd
+
+        rows = [
+            {
+                "source": row.source,
+                "df": row.df,
+                "sum_sq": row.sum_sq,
+                "F": row.f,
+                "p": row.p,
+                "partial_eta_sq": row.partial_eta_sq,
+            }
+            for row in self.table
+        ]
+        if self.residual_df is not None and self.residual_sd is not None:
+            rows.append(
+                {
+                    "source": "residual",
+                    "df": self.residual_df,
+                    "sum_sq": self.residual_sd**2 * self.residual_df,
+                    "F": math.nan,
+                    "p": math.nan,
+                    "partial_eta_sq": math.nan,
+                }
+            )
+        return pd.DataFrame(rows, columns=["source", "df", "sum_sq", "F", "p", "partial_eta_sq"])
 
     def row(self, *factors: str) -> AnovaRow | None:
         """The ANOVA row of a factor or of an interaction (names in factor order)."""
