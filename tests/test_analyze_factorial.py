@@ -62,6 +62,9 @@ def test_pure_interaction_of_the_seed_000_shape_gives_simple_effects(store):
     assert row.partial_eta_sq == pytest.approx(
         expected.iloc[2]["sum_sq"] / (expected.iloc[2]["sum_sq"] + expected.loc["Residual", "sum_sq"])
     )
+    frame = a.anova_frame()
+    assert list(frame["source"]) == ["loss", "optimizer+lr", "loss × optimizer+lr", "residual"]
+    assert list(frame["sum_sq"]) == pytest.approx(list(expected["sum_sq"]))
     text = study.conclusions.effects
     assert text[0].startswith(
         "optimizer+lr, moved together: train.optimizer and train.lr always changed together"

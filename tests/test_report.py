@@ -124,10 +124,11 @@ def test_report_contents(html):
     )
     assert "Best configuration: optimizer=adam, lr=0.001" in html
     assert "Learns best (best validation accuracy" in html
-    assert "Fastest-falling training loss" in html
+    assert "Most dramatic curve (fastest-falling training loss" in html
+    assert ">Analysis of variance</h3>" in html and "residual (seed-to-seed)" in html
     assert "Two-way ANOVA of best validation accuracy on optimizer × lr" in html
     assert 'alt="Interaction of' in html
-    assert "Loss fall speed: the epoch at which" in html
+    assert "Most dramatic curve (loss fall speed): the epoch at which" in html
 
 
 def test_diverged_and_failed_runs_are_shown(html):

@@ -101,7 +101,10 @@ def fastest_falling(speeds: Sequence[FallSpeed]) -> str | None:
                 f"ended at {speed.end_ratio:.0%} of its epoch-1 loss)"
             )
     more = f" > … {len(speeds) - MAX_LISTED} more" if len(speeds) > MAX_LISTED else ""
-    return "Fastest-falling training loss: " + " > ".join(parts) + more + "."
+    return (
+        "Most dramatic curve (fastest-falling training loss, each configuration's mean over seeds relative "
+        "to its epoch-1 value, so loss functions compare): " + " > ".join(parts) + more + "."
+    )
 
 
 def best_configuration(ranking: Ranking) -> str | None:
