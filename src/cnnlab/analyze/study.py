@@ -12,6 +12,7 @@ from cnnlab.analyze.conclusions import Conclusions, conclude
 from cnnlab.analyze.diagnose import Diagnosis, diagnose_run
 from cnnlab.analyze.effects import Effect, effect_of
 from cnnlab.analyze.factorial import FactorialAnalysis, analyze_factors
+from cnnlab.analyze.factors import find_factors
 from cnnlab.analyze.metrics import Metric, choose_metric
 from cnnlab.analyze.ranking import Ranking, rank_cells
 from cnnlab.analyze.rundata import RunData
@@ -33,7 +34,7 @@ class Study:
     metric: Metric
     ranking: Ranking
     diagnoses: list[Diagnosis]
-    effects: list[Effect]
+    effects: list[Effect]  # one per factor (keys moved together are one)
     factorial: FactorialAnalysis
     speeds: list[FallSpeed]
     conclusions: Conclusions
@@ -57,7 +58,12 @@ def analyze_runs(
     varying = varying_keys(runs)
     cells = group_cells(runs, varying)
     ranking = rank_cells(cells, chosen)
-    effects = [effect_of(runs, key, chosen, varying) for key in varying]
+    factors = find_factors(runs, varying)
+    firsts = [factor.keys[0] for factor in factors]  # keys moved together are drawn as one
+    effects = [
+        effect_of(runs, factor.keys[0], chosen, firsts, " + ".join(factor.keys) if factor.zipped else "")
+        for factor in factors
+    ]
     factorial = analyze_factors(runs, chosen, varying)
     speeds = fall_speeds([row.cell for row in ranking.rows])
     return Study(

@@ -22,13 +22,9 @@ MAX_PROBLEM_RUNS = 3  # curves of at most this many runs with findings, one per 
 SEVERITY = STATES
 
 
-def drawn_settings(study: Study) -> list[str]:
-    """The varying settings that get figures: those with the largest spread of mean metric between values."""
-    firsts = {factor.keys[0] for factor in study.factorial.factors} or set(study.varying)
-    keys = [key for key in study.varying if key in firsts]  # one key per factor: zipped keys move together
-    return sorted(keys, key=lambda key: -_spread(next(e for e in study.effects if e.key == key)))[
-        :MAX_SETTINGS_DRAWN
-    ]
+def drawn_effects(study: Study) -> list[Effect]:
+    """The factors that get figures: those with the largest spread of mean metric between values."""
+    return sorted(study.effects, key=lambda effect: -_spread(effect))[:MAX_SETTINGS_DRAWN]
 
 
 def ranking_figures(study: Study) -> list[ReportFigure]:
@@ -78,17 +74,18 @@ def overlay_figures(study: Study) -> list[ReportFigure]:
                 png_bytes(fig),
             )
         ]
-    for key in drawn_settings(study):
+    for effect in drawn_effects(study):
+        key, title = effect.key, effect.title
         groups = [(format_value(value), runs) for value, runs in levels(healthy, key)]
         if not 1 < len(groups) <= MAX_GROUPS:
             continue
-        fig = overlay_figure(groups, f"Curves by {key}: mean over the runs of each value", key, relative)
+        fig = overlay_figure(groups, f"Curves by {title}: mean over the runs of each value", title, relative)
         figures.append(
             ReportFigure(
                 f"curves-{key}",
-                f"Curves by {key}",
+                f"Curves by {title}",
                 f"Validation (solid) and training (dashed) accuracy and loss per epoch, averaged "
-                f"over the runs with each value of {key}; the band spans the lowest to the "
+                f"over the runs with each value of {title}; the band spans the lowest to the "
                 f"highest run.{loss_note}{note}",
                 png_bytes(fig),
             )
@@ -130,15 +127,15 @@ def interaction_figures(study: Study) -> list[ReportFigure]:
 def effect_figures(study: Study) -> list[ReportFigure]:
     """The interaction plot of a grid, then one effect chart per drawn setting."""
     figures = interaction_figures(study)
-    for key in drawn_settings(study):
-        effect = next(e for e in study.effects if e.key == key)
+    for effect in drawn_effects(study):
         if len(effect.levels) < 2:
             continue
+        moved = f" ({effect.title} moved together: one factor)" if effect.name else ""
         figures.append(
             ReportFigure(
-                f"effect-{key}",
-                f"{study.metric.description} against {key}",
-                f"Mean {study.metric.description} at each value of {key} with its 95% "
+                f"effect-{effect.key}",
+                f"{study.metric.description} against {effect.title}",
+                f"Mean {study.metric.description} at each value of {effect.key}{moved} with its 95% "
                 f"confidence interval (Student's t); dots are single runs"
                 + (" on a log axis." if effect.log_scale else "."),
                 png_bytes(effect_figure(effect)),

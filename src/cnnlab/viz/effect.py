@@ -78,9 +78,9 @@ def effect_figure(effect: Effect) -> Figure:
                 rotation=20 if max(map(len, labels), default=0) > 8 else 0,
             )
             ax.set_xlim(-0.5, len(labels) - 0.5)
-        ax.set_xlabel(effect.key + (" (log scale)" if effect.log_scale else ""))
+        ax.set_xlabel(effect.title + (" (log scale)" if effect.log_scale else ""))
         ax.set_ylabel(metric.axis_label)
-        ax.set_title(shorten(f"{metric.description} against {effect.key}", 90))
+        ax.set_title(shorten(f"{metric.description} against {effect.title}", 90))
         title = "other settings" if count > 1 else (effect.series[0].label if effect.others else None)
         fig.legend(handles=handles, loc="outside right upper", title=shorten(title, 40) if title else None)
     return fig
