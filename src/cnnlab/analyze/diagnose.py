@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -71,7 +72,7 @@ SMALL_STEP_FALL = 0.10
 NOISE_Z = 2.0
 MIN_IMAGES = 3
 FALLBACK_NOISE = 0.005
-MIN_SPLIT, MAX_SPLIT = 20, 200_000  # split sizes looked for in the accuracies
+MIN_SPLIT, MAX_SPLIT = 20, 100_000  # split sizes looked for in the accuracies
 MAX_SPLIT_VALUES = 8  # distinct accuracies used to find the split size
 # Training-pool sizes of the built-in datasets (mnist-sample's test split comes out of its 5,000).
 DATASET_SIZES = {
@@ -209,14 +210,21 @@ def split_size(values: np.ndarray, expected: int | None = None) -> int | None:
     finite = np.unique(values[np.isfinite(values)])[:MAX_SPLIT_VALUES]
     if len(finite) < 2:
         return None
-    sizes = np.arange(MIN_SPLIT, MAX_SPLIT + 1)
-    counts = np.outer(finite, sizes)
-    whole = np.all(np.abs(counts - np.round(counts)) < 1e-6 * sizes + 1e-9, axis=0)
-    found = np.flatnonzero(whole)
-    if not len(found):
+    smallest = _smallest_split(tuple(float(v) for v in finite))
+    if smallest is None:
         return None
-    smallest = int(sizes[found[0]])
     return smallest * max(1, round(expected / smallest)) if expected else smallest
+
+
+@cache
+def _smallest_split(finite: tuple[float, ...]) -> int | None:
+    sizes = np.arange(MIN_SPLIT, MAX_SPLIT + 1)
+    for value in finite:  # each value narrows the candidates, so later ones cost little
+        counts = value * sizes
+        sizes = sizes[np.abs(counts - np.round(counts)) < 1e-7 * sizes + 1e-9]  # float32 round-off
+        if not len(sizes):
+            return None
+    return int(sizes[0])
 
 
 def noise_of(values: np.ndarray, level: float, expected: int | None = None) -> float:
