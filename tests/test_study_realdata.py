@@ -54,3 +54,37 @@ def test_seed_000_study_concludes_the_interaction_from_real_runs(tmp_path, monke
     assert "&gt;" not in markdown and "&lt;" not in markdown
     assert (tmp_path / "out" / "fig-interaction.png").is_file()
     assert "step too small" in markdown.split("## Diagnoses")[1]  # MSE+SGD: not "more capacity"
+
+
+def test_diagnose_points_the_right_way_on_real_runs(tmp_path, monkeypatch):
+    """As a new user would: tiny real runs on mnist-sample, then `cnnlab diagnose` on them."""
+    from cnnlab.config import load_experiment
+    from cnnlab.store import RunStore
+    from cnnlab.train import train_experiment
+
+    monkeypatch.setenv("CNNLAB_HOME", str(tmp_path / "home"))
+    common = [
+        "data.dataset='mnist-sample'",
+        "data.train_limit=512",
+        "model.filters=[8, 16, 16]",
+        "train.epochs=2",
+        "train.batch_size=32",
+        "train.eval_test=false",
+    ]
+    cases = {
+        "adam-lr-1": ["train.optimizer='adam'", "train.lr=1.0"],
+        "mse-sgd": ["train.loss='mse'", "train.optimizer='sgd'", "train.lr=0.01"],
+    }
+    with RunStore(root=tmp_path / "home") as store:
+        for name, overrides in cases.items():
+            exp = load_experiment(
+                EXAMPLES / "three-conv-cnn.toml", overrides=[*common, *overrides, f"name='{name}'"]
+            )
+            train_experiment(exp, store, progress=False)
+    result = CliRunner().invoke(app, ["diagnose", "adam-lr-1", "mse-sgd"])
+    assert result.exit_code == 0, result.output
+    adam, mse = result.output.split(" (mse-sgd): ")  # one diagnosis per run, in the order asked
+    assert "step too large: the epoch-1 training loss" in adam
+    assert "try: lower the learning rate, e.g. 10× to train.lr=0.1" in adam and "raise" not in adam
+    assert "step too small: the training loss moved only from" in mse
+    assert "capacity" not in mse and "raise the learning rate, e.g. 10× to train.lr=0.1" in mse
