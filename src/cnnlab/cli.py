@@ -454,7 +454,7 @@ def diagnose(runs: SweepOrRunsArg, store: StoreOpt = None) -> None:
     from cnnlab.analyze import diagnose_stored
 
     for diagnosis in diagnose_stored(_store(store), runs):
-        console.print(diagnosis.text(), highlight=False, markup=False, soft_wrap=True)
+        console.print(diagnosis.text(width=console.width), highlight=False, markup=False, soft_wrap=True)
 
 
 # --- inspect (issue 5) ---

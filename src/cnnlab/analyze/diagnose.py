@@ -44,6 +44,7 @@ k / n); where that fails, ``FALLBACK_NOISE`` is the noise.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -132,14 +133,20 @@ class Diagnosis:
         """The first finding's state, or ``healthy``."""
         return self.findings[0].kind if self.findings else HEALTHY
 
-    def text(self) -> str:
-        """The diagnosis as plain text: the run, its outcome, then each finding with evidence and advice."""
-        lines = [f"{self.run.label}: {self.outcome}"]
+    def text(self, width: int | None = None) -> str:
+        """The diagnosis as plain text: the run, its outcome, then each finding with evidence and advice;
+        lines wrapped to ``width`` with hanging indents when given."""
+        lines = [("", f"{self.run.label}: {self.outcome}")]
         if not self.findings:
-            lines.append("  healthy: no problem found (thresholds: cnnlab.analyze.diagnose)")
+            lines.append(("  ", "healthy: no problem found (thresholds: cnnlab.analyze.diagnose)"))
         for finding in self.findings:
-            lines += [f"  {finding.kind}: {finding.evidence}", f"    try: {finding.advice}"]
-        return "\n".join(lines)
+            lines += [("  ", f"{finding.kind}: {finding.evidence}"), ("    ", f"try: {finding.advice}")]
+        if width is None:
+            return "\n".join(indent + line for indent, line in lines)
+        return "\n".join(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + "  ")
+            for indent, line in lines
+        )
 
 
 def thresholds() -> list[str]:
