@@ -265,7 +265,7 @@ def test_a_setting_without_effect_is_said_to_make_no_difference(store):
         for seed in range(2):
             add(store, {"train.loss": loss}, seed, 0.95 + 0.001 * seed)
     design, sentence = analyze_stored(store, ["s"]).conclusions.effects
-    assert design.startswith("One-way ANOVA of best validation accuracy on loss (2 grid, 2 seeds")
+    assert design.startswith("One-way ANOVA of best validation accuracy on loss (2 values, 2 seeds")
     assert sentence.startswith("loss: best validation accuracy is the same")
     assert "mse" in sentence and "cross_entropy" in sentence
     assert "better with" not in sentence

@@ -165,6 +165,7 @@ def test_random_search_ranks_parameters_with_fanova(store):
     (sentence,) = study.conclusions.effects
     assert "Not a grid (14 runs with sampled settings), so no ANOVA" in sentence
     assert "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)" in sentence
+    assert study.factorial.importances["lr"] > 0.8  # the truth: only the learning rate matters
 
 
 def test_runs_without_the_metric_and_one_level_factors_say_so(store):

@@ -100,13 +100,17 @@ def _importances(analysis: FactorialAnalysis) -> str:
 
 def _design(analysis: FactorialAnalysis) -> str:
     factors = analysis.factors
-    shape = " × ".join(str(len(f.levels)) for f in factors)
+    shape = (
+        " × ".join(str(len(f.levels)) for f in factors) + " grid"
+        if len(factors) > 1
+        else f"{len(factors[0].levels)} values"
+    )
     seeds = analysis.seeds_per_cell
     counted = f"{seeds[0]}" if analysis.balanced else f"{seeds[0]}–{seeds[-1]}"
     ways = {1: "One-way", 2: "Two-way", 3: "Three-way"}.get(len(factors), f"{len(factors)}-way")
     text = (
         f"{ways} ANOVA of {analysis.metric.description} on {' × '.join(f.name for f in factors)} "
-        f"({shape} grid, {counted} seed{'s' if seeds[-1] > 1 else ''} per configuration"
+        f"({shape}, {counted} seed{'s' if seeds[-1] > 1 else ''} per configuration"
     )
     if analysis.ss_type is not None:
         text += f", type {'II' if analysis.ss_type == 2 else 'III'} sums of squares"

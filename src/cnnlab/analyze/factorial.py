@@ -223,11 +223,16 @@ def importances(runs: Sequence[RunData], factors: Sequence[Factor], metric: Metr
         trials.append(
             optuna.trial.create_trial(params=params, distributions=distributions, value=metric.of(run))
         )
-    study = optuna.create_study(direction="maximize" if metric.higher_is_better else "minimize")
-    study.add_trials(trials)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), normalize=True)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory" line
+    try:
+        study = optuna.create_study(direction="maximize" if metric.higher_is_better else "minimize")
+        study.add_trials(trials)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), normalize=True)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return {name: float(value) for name, value in found.items()}
 
 
