@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
@@ -14,6 +15,7 @@ from statsmodels.stats.anova import anova_lm
 from cnnlab.analyze import analyze_stored
 from cnnlab.analyze.factorial import GRID, NO_VALUES, NOT_A_GRID, NOT_COMPARABLE
 from cnnlab.analyze.synthetic import make_factorial
+from cnnlab.errors import ConfigError
 from cnnlab.store import RunStore
 
 LOSS = {"train.loss": ["mse", "cross_entropy"]}
@@ -148,8 +150,6 @@ def test_failed_cells_leave_main_effects_and_say_so(store):
 
 
 def test_random_search_ranks_parameters_with_fanova(store):
-    import numpy as np
-
     rng = np.random.default_rng(0)
     lrs = list(10 ** rng.uniform(-4, -1, 14))
     make_factorial(
@@ -193,3 +193,36 @@ def test_runs_on_different_evaluation_data_are_not_compared(store):
         "These runs were evaluated on different data (data.dataset is mnist vs mnist-sample)"
     )
     assert study.conclusions.learns_best is None and "better with" not in sentence
+
+
+def test_a_numeric_setting_enters_as_a_straight_line_when_asked(store):
+    make_factorial(
+        store,
+        "s",
+        {"train.lr": [1e-4, 1e-3, 1e-2], **OPT},
+        lambda s: 0.90 + 0.02 * (np.log10(s["train.lr"]) + 4),
+        sd=0.004,
+    )
+    study = analyze_stored(store, ["s"], numeric=["train.lr"])
+    a = study.factorial
+    assert a.numeric == {"lr": "log10(lr)"}
+    runs = [r for r in study.runs if r.status == "completed"]
+    frame = pd.DataFrame(
+        {
+            "y": [study.metric.of(r) for r in runs],
+            "x": [np.log10(r.settings["train.lr"]) for r in runs],
+            "o": [r.settings["train.optimizer"] for r in runs],
+        }
+    )
+    expected = anova_lm(smf.ols("y ~ x * C(o, Sum)", frame).fit(), typ=2)
+    assert a.row("lr").df == 1 and a.row("lr").f == pytest.approx(expected.loc["x", "F"])
+    assert a.row("lr", "optimizer").p == pytest.approx(expected.loc["x:C(o, Sum)", "PR(>F)"])
+    design = next(s for s in study.conclusions.effects if s.startswith("Two-way ANOVA"))
+    assert (
+        "Entered as numbers, as asked (one straight-line term each, not one level per value): log10(lr)."
+        in design
+    )
+    with pytest.raises(
+        ConfigError, match=r"numeric: 'train.optimizer' must name a numeric setting .*: train.lr"
+    ):
+        analyze_stored(store, ["s"], numeric=["train.optimizer"])

@@ -119,6 +119,10 @@ def _design(analysis: FactorialAnalysis) -> str:
         elif analysis.ss_type == 3:
             text += " because the grid is incomplete"
     text += ")."
+    if analysis.numeric:
+        text += " Entered as numbers, as asked (one straight-line term each, not one level per value): " + (
+            ", ".join(analysis.numeric.values()) + "."
+        )
     if analysis.missing_cells:
         count = len(analysis.missing_cells)
         text += (

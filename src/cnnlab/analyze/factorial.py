@@ -5,6 +5,7 @@ interact, and parameter importances (Optuna) for studies that are not grids."""
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,7 @@ from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import ALPHA, Summary, summarize
+from cnnlab.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,6 +107,7 @@ class FactorialAnalysis:
     importances: dict[str, float] = field(default_factory=dict)  # not a grid: Optuna importances
     evaluation: dict[str, list[str]] = field(default_factory=dict)  # NOT_COMPARABLE: differing keys
     observations: int = 0
+    numeric: dict[str, str] = field(default_factory=dict)  # factor name -> its term (``log10(lr)``)
 
     @property
     def balanced(self) -> bool:
@@ -159,12 +162,19 @@ class FactorialAnalysis:
         return [s for s in self.simple_effects if s.factor == factor and s.at_factor == at_factor]
 
 
-def analyze_factors(runs: Sequence[RunData], metric: Metric, varying: Sequence[str]) -> FactorialAnalysis:
+def analyze_factors(
+    runs: Sequence[RunData], metric: Metric, varying: Sequence[str], numeric: Sequence[str] = ()
+) -> FactorialAnalysis:
     """The factorial analysis of ``runs`` on ``metric``: rankable runs with a finite value are the
-    observations; ``varying`` are the settings that vary across all the runs."""
+    observations; ``varying`` are the settings that vary across all the runs. Every factor is
+    categorical, except the numeric settings named in ``numeric``, which enter the model as one
+    straight-line term (in log10 for learning rates and values spanning 100× or more)."""
     scored = [run for run in rankable(runs) if math.isfinite(metric.of(run))]
     factors = find_factors(runs, varying)
-    empty = FactorialAnalysis(metric, NO_VALUES, factors, [], [], None, False, [], None, None, {}, [])
+    terms = _numeric_terms(factors, numeric)
+    empty = FactorialAnalysis(
+        metric, NO_VALUES, factors, [], [], None, False, [], None, None, {}, [], numeric=terms
+    )
     if not scored:
         return empty
     differing = evaluation_differs(runs)
@@ -191,6 +201,32 @@ def analyze_factors(runs: Sequence[RunData], metric: Metric, varying: Sequence[s
     return _anova(_replace(base, design=GRID, missing_cells=missing, factors=factors), scored, cells)
 
 
+def _numeric_terms(factors: Sequence[Factor], keys: Sequence[str]) -> dict[str, str]:
+    """Factor name -> model term for the ``keys`` asked to be numeric; a clear error for any other key."""
+    terms = {}
+    for key in keys:
+        factor = next((f for f in factors if key in f.keys), None)
+        values = [level[0] for level in factor.levels] if factor else []
+        if factor is None or factor.zipped or not all(is_number(v) for v in values):
+            allowed = [
+                f.keys[0] for f in factors if not f.zipped and all(is_number(lv[0]) for lv in f.levels)
+            ]
+            raise ConfigError(
+                Problem(
+                    "numeric",
+                    key,
+                    "must name a numeric setting that varies on its own: " + (", ".join(allowed) or "none"),
+                )
+            )
+        terms[factor.name] = f"log10({factor.name})" if _log_axis(factor, values) else factor.name
+    return terms
+
+
+def _log_axis(factor: Factor, values: Sequence[float]) -> bool:
+    low, high = float(min(values)), float(max(values))
+    return low > 0 and (factor.keys[0].rsplit(".", 1)[-1] in LOG_KEYS or high / low >= 100)
+
+
 def importances(runs: Sequence[RunData], factors: Sequence[Factor], metric: Metric) -> dict[str, float]:
     """Each factor's importance for ``metric`` by Optuna's fANOVA evaluator, one trial per run
     (a zipped factor counts through its first key); empty with fewer than 2 runs."""
@@ -205,8 +241,7 @@ def importances(runs: Sequence[RunData], factors: Sequence[Factor], metric: Metr
         values = [level[0] for level in factor.levels]
         if all(is_number(v) for v in values):
             low, high = float(min(values)), float(max(values))
-            log = low > 0 and (factor.keys[0].rsplit(".", 1)[-1] in LOG_KEYS or high / low >= 100)
-            distributions[factor.name] = FloatDistribution(low, high, log=log)
+            distributions[factor.name] = FloatDistribution(low, high, log=_log_axis(factor, values))
         else:
             distributions[factor.name] = CategoricalDistribution(factor.labels())
     trials = []
@@ -242,32 +277,34 @@ def _anova(base: FactorialAnalysis, runs: list[RunData], cells: dict) -> Factori
     from statsmodels.stats.anova import anova_lm
 
     factors = base.factors
-    frame = pd.DataFrame(
-        {
-            "y": [base.metric.of(run) for run in runs],
-            **{f"f{i}": [level_ident(f.level_of(run)) for run in runs] for i, f in enumerate(factors)},
-        }
-    )
+    columns: dict[str, list] = {"y": [base.metric.of(run) for run in runs]}
+    terms = []
+    for i, factor in enumerate(factors):
+        if factor.name in base.numeric:
+            values = [float(factor.level_of(run)[0]) for run in runs]
+            log = base.numeric[factor.name].startswith("log10")
+            columns[f"x{i}"] = [math.log10(v) for v in values] if log else values
+            terms.append(f"x{i}")
+        else:
+            columns[f"f{i}"] = [level_ident(factor.level_of(run)) for run in runs]
+            terms.append(f"C(f{i}, Sum)")
+    frame = pd.DataFrame(columns)
     replicated = len(runs) > len(cells)
     interactions = replicated and not base.missing_cells and len(factors) > 1
-    terms = [f"C(f{i}, Sum)" for i in range(len(factors))]
     formula = "y ~ " + (" * ".join(terms) if interactions else " + ".join(terms))
-    residual_df = len(runs) - (
-        len(cells) if interactions else 1 + sum(len(set(frame[f"f{i}"])) - 1 for i in range(len(factors)))
-    )
-    if residual_df <= 0:
-        return base
     ss_type = 2 if base.balanced and not base.missing_cells else 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = smf.ols(formula, frame).fit()
+        if model.df_resid <= 0:
+            return base
         table = anova_lm(model, typ=ss_type)
     ss_resid = float(table.loc["Residual", "sum_sq"])
     rows = []
     for source, values in table.iterrows():
         if source in ("Intercept", "Residual"):
             continue
-        named = tuple(factors[int(part.split(",")[0][3:])].name for part in str(source).split(":"))
+        named = tuple(factors[int(index)].name for index in re.findall(r"\b[fx](\d+)\b", str(source)))
         ss = float(values["sum_sq"])
         eta = ss / (ss + ss_resid) if ss + ss_resid > 0 else math.nan
         rows.append(

@@ -50,7 +50,10 @@ class Study:
 
 
 def analyze_runs(
-    runs: Sequence[RunData], metric: str | None = None, excluded: Sequence[RunData] = ()
+    runs: Sequence[RunData],
+    metric: str | None = None,
+    excluded: Sequence[RunData] = (),
+    numeric: Sequence[str] = (),
 ) -> Study:
     """Analyse ``runs``: group them into cells, rank, diagnose, analyse the factors and write conclusions."""
     runs = list(runs)
@@ -64,7 +67,7 @@ def analyze_runs(
         effect_of(runs, factor.keys[0], chosen, firsts, " + ".join(factor.keys) if factor.zipped else "")
         for factor in factors
     ]
-    factorial = analyze_factors(runs, chosen, varying)
+    factorial = analyze_factors(runs, chosen, varying, numeric)
     speeds = fall_speeds([row.cell for row in ranking.rows])
     return Study(
         title=_title(runs),
@@ -84,12 +87,17 @@ def analyze_runs(
 
 
 def analyze_stored(
-    store: RunStore, refs: Sequence[str], metric: str | None = None, exclude: Sequence[str] = ()
+    store: RunStore,
+    refs: Sequence[str],
+    metric: str | None = None,
+    exclude: Sequence[str] = (),
+    numeric: Sequence[str] = (),
 ) -> Study:
-    """Load the runs named by ``refs`` (sweeps or runs), leave out ``exclude`` and analyse the rest."""
+    """Load the runs named by ``refs`` (sweeps or runs), leave out ``exclude`` and analyse the rest
+    (``numeric``: settings the factorial analysis treats as numbers, see `analyze_factors`)."""
     runs = load_runs(store, refs)
     kept = exclude_runs(runs, exclude, store)
-    return analyze_runs(kept, metric, excluded=[run for run in runs if run not in kept])
+    return analyze_runs(kept, metric, excluded=[run for run in runs if run not in kept], numeric=numeric)
 
 
 def diagnose_stored(store: RunStore, refs: Sequence[str]) -> list[Diagnosis]:
