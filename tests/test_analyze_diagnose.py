@@ -279,3 +279,16 @@ def test_an_epoch_1_loss_above_guessing_is_a_step_too_large_in_synthetic_curves_
     t = np.arange(6)
     data = rows(3.29 - 0.2 * np.minimum(t, 5) / 5, 2.31 + 0 * t, 0.1 + 0 * t, 0.1 + 0 * t)
     assert kinds(diagnose_epochs(data, settings={"train.lr": 1.0})) == [STEP_TOO_LARGE]
+
+
+def test_the_issues_slow_run_with_validation_falling_is_not_called_healthy():
+    data = [
+        {"epoch": 1, "train_loss": 2.29, "train_acc": 540 / 3600, "val_loss": 2.28, "val_acc": 79 / 400},
+        {"epoch": 2, "train_loss": 2.27, "train_acc": 684 / 3600, "val_loss": 2.27, "val_acc": 68 / 400},
+        {"epoch": 3, "train_loss": 2.25, "train_acc": 828 / 3600, "val_loss": 2.27, "val_acc": 61 / 400},
+    ]
+    settings = {**SAMPLE, "train.loss": "cross_entropy", "train.optimizer": "sgd", "train.lr": 0.01}
+    (finding,) = diagnose_epochs(data, settings=settings)
+    assert finding.kind == STEP_TOO_SMALL
+    assert "training accuracy is 23.00% at epoch 3" in finding.evidence
+    assert "validation accuracy 19.75% → 15.25%, within the noise (±5.6" in finding.evidence
