@@ -12,7 +12,7 @@ from cnnlab.analyze.conclusions import Conclusions, conclude
 from cnnlab.analyze.diagnose import Diagnosis, diagnose_run
 from cnnlab.analyze.effects import Effect, effect_of
 from cnnlab.analyze.factorial import FactorialAnalysis, analyze_factors
-from cnnlab.analyze.factors import find_factors
+from cnnlab.analyze.factors import Factor, find_factors
 from cnnlab.analyze.metrics import Metric, choose_metric
 from cnnlab.analyze.ranking import Ranking, rank_cells
 from cnnlab.analyze.rundata import RunData
@@ -29,6 +29,7 @@ class Study:
     runs: list[RunData]
     excluded: list[RunData]
     varying: list[str]
+    factors: list[Factor]  # the varying keys, those moved together as one factor
     fixed: dict[str, Any]
     cells: list[Cell]
     metric: Metric
@@ -59,9 +60,14 @@ def analyze_runs(
     runs = list(runs)
     chosen = choose_metric(runs, metric)
     varying = varying_keys(runs)
-    cells = group_cells(runs, varying)
-    ranking = rank_cells(cells, chosen)
     factors = find_factors(runs, varying)
+    cells = group_cells(runs, varying)
+    if any(factor.zipped for factor in factors):  # keys moved together are named as one factor
+        for cell in cells:
+            cell.label = ", ".join(
+                f"{f.name}={f.label(tuple(cell.settings[key] for key in f.keys))}" for f in factors
+            )
+    ranking = rank_cells(cells, chosen)
     firsts = [factor.keys[0] for factor in factors]  # keys moved together are drawn as one
     effects = [
         effect_of(runs, factor.keys[0], chosen, firsts, " + ".join(factor.keys) if factor.zipped else "")
@@ -74,6 +80,7 @@ def analyze_runs(
         runs=runs,
         excluded=list(excluded),
         varying=varying,
+        factors=factors,
         fixed=fixed_settings(runs),
         cells=cells,
         metric=chosen,

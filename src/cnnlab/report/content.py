@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import cnnlab
-from cnnlab.analyze.cells import format_value, short_names
+from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.diagnose import thresholds
 from cnnlab.analyze.factor_text import describe_f, describe_p
 from cnnlab.analyze.ranking import RANKED_STATUSES
@@ -133,13 +133,13 @@ def _summary(study: Study) -> list[str]:
 
 
 def _configurations(study: Study) -> Table:
-    names = short_names(study.varying)
-    headers = [names[key] for key in study.varying] + ["runs", "seeds", "statuses"]
+    """One row per configuration, one column per factor (keys moved together share a column)."""
+    headers = [factor.name for factor in study.factors] + ["runs", "seeds", "statuses"]
     rows, classes = [], []
     for cell in study.cells:
         statuses = Counter(run.status for run in cell.runs)
         rows.append(
-            [format_value(cell.settings[key]) for key in study.varying]
+            [f.label(tuple(cell.settings[key] for key in f.keys)) for f in study.factors]
             + [
                 str(len(cell.runs)),
                 ", ".join(map(str, cell.seeds)),
