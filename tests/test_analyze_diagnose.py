@@ -12,7 +12,10 @@ from cnnlab.analyze import diagnose
 from cnnlab.analyze.diagnose import (
     DIVERGED,
     NOT_CONVERGED,
+    NOT_LEARNING,
     OVERFITTING,
+    STEP_TOO_LARGE,
+    STEP_TOO_SMALL,
     UNDERFITTING,
     UNSTABLE,
     diagnose_epochs,
@@ -97,8 +100,8 @@ def test_underfitting_quotes_the_stalled_training_accuracy():
     data = rows(1.2 + np.exp(-t), 1.25 + np.exp(-t), train_acc, train_acc - 0.01)
     findings = diagnose_epochs(data)
     assert kinds(findings) == [UNDERFITTING]
-    assert f"stalls at {100 * train_acc[-1]:.2f}%" in findings[0].evidence
-    assert "epochs 18–20" in findings[0].evidence
+    assert f"stalls: training accuracy is {100 * train_acc[-1]:.2f}% at epoch 20" in findings[0].evidence
+    assert "since epoch 18" in findings[0].evidence
 
 
 def test_nan_loss_is_divergence_at_the_first_bad_epoch_and_hides_other_findings():
@@ -141,10 +144,10 @@ def test_the_stored_diverged_status_alone_is_reported_with_its_error():
 
 def test_not_converged_when_validation_accuracy_still_rises_at_the_end():
     t = np.arange(EPOCHS)
-    acc = 0.80 + 0.008 * t  # +0.8 points per epoch to the last epoch
+    acc = np.round(0.80 + 0.0083 * t, 4)  # +0.83 points per epoch to the last epoch, on 10,000 images
     findings = diagnose_epochs(rows(1.0 - 0.04 * t, 1.02 - 0.04 * t, acc + 0.003, acc))
     assert kinds(findings) == [NOT_CONVERGED]
-    assert "+0.8 points per epoch over epochs 16–20" in findings[0].evidence
+    assert "+0.83 points per epoch over epochs 16–20" in findings[0].evidence
     assert "the last epoch is its best" in findings[0].evidence
     assert "train.epochs=40" in findings[0].advice
 
@@ -163,9 +166,9 @@ def test_unstable_when_validation_noise_exceeds_its_trend():
 
 def test_thresholds_are_module_constants_and_are_described():
     lines = thresholds()
-    assert len(lines) == 5
-    assert f"{diagnose.DIVERGED_LOSS_RATIO:g}×" in lines[0]
-    assert f"{diagnose.OVERFIT_VAL_LOSS_RISE:.0%}" in lines[1]
+    assert len(lines) == 9
+    assert f"{diagnose.DIVERGED_LOSS_RATIO:g}×" in lines[4]
+    assert f"{diagnose.OVERFIT_VAL_LOSS_RISE:.0%} above its minimum" in lines[5]
 
 
 def test_changing_a_threshold_changes_the_verdict(monkeypatch):
@@ -179,3 +182,113 @@ def test_changing_a_threshold_changes_the_verdict(monkeypatch):
 
 def test_one_epoch_gives_no_shape_finding():
     assert diagnose_epochs(healthy(n=1)) == []
+
+
+# Epochs of real runs of three_conv_cnn on mnist-sample (3 epochs each; 3,600 training and 400
+# validation images), recorded from `cnnlab train examples/three-conv-cnn.toml -s data.dataset=mnist-sample`.
+REAL_LR_1 = [
+    {"epoch": 1, "train_loss": 2.381864, "train_acc": 503 / 3600, "val_loss": 2.307963, "val_acc": 40 / 400},
+    {"epoch": 2, "train_loss": 2.297189, "train_acc": 442 / 3600, "val_loss": 2.244517, "val_acc": 45 / 400},
+    {"epoch": 3, "train_loss": 2.237689, "train_acc": 577 / 3600, "val_loss": 2.363370, "val_acc": 40 / 400},
+]
+REAL_MSE_SGD = [
+    {
+        "epoch": 1,
+        "train_loss": 0.0900514,
+        "train_acc": 358 / 3600,
+        "val_loss": 0.0900496,
+        "val_acc": 37 / 400,
+    },
+    {
+        "epoch": 2,
+        "train_loss": 0.0900456,
+        "train_acc": 358 / 3600,
+        "val_loss": 0.0900439,
+        "val_acc": 37 / 400,
+    },
+    {
+        "epoch": 3,
+        "train_loss": 0.0900398,
+        "train_acc": 360 / 3600,
+        "val_loss": 0.0900381,
+        "val_acc": 37 / 400,
+    },
+]
+REAL_CE_SGD = [
+    {"epoch": 1, "train_loss": 2.299365, "train_acc": 382 / 3600, "val_loss": 2.292566, "val_acc": 52 / 400},
+    {"epoch": 2, "train_loss": 2.287171, "train_acc": 506 / 3600, "val_loss": 2.280498, "val_acc": 77 / 400},
+    {"epoch": 3, "train_loss": 2.273964, "train_acc": 826 / 3600, "val_loss": 2.265784, "val_acc": 91 / 400},
+]
+SAMPLE = {"data.dataset": "mnist-sample", "data.val": 0.1, "data.test_fraction": 0.2}
+
+
+def test_real_lr_1_run_at_chance_is_a_step_too_large():
+    settings = {**SAMPLE, "train.loss": "cross_entropy", "train.optimizer": "sgd", "train.lr": 1.0}
+    (finding,) = diagnose_epochs(REAL_LR_1, settings=settings)
+    assert finding.kind == STEP_TOO_LARGE
+    assert "lower the learning rate, e.g. 10× to train.lr=0.1" in finding.advice
+    assert "raise" not in finding.advice
+
+
+def test_real_mse_sgd_run_stuck_at_chance_is_a_step_too_small_not_a_capacity_problem():
+    settings = {**SAMPLE, "train.loss": "mse", "train.optimizer": "sgd", "train.lr": 0.01}
+    (finding,) = diagnose_epochs(REAL_MSE_SGD, settings=settings)
+    assert finding.kind == STEP_TOO_SMALL and "capacity" not in finding.advice
+    assert "raise the learning rate, e.g. 10× to train.lr=0.1" in finding.advice
+
+
+def test_real_slow_cross_entropy_sgd_run_is_not_called_healthy():
+    settings = {**SAMPLE, "train.loss": "cross_entropy", "train.optimizer": "sgd", "train.lr": 0.01}
+    (finding,) = diagnose_epochs(REAL_CE_SGD, settings=settings)
+    assert finding.kind == STEP_TOO_SMALL and finding.evidence.startswith("learning, but slowly")
+
+
+def test_a_run_stuck_at_chance_gets_one_finding_not_two_that_contradict():
+    data = [
+        dict(row, train_acc=0.1 + 0.0025 * (row["epoch"] - 1), train_loss=2.3 - 0.3 * row["epoch"])
+        for row in REAL_MSE_SGD
+    ]
+    findings = diagnose_epochs(data, settings=SAMPLE)
+    assert kinds(findings) == [NOT_LEARNING]
+
+
+def test_split_size_is_read_off_the_accuracies():
+    assert diagnose.split_size(np.array([77 / 400, 91 / 400, 52 / 400]), expected=400) == 400
+    assert diagnose.split_size(np.array([0.1, 0.1])) is None
+
+
+# three_conv_cnn with Adam at train.lr=1.0 on mnist-sample: the epoch-1 loss explodes, then sits at chance.
+REAL_ADAM_LR_1 = [
+    {"epoch": 1, "train_loss": 18310838.68, "train_acc": 378 / 3600, "val_loss": 2.6396, "val_acc": 40 / 400},
+    {"epoch": 2, "train_loss": 2.526, "train_acc": 343 / 3600, "val_loss": 2.3746, "val_acc": 40 / 400},
+    {"epoch": 3, "train_loss": 2.3248, "train_acc": 350 / 3600, "val_loss": 2.3153, "val_acc": 40 / 400},
+]
+
+
+def test_real_adam_run_at_lr_1_is_a_step_too_large_not_underfitting():
+    settings = {**SAMPLE, "train.loss": "cross_entropy", "train.optimizer": "adam", "train.lr": 1.0}
+    (finding,) = diagnose_epochs(REAL_ADAM_LR_1, settings=settings)
+    assert finding.kind == STEP_TOO_LARGE
+    assert finding.evidence.startswith(
+        "the epoch-1 training loss 1.83e+07 is above 2.3, the loss of guessing"
+    )
+    assert finding.advice == "lower the learning rate, e.g. 10× to train.lr=0.1"
+
+
+def test_an_epoch_1_loss_above_guessing_is_a_step_too_large_in_synthetic_curves_too():
+    t = np.arange(6)
+    data = rows(3.29 - 0.2 * np.minimum(t, 5) / 5, 2.31 + 0 * t, 0.1 + 0 * t, 0.1 + 0 * t)
+    assert kinds(diagnose_epochs(data, settings={"train.lr": 1.0})) == [STEP_TOO_LARGE]
+
+
+def test_the_issues_slow_run_with_validation_falling_is_not_called_healthy():
+    data = [
+        {"epoch": 1, "train_loss": 2.29, "train_acc": 540 / 3600, "val_loss": 2.28, "val_acc": 79 / 400},
+        {"epoch": 2, "train_loss": 2.27, "train_acc": 684 / 3600, "val_loss": 2.27, "val_acc": 68 / 400},
+        {"epoch": 3, "train_loss": 2.25, "train_acc": 828 / 3600, "val_loss": 2.27, "val_acc": 61 / 400},
+    ]
+    settings = {**SAMPLE, "train.loss": "cross_entropy", "train.optimizer": "sgd", "train.lr": 0.01}
+    (finding,) = diagnose_epochs(data, settings=settings)
+    assert finding.kind == STEP_TOO_SMALL
+    assert "training accuracy is 23.00% at epoch 3" in finding.evidence
+    assert "validation accuracy 19.75% → 15.25%, within the noise (±5.6" in finding.evidence

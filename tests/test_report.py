@@ -101,8 +101,9 @@ def test_run_derived_text_is_escaped_in_html_and_markdown(report_dir, html):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<b>boom</b>" not in html and "&lt;b&gt;boom&lt;/b&gt; &amp; more" in html
     markdown = (report_dir / "report.md").read_text(encoding="utf-8")
-    assert XSS not in markdown and "<b>" not in markdown
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown
+    assert XSS not in markdown and "<b>" not in markdown.replace("\\<b>", "")
+    assert "\\<script>alert(1)\\</script>" in markdown and "\\<b>boom\\</b> & more" in markdown
+    assert "&lt;" not in markdown and "&gt;" not in markdown and "&amp;" not in markdown
 
 
 def test_report_contents(html):
@@ -116,12 +117,18 @@ def test_report_contents(html):
         "Method",
     ):
         assert f">{heading}</h2>" in html
-    assert 'id="ranking"' in html and "Welch&#39;s t-test" in html
+    assert (
+        'id="ranking"' in html
+        and "variance pooled over all configurations" in html
+        and "Holm&#39;s method" in html
+    )
     assert "Best configuration: optimizer=adam, lr=0.001" in html
     assert "Learns best (best validation accuracy" in html
-    assert "Fastest-falling training loss" in html
-    assert "train.lr (averaged over the other settings)" in html
-    assert "Loss fall speed: the epoch at which" in html
+    assert "Most dramatic curve (fastest-falling training loss" in html
+    assert ">Analysis of variance</h3>" in html and "residual (seed-to-seed)" in html
+    assert "Two-way ANOVA of best validation accuracy on optimizer × lr" in html
+    assert 'alt="Interaction of' in html
+    assert "Most dramatic curve (loss fall speed): the epoch at which" in html
 
 
 def test_diverged_and_failed_runs_are_shown(html):
@@ -150,6 +157,7 @@ def test_report_opens_cleanly_in_chromium(report_dir, tmp_path):
             page.goto((report_dir / "index.html").as_uri())
             page.wait_for_load_state("load")
             images = page.eval_on_selector_all("img", "els => els.map(e => [e.complete, e.naturalWidth])")
+            interaction = page.locator("img[alt^='Interaction of']").evaluate("e => e.naturalWidth")
             ranking_rows = page.locator("table#ranking tbody tr").count()
             statuses_text = page.locator("#statuses-table").inner_text()
             page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
@@ -160,6 +168,7 @@ def test_report_opens_cleanly_in_chromium(report_dir, tmp_path):
     assert [url for url in requests if not url.startswith(("file:", "data:"))] == []
     assert len(images) == len(list(report_dir.glob("fig-*.png"))) > 0
     assert all(complete and width > 0 for complete, width in images)
+    assert interaction > 0  # the two-factor grid's interaction plot is among the figures
     assert ranking_rows == 4
     assert XSS in statuses_text  # shown as text, not run
     assert (tmp_path / "report.png").stat().st_size > 10_000

@@ -22,7 +22,7 @@ from cnnlab.store import RunStore
 from cnnlab.sweep import Location, parse_sweep, run_sweep, sweep_status
 from cnnlab.sweep.view import sweep_detail, sweeps_table
 from cnnlab.terminal.runs import run_detail
-from cnnlab.train.run import closing_line
+from cnnlab.train.lifecycle import closing_line
 
 runner = CliRunner()
 MARKUP_NAMES = ["[/]oops", "[link=https://evil.example]click me[/link]", "[bold red]loud"]

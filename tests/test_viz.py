@@ -15,7 +15,7 @@ from cnnlab.analyze.synthetic import curves, make_sweep, store_run
 from cnnlab.cli import app
 from cnnlab.config import Experiment, apply_overrides
 from cnnlab.store import RunStore
-from cnnlab.viz import effect_figure, overlay_figure, png_bytes, ranking_figure, run_figure
+from cnnlab.viz import curve_groups, effect_figure, overlay_figure, png_bytes, ranking_figure, run_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 runner = CliRunner()
@@ -186,3 +186,46 @@ def test_plot_errors_exit_2_with_one_message(home, monkeypatch, tmp_path, args, 
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_curves_group_by_several_keys_and_by_configuration_by_default(store):
+    runs = load_runs(store, ["grid"])
+    groups, title, legend = curve_groups(runs, ["train.optimizer", "train.lr"])
+    assert title == "Curves by train.optimizer × train.lr: mean over the runs of each"
+    assert len(groups) == 6 and all(len(group) == 2 for _, group in groups)
+    assert groups[0][0] == "optimizer=adam, lr=0.0001" and legend == "train.optimizer × train.lr"
+    by_optimizer, _, _ = curve_groups(runs, ["train.optimizer"])
+    assert [label for label, _ in by_optimizer] == ["adam", "sgd"]
+    default, _, legend = curve_groups(runs[:4])  # 4 runs, 2 configurations of 2 seeds
+    assert legend == "configuration" and [len(group) for _, group in default] == [2, 2]
+
+
+def test_runs_with_different_loss_functions_share_no_loss_axis(tmp_path):
+    with RunStore(root=tmp_path / "store") as store:
+        make_sweep(store, "losses", {"train.loss": ["mse", "cross_entropy"]}, seeds=(0,), epochs=4)
+        runs = load_runs(store, ["losses"])
+    fig = overlay_figure([(run.settings["train.loss"], [run]) for run in runs], "t")
+    loss_ax = fig.axes[1]
+    assert loss_ax.get_ylabel() == "loss ÷ the run's epoch-1 training loss"
+    first = [line.get_ydata()[0] for line in loss_ax.lines if line.get_linestyle() == "--"]
+    assert first == pytest.approx([1.0, 1.0])
+
+
+def test_a_flat_loss_is_drawn_from_zero_and_accuracy_spans_ten_points(tmp_path):
+    rows = [
+        {
+            "epoch": e,
+            "train_loss": 0.09005 - 1e-5 * e,
+            "val_loss": 0.09004,
+            "train_acc": 0.1,
+            "val_acc": 0.1 + 0.001 * e,
+        }
+        for e in range(1, 4)
+    ]
+    with RunStore(root=tmp_path / "store") as store:
+        run_id = store_run(store, {**Experiment().resolved(), "seed": 0}, rows)
+        (run,) = load_runs(store, [run_id])
+    acc_ax, loss_ax = run_figure(run).axes[:2]
+    assert loss_ax.get_ylim()[0] == 0.0 and loss_ax.get_yscale() == "linear"
+    low, high = acc_ax.get_ylim()
+    assert high - low >= 10.0

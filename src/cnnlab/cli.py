@@ -567,7 +567,9 @@ def report(
 def plot_curves(
     runs: SweepOrRunsArg,
     group_by: Annotated[
-        str | None, typer.Option("--group-by", help="Setting to group runs by, e.g. train.optimizer.")
+        list[str] | None,
+        typer.Option("--group-by", help="Setting to group runs by, e.g. train.optimizer (repeatable: "
+                     "one group per combination; default for a study: per configuration)."),
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Image file (.png, .svg, .pdf).")
@@ -578,7 +580,7 @@ def plot_curves(
     """Accuracy and loss per epoch: one run, one line per run, or groups as mean ± band over seeds."""
     from cnnlab.viz import plot_curves as draw
 
-    plotted = draw(_store(store), runs, output, group_by=group_by, exclude=exclude or [])
+    plotted = draw(_store(store), runs, output, group_by=group_by or [], exclude=exclude or [])
     console.print(f"wrote {plotted.path}: {plotted.description}", highlight=False, markup=False)
 
 
@@ -610,7 +612,7 @@ def diagnose(runs: SweepOrRunsArg, store: StoreOpt = None) -> None:
     from cnnlab.analyze import diagnose_stored
 
     for diagnosis in diagnose_stored(_store(store), runs):
-        console.print(diagnosis.text(), highlight=False, markup=False, soft_wrap=True)
+        console.print(diagnosis.text(width=console.width), highlight=False, markup=False, soft_wrap=True)
 
 
 # --- inspect ---

@@ -4,6 +4,9 @@ from cnnlab.analyze.cells import Cell, group_cells, varying_keys
 from cnnlab.analyze.conclusions import Conclusions, conclude
 from cnnlab.analyze.diagnose import Diagnosis, Finding, diagnose_epochs, diagnose_run
 from cnnlab.analyze.effects import Effect, effect_of
+from cnnlab.analyze.factor_text import factor_sentences
+from cnnlab.analyze.factorial import AnovaRow, FactorialAnalysis, SimpleEffect, analyze_factors
+from cnnlab.analyze.factors import Factor, find_factors
 from cnnlab.analyze.metrics import DEFAULT_METRIC, METRICS, Metric, choose_metric
 from cnnlab.analyze.ranking import Ranking, rank_cells
 from cnnlab.analyze.rundata import RunData
@@ -14,16 +17,21 @@ from cnnlab.analyze.study import Study, analyze_runs, analyze_stored, diagnose_s
 __all__ = [
     "DEFAULT_METRIC",
     "METRICS",
+    "AnovaRow",
     "Cell",
     "Conclusions",
     "Diagnosis",
     "Effect",
+    "Factor",
+    "FactorialAnalysis",
     "Finding",
     "Metric",
     "Ranking",
     "RunData",
+    "SimpleEffect",
     "Study",
     "Summary",
+    "analyze_factors",
     "analyze_runs",
     "analyze_stored",
     "choose_metric",
@@ -33,6 +41,8 @@ __all__ = [
     "diagnose_stored",
     "effect_of",
     "exclude_runs",
+    "factor_sentences",
+    "find_factors",
     "group_cells",
     "load_runs",
     "rank_cells",

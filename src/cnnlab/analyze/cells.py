@@ -108,10 +108,11 @@ def levels(runs: Sequence[RunData], key: str) -> list[tuple[Any, list[RunData]]]
     for run in runs:
         value = run.settings.get(key)
         groups.setdefault(value_key(value), (value, []))[1].append(run)
-    return sorted(groups.values(), key=lambda item: _sort_key(item[0]))
+    return sorted(groups.values(), key=lambda item: sort_key(item[0]))
 
 
-def _sort_key(value: Any) -> tuple[int, float, str]:
+def sort_key(value: Any) -> tuple[int, float, str]:
+    """Order of setting values: numbers ascending, then other values by label, unset last."""
     if value is None:
         return (2, 0.0, "")
     if is_number(value):

@@ -1,4 +1,4 @@
-"""Written conclusions generated from the numbers: orderings, best configuration, each setting's effect."""
+"""Written conclusions generated from the numbers: orderings, best configuration, loss fall, factors."""
 
 from __future__ import annotations
 
@@ -7,17 +7,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from scipy import stats
-
 from cnnlab.analyze.cells import format_value
-from cnnlab.analyze.effects import Effect, Level
+from cnnlab.analyze.factor_text import factor_sentences
+from cnnlab.analyze.factorial import NOT_COMPARABLE, FactorialAnalysis
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import TIED, Ranking
 from cnnlab.analyze.speed import FallSpeed
-from cnnlab.analyze.stats import ALPHA, CONFIDENCE, welch_p
+from cnnlab.analyze.stats import ALPHA, CONFIDENCE, TEST_NAME, holm
 
 MAX_LISTED = 8  # orderings name at most this many configurations
-TREND_RHO = 0.8  # |Spearman ρ| of value against mean at or above this is a monotone trend
 # Settings named in the best configuration's sentence besides those that vary.
 KEY_SETTINGS = {
     "model.name": "model",
@@ -45,13 +43,14 @@ class Conclusions:
         return [s for s in first if s] + self.effects
 
 
-def conclude(ranking: Ranking, speeds: Sequence[FallSpeed], effects: Sequence[Effect]) -> Conclusions:
-    """Conclusions for a ranking, its configurations' loss fall speeds and the effects of varying settings."""
+def conclude(ranking: Ranking, speeds: Sequence[FallSpeed], factorial: FactorialAnalysis) -> Conclusions:
+    """Conclusions for a ranking, its configurations' loss fall speeds and the factorial analysis."""
+    comparable = factorial.design != NOT_COMPARABLE
     return Conclusions(
-        learns_best=learns_best(ranking),
+        learns_best=learns_best(ranking) if comparable else None,
         fastest_falling=fastest_falling(speeds),
-        best_configuration=best_configuration(ranking),
-        effects=[s for effect in effects if (s := effect_sentence(effect))],
+        best_configuration=best_configuration(ranking) if comparable else None,
+        effects=factor_sentences(factorial),
     )
 
 
@@ -63,8 +62,9 @@ def learns_best(ranking: Ranking) -> str | None:
         return None
     metric = ranking.metric
     text = rows[0].cell.label + f" ({metric.format(rows[0].summary.mean)})"
-    for previous, row in itertools.pairwise(rows[:MAX_LISTED]):
-        p = welch_p(previous.values, row.values)
+    neighbours = list(itertools.pairwise(rows[:MAX_LISTED]))
+    tests = holm([ranking.comparison.p(previous.values, row.values) for previous, row in neighbours])
+    for (_, row), p in zip(neighbours, tests, strict=True):
         text += (
             " ≈ " if p is not None and p >= ALPHA else " > "
         ) + f"{row.cell.label} ({metric.format(row.summary.mean)})"
@@ -79,8 +79,11 @@ def learns_best(ranking: Ranking) -> str | None:
     )
     if ranking.one_seed:
         sentence += " With one seed per configuration this order may be noise."
-    elif any(welch_p(a.values, b.values) is not None for a, b in itertools.pairwise(rows)):
-        sentence += f" (≈: not significantly different, Welch's t-test, α = {ALPHA}.)"
+    elif any(p is not None for p in tests):
+        sentence += (
+            f" (≈: not significantly different by {_short(ranking)} between neighbours, Holm-corrected, "
+            f"α = {ALPHA}.)"
+        )
     return sentence
 
 
@@ -98,7 +101,10 @@ def fastest_falling(speeds: Sequence[FallSpeed]) -> str | None:
                 f"ended at {speed.end_ratio:.0%} of its epoch-1 loss)"
             )
     more = f" > … {len(speeds) - MAX_LISTED} more" if len(speeds) > MAX_LISTED else ""
-    return "Fastest-falling training loss: " + " > ".join(parts) + more + "."
+    return (
+        "Most dramatic curve (fastest-falling training loss, each configuration's mean over seeds relative "
+        "to its epoch-1 value, so loss functions compare): " + " > ".join(parts) + more + "."
+    )
 
 
 def best_configuration(ranking: Ranking) -> str | None:
@@ -138,7 +144,7 @@ def best_configuration(ranking: Ranking) -> str | None:
     if tied:
         sentence += (
             f" {len(tied)} other configuration{'s are' if len(tied) > 1 else ' is'} not significantly "
-            f"worse (Welch's t-test, α = {ALPHA}): "
+            f"worse ({_short(ranking)}, Holm-corrected, α = {ALPHA}): "
             + ", ".join(row.cell.label for row in tied[:MAX_LISTED])
             + ("…" if len(tied) > MAX_LISTED else "")
             + "."
@@ -146,69 +152,8 @@ def best_configuration(ranking: Ranking) -> str | None:
     return sentence
 
 
-def effect_sentence(effect: Effect) -> str | None:
-    """One sentence on how the metric changes with ``effect.key``; None with fewer than 2 values."""
-    levels = [level for level in effect.levels if level.summary.n]
-    if len(levels) < 2:
-        return None
-    metric = effect.metric
-    pooled = " (averaged over the other settings)" if effect.others else ""
-    # Sorted, not max/min: with equal means, best and worst must still be two different values.
-    ranked = sorted(levels, key=lambda lv: _ordered(metric, lv.summary.mean))
-    worst, best = ranked[0], ranked[-1]
-    head = f"{effect.key}{pooled}: {metric.description}"
-    if best.summary.mean == worst.summary.mean:
-        values = ", ".join(lv.label for lv in levels)
-        return f"{head} is the same, {_score(metric, best)}, with every value ({values})."
-    gap = (
-        f"best and worst are {metric.format_diff(best.summary.mean - worst.summary.mean)} apart, "
-        f"{_significance(best, worst)}"
-    )
-    if len(levels) == 2:
-        return (
-            f"{head} is better with {best.label} ({_score(metric, best)}) than with {worst.label} "
-            f"({_score(metric, worst)}); {gap}."
-        )
-    if effect.numeric:
-        means = [lv.summary.mean for lv in levels]
-        rho = (
-            stats.spearmanr([float(lv.value) for lv in levels], means).statistic
-            if len(set(means)) > 1
-            else 0.0
-        )
-        first, last = levels[0], levels[-1]
-        name = effect.key.rsplit(".", 1)[-1]
-        if abs(rho) >= TREND_RHO:
-            direction = "rises" if rho > 0 else "falls"
-            return (
-                f"{head} {direction} as {name} rises, from {_score(metric, first)} at {first.label} to "
-                f"{_score(metric, last)} at {last.label} over {len(levels)} values; {gap}."
-            )
-        if best is not first and best is not last:
-            return (
-                f"{head} is best at {best.label} ({_score(metric, best)}) of {len(levels)} values, against "
-                f"{_score(metric, first)} at {first.label} and {_score(metric, last)} at {last.label}; {gap}."
-            )
-        return (
-            f"{head} shows no consistent trend over {len(levels)} values: best at {best.label} "
-            f"({_score(metric, best)}), worst at {worst.label} ({_score(metric, worst)}); {gap}."
-        )
-    return (
-        f"{head} is best with {best.label} ({_score(metric, best)}) and worst with {worst.label} "
-        f"({_score(metric, worst)}) of {len(levels)} values; {gap}."
-    )
-
-
-def _score(metric: Metric, level: Level) -> str:
-    return metric.format(level.summary.mean)
-
-
-def _significance(a: Level, b: Level) -> str:
-    p = welch_p(a.values, b.values)
-    if p is None:
-        return "a difference a single run cannot separate from noise"
-    verdict = "a significant difference" if p < ALPHA else "a difference within the noise"
-    return f"{verdict} by Welch's t-test (p = {p:.2g}; {a.summary.n} and {b.summary.n} runs)"
+def _short(ranking: Ranking) -> str:
+    return "Welch's t-test" if ranking.comparison.name == TEST_NAME else "a pooled-variance t-test"
 
 
 def _ordered(metric: Metric, value: float) -> float:

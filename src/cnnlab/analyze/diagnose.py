@@ -1,6 +1,29 @@
-"""Diagnosis of one run's curves, each finding with the epochs and values behind it.
+"""Diagnosis of one run's curves as named states, each with the epochs and values behind it and advice.
 
-Findings and the thresholds that trigger them (accuracies are fractions, so 0.10 is 10 points):
+States, checked in this order; the first four exclude every later one, since they contradict them
+(accuracies are fractions, so 0.10 is 10 points; chance is 1 / ``CLASSES``):
+
+- diverged (below).
+- step too large: training (or validation) accuracy ends within ``CHANCE_MARGIN`` of chance, and
+  the learning rate is at least ``LARGE_LR`` for its optimizer with a validation loss that ends above
+  its minimum, or the epoch-1
+  cross-entropy is above ``UNIFORM_LOSS_RATIO`` × ln(classes) (worse than guessing uniformly) or the
+  training loss ends above its epoch-1 value: the steps throw the model off. Lower the learning rate.
+- step too small: training accuracy ends within ``CHANCE_MARGIN`` of chance and the training loss
+  fell less than ``SMALL_STEP_FALL`` (relative) over the run; or training accuracy ends below
+  ``UNDERFIT_TRAIN_ACC`` while still rising by more than the noise: learning, but slowly. Raise it.
+- not learning: training accuracy ends within ``CHANCE_MARGIN`` of chance otherwise.
+- step too small also: final training accuracy below ``UNDERFIT_TRAIN_ACC``, flat, with a training
+  loss that fell less than ``SMALL_STEP_FALL`` (the loss is not moving, capacity is not the limit).
+- underfitting: final training accuracy below ``UNDERFIT_TRAIN_ACC`` and flat (its change over the
+  last ``UNDERFIT_WINDOW`` epochs within the noise).
+- overfitting, not converged (left out when overfitting), unstable: below.
+- healthy: none of these.
+
+A change of accuracy counts only when it exceeds the noise of the split it is measured on:
+``NOISE_Z`` standard errors of a difference of two binomial proportions on that split's images
+(and at least ``MIN_IMAGES`` images). The split's size is read off the stored accuracies (each is
+k / n); where that fails, ``FALLBACK_NOISE`` is the noise.
 
 - diverged: a loss is NaN or infinite, or the final training loss is at least
   ``DIVERGED_LOSS_RATIO`` times its minimum, or training accuracy fell ``DIVERGED_ACC_DROP``
@@ -9,11 +32,10 @@ Findings and the thresholds that trigger them (accuracies are fractions, so 0.10
 - overfitting: validation loss reached its minimum at least ``OVERFIT_EPOCHS_AFTER_MIN`` epochs
   before the end and then rose by ``OVERFIT_VAL_LOSS_RISE`` (relative) while training loss fell,
   or training accuracy ends ``OVERFIT_ACC_GAP`` or more above validation accuracy.
-- underfitting: final training accuracy below ``UNDERFIT_TRAIN_ACC`` and it gained less than
-  ``UNDERFIT_FLAT_GAIN`` over the last ``UNDERFIT_WINDOW`` epochs.
-- not converged: validation accuracy (training accuracy without a validation split) still rises
-  by ``NOT_CONVERGED_SLOPE`` per epoch or more (least-squares slope) over the last quarter of the
-  epochs, at least ``NOT_CONVERGED_MIN_WINDOW`` epochs.
+- not converged (not looked for in an overfitting run): validation accuracy
+  (training accuracy without a validation split) still rises by ``NOT_CONVERGED_SLOPE`` per epoch
+  or more (least-squares slope) over the last quarter of the
+  epochs, at least ``NOT_CONVERGED_MIN_WINDOW`` epochs, and by more than the noise in all.
 - unstable: over the last half of the epochs (at least ``UNSTABLE_MIN_WINDOW``), validation
   accuracy scatters around its straight-line trend with a standard deviation of at least
   ``UNSTABLE_NOISE`` and more than the trend's own change over that window.
@@ -22,8 +44,11 @@ Findings and the thresholds that trigger them (accuracies are fractions, so 0.10
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -35,19 +60,53 @@ OVERFIT_VAL_LOSS_RISE = 0.10
 OVERFIT_EPOCHS_AFTER_MIN = 2
 OVERFIT_ACC_GAP = 0.10
 UNDERFIT_TRAIN_ACC = 0.80
-UNDERFIT_FLAT_GAIN = 0.02
 UNDERFIT_WINDOW = 3
 NOT_CONVERGED_SLOPE = 0.003
 NOT_CONVERGED_MIN_WINDOW = 2
 UNSTABLE_MIN_WINDOW = 5
 UNSTABLE_NOISE = 0.01
+CLASSES = 10  # every built-in dataset has 10 classes
+CHANCE_MARGIN = 0.05
+UNIFORM_LOSS_RATIO = 1.2
+LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
+SMALL_STEP_FALL = 0.10
+NOISE_Z = 2.0
+MIN_IMAGES = 3
+FALLBACK_NOISE = 0.005
+MIN_SPLIT, MAX_SPLIT = 20, 100_000  # split sizes looked for in the accuracies
+MAX_SPLIT_VALUES = 8  # distinct accuracies used to find the split size
+# Training-pool sizes of the built-in datasets (mnist-sample's test split comes out of its 5,000).
+DATASET_SIZES = {
+    "mnist-sample": 5000,
+    "mnist": 60000,
+    "fashion-mnist": 60000,
+    "cifar10": 50000,
+    "svhn": 73257,
+}
 
-DIVERGED, OVERFITTING, UNDERFITTING, NOT_CONVERGED, UNSTABLE = (
+DIVERGED, STEP_TOO_LARGE, STEP_TOO_SMALL, NOT_LEARNING = (
     "diverged",
+    "step too large",
+    "step too small",
+    "stuck at chance, not learning",
+)
+OVERFITTING, UNDERFITTING, NOT_CONVERGED, UNSTABLE, HEALTHY = (
     "overfitting",
     "underfitting",
     "not converged",
     "unstable",
+    "healthy",
+)
+STATES = (
+    DIVERGED,
+    STEP_TOO_LARGE,
+    STEP_TOO_SMALL,
+    NOT_LEARNING,
+    UNDERFITTING,
+    OVERFITTING,
+    NOT_CONVERGED,
+    UNSTABLE,
+    HEALTHY,
 )
 
 
@@ -69,26 +128,48 @@ class Diagnosis:
     findings: list[Finding]
     outcome: str
 
-    def text(self) -> str:
-        """The diagnosis as plain text: the run, its outcome, then each finding with evidence and advice."""
-        lines = [f"{self.run.label}: {self.outcome}"]
+    @property
+    def state(self) -> str:
+        """The first finding's state, or ``healthy``."""
+        return self.findings[0].kind if self.findings else HEALTHY
+
+    def text(self, width: int | None = None) -> str:
+        """The diagnosis as plain text: the run, its outcome, then each finding with evidence and advice;
+        lines wrapped to ``width`` with hanging indents when given."""
+        lines = [("", f"{self.run.label}: {self.outcome}")]
         if not self.findings:
-            lines.append("  no problem found (thresholds: cnnlab.analyze.diagnose)")
+            lines.append(("  ", "healthy: no problem found (thresholds: cnnlab.analyze.diagnose)"))
         for finding in self.findings:
-            lines += [f"  {finding.kind}: {finding.evidence}", f"    try: {finding.advice}"]
-        return "\n".join(lines)
+            lines += [("  ", f"{finding.kind}: {finding.evidence}"), ("    ", f"try: {finding.advice}")]
+        if width is None:
+            return "\n".join(indent + line for indent, line in lines)
+        return "\n".join(
+            textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent + "  ")
+            for indent, line in lines
+        )
 
 
 def thresholds() -> list[str]:
     """The diagnosis thresholds in words, for the report's method section."""
     return [
+        f"step too large: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
+        f"({_pct(1 / CLASSES)}) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × ln {CLASSES} "
+        "or a training loss that ends above its epoch-1 value",
+        f"step too small: training accuracy within {_pts(CHANCE_MARGIN)} points of chance with a training "
+        f"loss that fell less than {SMALL_STEP_FALL:.0%}, or below {_pct(UNDERFIT_TRAIN_ACC)} and still "
+        "rising by more than the noise",
+        f"stuck at chance, not learning: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
+        "otherwise",
+        f"noise: a change of accuracy counts when it exceeds {NOISE_Z:g} standard errors of a difference "
+        f"of two proportions on the split's images (at least {MIN_IMAGES} images; {_pts(FALLBACK_NOISE)} "
+        "points where the split's size is unknown)",
         f"diverged: a NaN or infinite loss, a final training loss ≥ {DIVERGED_LOSS_RATIO:g}× its minimum, "
         f"or training accuracy falling ≥ {_pts(DIVERGED_ACC_DROP)} points below its peak",
         f"overfitting: validation loss rising ≥ {OVERFIT_VAL_LOSS_RISE:.0%} above its minimum (reached "
         f"≥ {OVERFIT_EPOCHS_AFTER_MIN} epochs before the end) while training loss falls, or a final "
         f"train–validation accuracy gap ≥ {_pts(OVERFIT_ACC_GAP)} points",
-        f"underfitting: final training accuracy < {_pct(UNDERFIT_TRAIN_ACC)} that gained "
-        f"< {_pts(UNDERFIT_FLAT_GAIN)} points over the last {UNDERFIT_WINDOW} epochs",
+        f"underfitting: final training accuracy < {_pct(UNDERFIT_TRAIN_ACC)} that moved no more than "
+        f"the noise over the last {UNDERFIT_WINDOW} epochs",
         f"not converged: validation accuracy still rising ≥ {_pts(NOT_CONVERGED_SLOPE)} points per epoch "
         f"over the last quarter of the epochs (at least {NOT_CONVERGED_MIN_WINDOW})",
         f"unstable: over the last half of the epochs (at least {UNSTABLE_MIN_WINDOW}), validation accuracy "
@@ -99,20 +180,68 @@ def thresholds() -> list[str]:
 
 def diagnose_run(run: RunData) -> Diagnosis:
     """Diagnose a stored run."""
-    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error)
+    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings)
     return Diagnosis(run, findings, _outcome(run))
 
 
 def diagnose_epochs(
-    epochs: Sequence[Mapping[str, float | None]], status: str | None = None, error: str | None = None
+    epochs: Sequence[Mapping[str, float | None]],
+    status: str | None = None,
+    error: str | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
-    """Findings for one run's epochs (dicts with ``epoch``, ``train_loss``, ``val_acc``, ...)."""
+    """Findings for one run's epochs (dicts with ``epoch``, ``train_loss``, ``val_acc``, ...); ``settings``
+    (dotted config keys) name the learning rate and loss in the advice."""
     curves = _Curves(epochs)
+    settings = settings or {}
     diverged = _diverged(curves, status, error)
     if diverged:
         return [diverged]
-    checks = (_overfitting, _underfitting, _not_converged, _unstable)
-    return [finding for check in checks if (finding := check(curves)) is not None]
+    stuck = _at_chance(curves, settings)
+    if stuck:
+        return [stuck]
+    low = _low_accuracy(curves, settings)
+    if low:
+        return [low]
+    found = [finding for check in (_overfitting, _not_converged, _unstable) if (finding := check(curves))]
+    if any(f.kind == OVERFITTING for f in found):
+        found = [f for f in found if f.kind != NOT_CONVERGED]
+    return found
+
+
+def split_size(values: np.ndarray, expected: int | None = None) -> int | None:
+    """The number of images an accuracy was measured on, read off its values (each is k / n): the
+    smallest n that makes every value a whole count, or the multiple of it nearest ``expected`` (any
+    multiple fits as well); None when no n up to ``MAX_SPLIT`` fits or the values cannot tell (fewer
+    than two distinct ones)."""
+    finite = np.unique(values[np.isfinite(values)])[:MAX_SPLIT_VALUES]
+    if len(finite) < 2:
+        return None
+    smallest = _smallest_split(tuple(float(v) for v in finite))
+    if smallest is None:
+        return None
+    return smallest * max(1, round(expected / smallest)) if expected else smallest
+
+
+@cache
+def _smallest_split(finite: tuple[float, ...]) -> int | None:
+    sizes = np.arange(MIN_SPLIT, MAX_SPLIT + 1)
+    for value in finite:  # each value narrows the candidates, so later ones cost little
+        counts = value * sizes
+        sizes = sizes[np.abs(counts - np.round(counts)) < 1e-7 * sizes + 1e-9]  # float32 round-off
+        if not len(sizes):
+            return None
+    return int(sizes[0])
+
+
+def noise_of(values: np.ndarray, level: float, expected: int | None = None) -> float:
+    """The smallest change of an accuracy near ``level`` that is more than noise on its split
+    (``expected``: the split's size as the config suggests, see `split_size`)."""
+    n = split_size(values, expected)
+    if n is None:
+        return FALLBACK_NOISE
+    p = min(max(level, 1.0 / n), 1 - 1.0 / n)
+    return max(NOISE_Z * math.sqrt(2 * p * (1 - p) / n), MIN_IMAGES / n)
 
 
 class _Curves:
@@ -227,22 +356,181 @@ def _overfitting(c: _Curves) -> Finding | None:
     return Finding(OVERFITTING, "; ".join(parts), tuple(epochs), advice)
 
 
-def _underfitting(c: _Curves) -> Finding | None:
+def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
+    """Step too large, step too small or not learning, for a run whose training accuracy ends at chance."""
+    acc, loss, val = c["train_acc"], c["train_loss"], c["val_acc"]
+    chance = 1.0 / CLASSES
+    if not len(c) or not math.isfinite(acc[-1]):
+        return None
+    last = int(c.epoch[-1])
+    if acc[-1] <= chance + CHANCE_MARGIN:
+        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, chance level for {CLASSES} classes"
+    elif math.isfinite(val[-1]) and val[-1] <= chance + CHANCE_MARGIN:
+        at = (
+            f"validation accuracy is {_pct(val[-1])} at epoch {last}, chance level for {CLASSES} classes "
+            f"(training accuracy {_pct(acc[-1])})"
+        )
+    else:
+        return None
+    lr = settings.get("train.lr")
+    first = float(loss[0]) if math.isfinite(loss[0]) else math.nan
+    thrown = _thrown_off(c, settings)
+    if thrown:
+        return Finding(STEP_TOO_LARGE, f"{thrown}; {at}", (int(c.epoch[0]), last), _lower_lr(lr))
+    if len(c) >= 2 and math.isfinite(loss[-1]) and loss[-1] > first:
+        why = (
+            f"the training loss rose from {first:.4g} at epoch {c.epoch[0]} to {loss[-1]:.4g} at epoch {last}"
+        )
+        return Finding(STEP_TOO_LARGE, f"{why}; {at}", (int(c.epoch[0]), last), _lower_lr(lr))
+    fall = 1 - loss[-1] / first if first > 0 and math.isfinite(loss[-1]) else math.nan
+    if len(c) >= 2 and math.isfinite(fall) and fall < SMALL_STEP_FALL:
+        why = (
+            f"the training loss moved only from {first:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
+            f"{c.epoch[0]}–{last}"
+        )
+        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), _small_step_advice(settings))
+    fell = f" although the training loss fell {fall:.0%}" if math.isfinite(fall) else ""
+    return Finding(
+        NOT_LEARNING,
+        f"{at}{fell}",
+        (last,),
+        "check that images and labels match (cnnlab samples), then try the learning rate 10× lower and "
+        "10× higher",
+    )
+
+
+def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
+    """Evidence that the steps are too large: an epoch-1 cross-entropy above guessing, or a learning
+    rate at or above ``LARGE_LR`` for its optimizer with a validation loss that ends above its minimum."""
+    first = c["train_loss"][0] if len(c) else math.nan
+    uniform = math.log(CLASSES)
+    if (
+        settings.get("train.loss", "cross_entropy") == "cross_entropy"
+        and first > UNIFORM_LOSS_RATIO * uniform
+    ):
+        return (
+            f"the epoch-1 training loss {first:.3g} is above {uniform:.3g}, the loss of guessing every "
+            f"class equally (ln {CLASSES}): the first steps threw the model off"
+        )
+    lr, optimizer = settings.get("train.lr"), str(settings.get("train.optimizer", "sgd"))
+    val_loss = c["val_loss"]
+    if (
+        not isinstance(lr, int | float)
+        or lr < LARGE_LR.get(optimizer, math.inf)
+        or not np.isfinite(val_loss).any()
+    ):
+        return None
+    low = int(np.nanargmin(val_loss))
+    if low == len(c) - 1:
+        return None
+    return (
+        f"train.lr={lr:g} is large for {optimizer} (from {LARGE_LR[optimizer]:g} on) and the validation "
+        f"loss bounces: its minimum {val_loss[low]:.4g} at epoch {c.epoch[low]}, {val_loss[-1]:.4g} at "
+        f"epoch {c.epoch[-1]}"
+    )
+
+
+def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
+    """Step too small (low and still rising) or underfitting (low and flat)."""
     acc = c["train_acc"]
-    if len(c) < UNDERFIT_WINDOW or not np.isfinite(acc[-UNDERFIT_WINDOW:]).all():
+    if len(c) < 2 or not math.isfinite(acc[-1]) or acc[-1] >= UNDERFIT_TRAIN_ACC:
         return None
-    window = acc[-UNDERFIT_WINDOW:]
-    gain = window[-1] - window[0]
-    if acc[-1] >= UNDERFIT_TRAIN_ACC or gain >= UNDERFIT_FLAT_GAIN:
+    window = min(UNDERFIT_WINDOW, len(c))
+    start = acc[-window]
+    if not math.isfinite(start):
         return None
-    first, last = int(c.epoch[-UNDERFIT_WINDOW]), int(c.epoch[-1])
+    gain = float(acc[-1] - start)
+    noise = noise_of(acc, float(acc[-1]), _expected_size(settings, "train"))
+    first, last = int(c.epoch[-window]), int(c.epoch[-1])
+    evidence = (
+        f"training accuracy is {_pct(acc[-1])} at epoch {last}, {_signed_pts(gain)} points since epoch "
+        f"{first} (changes within ±{_pts(noise)} points are noise on this split)"
+    )
+    evidence += _validation_change(c, settings)
+    loss = c["train_loss"]
+    fall = 1 - loss[-1] / loss[0] if loss[0] > 0 and math.isfinite(loss[-1]) else math.nan
+    thrown = _thrown_off(c, settings)
+    if thrown:
+        return Finding(
+            STEP_TOO_LARGE,
+            f"{thrown}; {evidence}",
+            (int(c.epoch[0]), last),
+            _lower_lr(settings.get("train.lr")),
+        )
+    if gain > noise:
+        return Finding(
+            STEP_TOO_SMALL,
+            "learning, but slowly: " + evidence,
+            (first, last),
+            _raise_lr(settings.get("train.lr")) + f", or train longer (train.epochs={2 * last})",
+        )
+    if math.isfinite(fall) and fall < SMALL_STEP_FALL:
+        moved = (
+            f"the training loss moved only from {loss[0]:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
+            f"{c.epoch[0]}–{last}; "
+        )
+        return Finding(
+            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings)
+        )
+    if len(c) < UNDERFIT_WINDOW:
+        return None
     return Finding(
         UNDERFITTING,
-        f"training accuracy stalls at {_pct(acc[-1])}: it moved {_signed_pts(gain)} points over epochs "
-        f"{first}–{last} (between {_pct(window.min())} and {_pct(window.max())})",
+        "training accuracy stalls: " + evidence,
         (first, last),
-        "give the model more capacity (filters, layers), raise the learning rate or reduce dropout",
+        "give the model more capacity (filters, layers) or reduce dropout and weight decay; if the "
+        "training loss also stalls early, try a learning-rate schedule",
     )
+
+
+def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
+    val = c["val_acc"]
+    finite = np.flatnonzero(np.isfinite(val))
+    if len(finite) < 2:
+        return ""
+    a, b = val[finite[0]], val[finite[-1]]
+    noise = noise_of(val, float(max(a, b)), _expected_size(settings, "val"))
+    if abs(b - a) <= noise:
+        return f"; validation accuracy {_pct(a)} → {_pct(b)}, within the noise (±{_pts(noise)} points)"
+    moved = "fell" if b < a else "rose"
+    return (
+        f"; validation accuracy {moved} from {_pct(a)} at epoch {c.epoch[finite[0]]} to {_pct(b)} at epoch "
+        f"{c.epoch[finite[-1]]}, more than the ±{_pts(noise)} points of noise on its split"
+    )
+
+
+def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
+    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
+    total = DATASET_SIZES.get(str(settings.get("data.dataset")))
+    val = settings.get("data.val")
+    if total is None or not isinstance(val, float) or not 0 < val < 1:
+        return None
+    test_fraction = settings.get("data.test_fraction") or 0.0
+    pool = total - round(total * test_fraction) if settings.get("data.dataset") == "mnist-sample" else total
+    val_size = round(pool * val)
+    if split == "val":
+        return val_size
+    limit = settings.get("data.train_limit")
+    return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
+
+
+def _small_step_advice(settings: Mapping[str, Any]) -> str:
+    advice = _raise_lr(settings.get("train.lr"))
+    if settings.get("train.loss") == "mse":
+        advice += "; with train.loss=mse the gradients are small near chance: cross_entropy learns faster"
+    return advice
+
+
+def _lower_lr(lr: Any) -> str:
+    if isinstance(lr, int | float) and lr > 0:
+        return f"lower the learning rate, e.g. 10× to train.lr={lr / 10:g}"
+    return "lower the learning rate (train.lr), e.g. 10×"
+
+
+def _raise_lr(lr: Any) -> str:
+    if isinstance(lr, int | float) and lr > 0:
+        return f"raise the learning rate, e.g. 10× to train.lr={lr * 10:g}, or use train.optimizer=adam"
+    return "raise the learning rate (train.lr), e.g. 10×, or use train.optimizer=adam"
 
 
 def _not_converged(c: _Curves) -> Finding | None:
@@ -254,7 +542,8 @@ def _not_converged(c: _Curves) -> Finding | None:
     if len(c) < window or not np.isfinite(values[-window:]).all():
         return None
     slope = float(np.polyfit(c.epoch[-window:], values[-window:], 1)[0])
-    if slope < NOT_CONVERGED_SLOPE:
+    rise = slope * (c.epoch[-1] - c.epoch[-window])
+    if slope < NOT_CONVERGED_SLOPE or rise <= noise_of(values, float(values[-1])):
         return None
     first, last = int(c.epoch[-window]), int(c.epoch[-1])
     best = int(np.nanargmax(values))
@@ -281,7 +570,7 @@ def _unstable(c: _Curves) -> Finding | None:
     slope, intercept = np.polyfit(x, y, 1)
     noise = float(np.std(y - (slope * x + intercept), ddof=2))
     trend = abs(float(slope)) * (x[-1] - x[0])
-    if noise < UNSTABLE_NOISE or noise <= trend:
+    if noise < max(UNSTABLE_NOISE, noise_of(values, float(np.mean(y))) / 2) or noise <= trend:
         return None
     jumps = np.abs(np.diff(y))
     j = int(np.argmax(jumps))

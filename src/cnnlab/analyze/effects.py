@@ -47,10 +47,19 @@ class Effect:
     levels: list[Level]
     series: list[Series]
     others: list[str]
+    name: str = ""  # how figures name the setting: the key, or every key of a [zip] group
+
+    @property
+    def title(self) -> str:
+        """``name``, else ``key``."""
+        return self.name or self.key
 
 
-def effect_of(runs: Sequence[RunData], key: str, metric: Metric, varying: Sequence[str]) -> Effect:
-    """The effect of ``key`` on ``metric`` over the rankable runs; ``varying`` are all keys that vary."""
+def effect_of(
+    runs: Sequence[RunData], key: str, metric: Metric, varying: Sequence[str], name: str = ""
+) -> Effect:
+    """The effect of ``key`` on ``metric`` over the rankable runs; ``varying`` are all keys that vary
+    (for keys moved together, only one of each group); ``name`` labels the setting in figures."""
     runs = [run for run in rankable(runs) if math.isfinite(metric.of(run))]
     pooled = _levels(runs, key, metric)
     values = [level.value for level in pooled]
@@ -64,7 +73,7 @@ def effect_of(runs: Sequence[RunData], key: str, metric: Metric, varying: Sequen
     else:
         label = f"pooled over {', '.join(others)}" if others else "all runs"
         series = [Series(label, pooled)]
-    return Effect(key, metric, numeric, log_scale, pooled, series, others)
+    return Effect(key, metric, numeric, log_scale, pooled, series, others, name)
 
 
 def _levels(runs: Sequence[RunData], key: str, metric: Metric) -> list[Level]:

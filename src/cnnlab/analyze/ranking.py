@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from cnnlab.analyze.cells import Cell
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
-from cnnlab.analyze.stats import ALPHA, CONFIDENCE, TEST_NAME, Summary, summarize, welch_p
+from cnnlab.analyze.stats import ALPHA, CONFIDENCE, Comparison, Summary, comparison_for, holm, summarize
 
 # Runs whose metric says something about their configuration. Diverged runs count: diverging is
 # what that configuration does. Running, interrupted, failed and pruned runs are listed, not ranked.
@@ -27,7 +27,7 @@ class RankedCell:
     cell: Cell
     values: list[float]
     summary: Summary
-    p_vs_best: float | None
+    p_vs_best: float | None  # the ranking's comparison with the best, Holm-corrected
     verdict: str  # BEST, TIED, WORSE, UNTESTED or NO_VALUE
 
     @property
@@ -36,9 +36,9 @@ class RankedCell:
         if self.verdict == BEST:
             return "best"
         if self.verdict == TIED:
-            return f"not significantly different from the best (p = {self.p_vs_best:.2g})"
+            return f"not significantly different from the best (Holm-corrected p = {self.p_vs_best:.2g})"
         if self.verdict == WORSE:
-            return f"worse than the best (p = {self.p_vs_best:.2g})"
+            return f"worse than the best (Holm-corrected p = {self.p_vs_best:.2g})"
         if self.verdict == UNTESTED:
             return "cannot tell: a test needs at least 2 seeds on both sides"
         return "no value"
@@ -51,6 +51,7 @@ class Ranking:
     metric: Metric
     rows: list[RankedCell]
     unranked: list[RunData]
+    comparison: Comparison
 
     @property
     def best(self) -> RankedCell | None:
@@ -69,7 +70,8 @@ class Ranking:
             f"Configurations are ranked by {self.metric.description} ({self.metric.name}), mean over "
             f"seeds, with the sample standard deviation and the {CONFIDENCE:.0%} confidence interval "
             f"of the mean (Student's t, n − 1 degrees of freedom). Each is compared with the best by "
-            f"{TEST_NAME} at α = {ALPHA}, without correction for multiple comparisons; "
+            f"{self.comparison.name} at α = {ALPHA}, its p-values corrected for multiple comparisons "
+            f"by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with the best; "
             f"runs with status {', '.join(RANKED_STATUSES)} are ranked."
         )
 
@@ -88,6 +90,11 @@ class Ranking:
                 "configuration (3 or more is better) to test them."
             )
         single = [row for row in self.rows if row.summary.n == 1]
+        if single and self.comparison.pooled_sd is not None:
+            return (
+                f"{len(single)} of {len(self.rows)} configurations have one seed; they are tested against "
+                "the seed-to-seed spread pooled over the configurations that have several."
+            )
         if single:
             return (
                 f"{len(single)} of {len(self.rows)} configurations have one seed; their differences "
@@ -113,17 +120,19 @@ def rank_cells(cells: Sequence[Cell], metric: Metric) -> Ranking:
             scored.append((Cell(cell.settings, runs, cell.label), values, summarize(values)))
     sign = -1.0 if metric.higher_is_better else 1.0
     scored.sort(key=lambda item: (math.isnan(item[2].mean), sign * item[2].mean if item[2].n else 0.0))
+    best_values = scored[0][1] if scored and scored[0][2].n else []
+    comparison = comparison_for([values for _, values, _ in scored])
+    raw = [
+        comparison.p(best_values, values) if i and summary.n else None
+        for i, (_, values, summary) in enumerate(scored)
+    ]
     rows: list[RankedCell] = []
-    best_values: list[float] = []
-    for rank, (cell, values, summary) in enumerate(scored, start=1):
+    for rank, ((cell, values, summary), p) in enumerate(zip(scored, holm(raw), strict=True), start=1):
         if summary.n == 0:
             rows.append(RankedCell(rank, cell, values, summary, None, NO_VALUE))
-            continue
-        if not rows:
-            best_values = values
+        elif rank == 1:
             rows.append(RankedCell(rank, cell, values, summary, None, BEST))
-            continue
-        p = welch_p(best_values, values)
-        verdict = UNTESTED if p is None else (TIED if p >= ALPHA else WORSE)
-        rows.append(RankedCell(rank, cell, values, summary, p, verdict))
-    return Ranking(metric, rows, unranked)
+        else:
+            verdict = UNTESTED if p is None else (TIED if p >= ALPHA else WORSE)
+            rows.append(RankedCell(rank, cell, values, summary, p, verdict))
+    return Ranking(metric, rows, unranked, comparison)

@@ -14,10 +14,10 @@ from cnnlab.analyze.rundata import aligned
 
 LOSS_FALL_FRACTION = 0.5  # the loss counts as fallen at this fraction of its epoch-1 value
 DEFINITION = (
-    f"Loss fall speed: the epoch at which a configuration's training loss, averaged over its seeds, "
-    f"first falls to {LOSS_FALL_FRACTION:g}× its epoch-1 value, interpolated linearly between epochs "
-    "(fewer is faster; a ratio, so losses of different scales compare). Configurations that never get "
-    "there come last, ordered by how far their loss fell."
+    "Most dramatic curve (loss fall speed): the epoch at which a configuration's training loss, "
+    f"averaged over its seeds, first falls to {LOSS_FALL_FRACTION:g}× its epoch-1 value, interpolated "
+    "linearly between epochs (fewer is faster; a ratio, so losses of different scales compare). "
+    "Configurations that never get there come last, ordered by how far their loss fell."
 )
 
 

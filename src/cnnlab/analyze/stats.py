@@ -12,6 +12,7 @@ from scipy import stats
 CONFIDENCE = 0.95  # confidence level of every interval shown
 ALPHA = 0.05  # significance level of every test
 TEST_NAME = "Welch's t-test (two-sided, unequal variances)"
+MIN_POOLED_GROUPS = 3  # from this many groups with 2+ values on, comparisons pool their variance
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,62 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     if x.std() == 0 and y.std() == 0:
         return 1.0 if x.mean() == y.mean() else 0.0
     return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-corrected p-values (statsmodels' ``multipletests``); None stays None and is not counted."""
+    from statsmodels.stats.multitest import multipletests
+
+    tested = [p for p in p_values if p is not None]
+    if not tested:
+        return list(p_values)
+    adjusted = iter(float(p) for p in multipletests(tested, method="holm")[1])
+    return [None if p is None else next(adjusted) for p in p_values]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How two groups of values are compared: Welch's t-test, or (``pooled_sd`` set) a t-test whose
+    variance is pooled over every group of a study, with ``df`` = values − groups degrees of freedom:
+    with 2 or 3 seeds per configuration Welch's test has about 1 degree of freedom and cannot tell a
+    collapse from noise, while the pooled test uses all seeds of the study."""
+
+    pooled_sd: float | None = None
+    df: int = 0
+
+    @property
+    def name(self) -> str:
+        """The test in words, for the Method section."""
+        if self.pooled_sd is None:
+            return TEST_NAME
+        return (
+            f"a two-sided t-test with the seed-to-seed variance pooled over all configurations "
+            f"({self.df} degrees of freedom)"
+        )
+
+    def p(self, a: Sequence[float], b: Sequence[float]) -> float | None:
+        """Two-sided p-value of equal means; None with fewer than 2 values in either group (Welch) or
+        none in either (pooled)."""
+        if self.pooled_sd is None:
+            return welch_p(a, b)
+        x = [v for v in a if math.isfinite(v)]
+        y = [v for v in b if math.isfinite(v)]
+        if not x or not y:
+            return None
+        diff = float(np.mean(x) - np.mean(y))
+        if self.pooled_sd == 0:
+            return 1.0 if diff == 0 else 0.0
+        t = diff / (self.pooled_sd * math.sqrt(1 / len(x) + 1 / len(y)))
+        return float(2 * stats.t.sf(abs(t), self.df))
+
+
+def comparison_for(groups: Sequence[Sequence[float]]) -> Comparison:
+    """The pooled-variance comparison when at least ``MIN_POOLED_GROUPS`` groups have 2 or more finite
+    values, else Welch's."""
+    finite = [[v for v in group if math.isfinite(v)] for group in groups]
+    replicated = [group for group in finite if len(group) >= 2]
+    if len(replicated) < MIN_POOLED_GROUPS:
+        return Comparison()
+    df = sum(len(group) - 1 for group in replicated)
+    squares = sum(float(np.var(group, ddof=1)) * (len(group) - 1) for group in replicated)
+    return Comparison(math.sqrt(squares / df), df)

@@ -11,6 +11,8 @@ from cnnlab.analyze.cells import Cell, fixed_settings, group_cells, varying_keys
 from cnnlab.analyze.conclusions import Conclusions, conclude
 from cnnlab.analyze.diagnose import Diagnosis, diagnose_run
 from cnnlab.analyze.effects import Effect, effect_of
+from cnnlab.analyze.factorial import FactorialAnalysis, analyze_factors
+from cnnlab.analyze.factors import Factor, find_factors
 from cnnlab.analyze.metrics import Metric, choose_metric
 from cnnlab.analyze.ranking import Ranking, rank_cells
 from cnnlab.analyze.rundata import RunData
@@ -27,12 +29,14 @@ class Study:
     runs: list[RunData]
     excluded: list[RunData]
     varying: list[str]
+    factors: list[Factor]  # the varying keys, those moved together as one factor
     fixed: dict[str, Any]
     cells: list[Cell]
     metric: Metric
     ranking: Ranking
     diagnoses: list[Diagnosis]
-    effects: list[Effect]
+    effects: list[Effect]  # one per factor (keys moved together are one)
+    factorial: FactorialAnalysis
     speeds: list[FallSpeed]
     conclusions: Conclusions
 
@@ -47,39 +51,60 @@ class Study:
 
 
 def analyze_runs(
-    runs: Sequence[RunData], metric: str | None = None, excluded: Sequence[RunData] = ()
+    runs: Sequence[RunData],
+    metric: str | None = None,
+    excluded: Sequence[RunData] = (),
+    numeric: Sequence[str] = (),
 ) -> Study:
-    """Analyse ``runs``: group them into cells, rank, diagnose, measure effects and write conclusions."""
+    """Analyse ``runs``: group them into cells, rank, diagnose, analyse the factors and write conclusions."""
     runs = list(runs)
     chosen = choose_metric(runs, metric)
     varying = varying_keys(runs)
+    factors = find_factors(runs, varying)
     cells = group_cells(runs, varying)
+    if any(factor.zipped for factor in factors):  # keys moved together are named as one factor
+        for cell in cells:
+            cell.label = ", ".join(
+                f"{f.name}={f.label(tuple(cell.settings[key] for key in f.keys))}" for f in factors
+            )
     ranking = rank_cells(cells, chosen)
-    effects = [effect_of(runs, key, chosen, varying) for key in varying]
+    firsts = [factor.keys[0] for factor in factors]  # keys moved together are drawn as one
+    effects = [
+        effect_of(runs, factor.keys[0], chosen, firsts, " + ".join(factor.keys) if factor.zipped else "")
+        for factor in factors
+    ]
+    factorial = analyze_factors(runs, chosen, varying, numeric)
     speeds = fall_speeds([row.cell for row in ranking.rows])
     return Study(
         title=_title(runs),
         runs=runs,
         excluded=list(excluded),
         varying=varying,
+        factors=factors,
         fixed=fixed_settings(runs),
         cells=cells,
         metric=chosen,
         ranking=ranking,
         diagnoses=[diagnose_run(run) for run in runs],
         effects=effects,
+        factorial=factorial,
         speeds=speeds,
-        conclusions=conclude(ranking, speeds, effects),
+        conclusions=conclude(ranking, speeds, factorial),
     )
 
 
 def analyze_stored(
-    store: RunStore, refs: Sequence[str], metric: str | None = None, exclude: Sequence[str] = ()
+    store: RunStore,
+    refs: Sequence[str],
+    metric: str | None = None,
+    exclude: Sequence[str] = (),
+    numeric: Sequence[str] = (),
 ) -> Study:
-    """Load the runs named by ``refs`` (sweeps or runs), leave out ``exclude`` and analyse the rest."""
+    """Load the runs named by ``refs`` (sweeps or runs), leave out ``exclude`` and analyse the rest
+    (``numeric``: settings the factorial analysis treats as numbers, see `analyze_factors`)."""
     runs = load_runs(store, refs)
     kept = exclude_runs(runs, exclude, store)
-    return analyze_runs(kept, metric, excluded=[run for run in runs if run not in kept])
+    return analyze_runs(kept, metric, excluded=[run for run in runs if run not in kept], numeric=numeric)
 
 
 def diagnose_stored(store: RunStore, refs: Sequence[str]) -> list[Diagnosis]:

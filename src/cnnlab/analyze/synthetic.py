@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -152,4 +152,41 @@ def make_sweep(
         config = apply_overrides(base, {**overrides, "seed": combo[-1]})
         rows = outcome(overrides, combo[-1], epochs)
         ids.append(store_run(store, config, rows, sweep=name, trial=trial))
+    return ids
+
+
+def make_factorial(
+    store: RunStore,
+    name: str,
+    grid: Mapping[str, Sequence[Any]],
+    final_acc: Callable[[dict[str, Any]], float],
+    *,
+    zipped: Mapping[str, Sequence[Any]] | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    sd: float = 0.004,
+    epochs: int = 6,
+    status: Callable[[dict[str, Any], int], str | None] = lambda settings, seed: None,
+) -> list[str]:
+    """Store a study with known truth: every combination of ``grid`` crossed with the ``zipped`` rows
+    (keys moved together), each seed settling at ``final_acc(settings)`` plus normal noise of
+    standard deviation ``sd``; ``status`` may mark a run failed (``"failed"``) or leave it out
+    (``"skip"``)."""
+    base = Experiment().resolved()
+    base["name"] = name
+    base["train"]["epochs"] = epochs
+    zipped = zipped or {}
+    rows = [dict(zip(zipped, values, strict=True)) for values in zip(*zipped.values(), strict=True)] or [{}]
+    ids = []
+    keys = list(grid)
+    combos = itertools.product(itertools.product(*(grid[k] for k in keys)), rows, seeds)
+    for trial, (values, row, seed) in enumerate(combos):
+        settings = {**dict(zip(keys, values, strict=True)), **row}
+        state = status(settings, seed)
+        if state == "skip":
+            continue
+        rng = np.random.default_rng([trial, seed])
+        final = final_acc(settings) + float(rng.normal(0, sd))
+        config = apply_overrides(base, {**settings, "seed": seed})
+        curve = curves(epochs, final_acc=final, start_acc=min(final, 0.6), noise=0.0, seed=seed)
+        ids.append(store_run(store, config, curve, sweep=name, trial=trial, status=state))
     return ids

@@ -5,24 +5,26 @@ from __future__ import annotations
 import math
 
 from cnnlab.analyze.cells import format_value, levels
-from cnnlab.analyze.diagnose import DIVERGED, NOT_CONVERGED, OVERFITTING, UNDERFITTING, UNSTABLE
+from cnnlab.analyze.diagnose import STATES
 from cnnlab.analyze.effects import Effect
+from cnnlab.analyze.factorial import GRID
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.study import Study
 from cnnlab.report.sections import ReportFigure
 from cnnlab.viz import effect_figure, overlay_figure, png_bytes, ranking_figure, run_figure
+from cnnlab.viz.curves import RELATIVE_LOSS
+from cnnlab.viz.interaction import interaction_figure
 
 MAX_SETTINGS_DRAWN = 3  # overlays and effect charts for at most this many varying settings (largest effects)
 MAX_GROUPS = 10  # a setting with more values than this gets no overlay (its effect chart stays)
+MAX_CONFIGURATIONS_DRAWN = 8  # up to this many configurations get curves of their own
 MAX_PROBLEM_RUNS = 3  # curves of at most this many runs with findings, one per kind first
-SEVERITY = (DIVERGED, OVERFITTING, UNSTABLE, UNDERFITTING, NOT_CONVERGED)
+SEVERITY = STATES
 
 
-def drawn_settings(study: Study) -> list[str]:
-    """The varying settings that get figures: those with the largest spread of mean metric between values."""
-    return sorted(study.varying, key=lambda key: -_spread(next(e for e in study.effects if e.key == key)))[
-        :MAX_SETTINGS_DRAWN
-    ]
+def drawn_effects(study: Study) -> list[Effect]:
+    """The factors that get figures: those with the largest spread of mean metric between values."""
+    return sorted(study.effects, key=lambda effect: -_spread(effect))[:MAX_SETTINGS_DRAWN]
 
 
 def ranking_figures(study: Study) -> list[ReportFigure]:
@@ -41,7 +43,8 @@ def ranking_figures(study: Study) -> list[ReportFigure]:
 
 
 def overlay_figures(study: Study) -> list[ReportFigure]:
-    """Curves grouped by each drawn setting, diverged runs left out of the means."""
+    """Curves per configuration (at most MAX_CONFIGURATIONS_DRAWN), else grouped by each drawn setting;
+    diverged runs left out of the means; losses relative to epoch 1 where loss functions differ."""
     figures = []
     healthy = [run for run in study.runs if not _diverged(run)]
     left_out = len(study.runs) - len(healthy)
@@ -50,36 +53,89 @@ def overlay_figures(study: Study) -> list[ReportFigure]:
         if left_out
         else ""
     )
-    for key in drawn_settings(study):
+    relative = len({str(run.settings.get("train.loss")) for run in healthy}) > 1
+    loss_note = (
+        f" The loss panel shows each run's {RELATIVE_LOSS}, since the runs use different loss functions "
+        "whose values do not share a scale."
+        if relative
+        else ""
+    )
+    cells = [(cell.label, runs) for cell in study.cells if (runs := [r for r in cell.runs if r in healthy])]
+    if 1 < len(study.cells) <= MAX_CONFIGURATIONS_DRAWN and cells:
+        fig = overlay_figure(cells, "Curves per configuration: mean over seeds", "configuration", relative)
+        return [
+            ReportFigure(
+                "curves-configurations",
+                "Curves per configuration",
+                "Validation (solid) and training (dashed) accuracy and loss per epoch of each "
+                "configuration, the mean over its seeds; the band spans its lowest to its highest run."
+                + loss_note
+                + note,
+                png_bytes(fig),
+            )
+        ]
+    for effect in drawn_effects(study):
+        key, title = effect.key, effect.title
         groups = [(format_value(value), runs) for value, runs in levels(healthy, key)]
         if not 1 < len(groups) <= MAX_GROUPS:
             continue
-        fig = overlay_figure(groups, f"Curves by {key}: mean over the runs of each value", key)
+        fig = overlay_figure(groups, f"Curves by {title}: mean over the runs of each value", title, relative)
         figures.append(
             ReportFigure(
                 f"curves-{key}",
-                f"Curves by {key}",
+                f"Curves by {title}",
                 f"Validation (solid) and training (dashed) accuracy and loss per epoch, averaged "
-                f"over the runs with each value of {key}; the band spans the lowest to the "
-                f"highest run.{note}",
+                f"over the runs with each value of {title}; the band spans the lowest to the "
+                f"highest run.{loss_note}{note}",
                 png_bytes(fig),
             )
         )
     return figures
 
 
+def interaction_figures(study: Study) -> list[ReportFigure]:
+    """The interaction plot of a grid's two factors with the largest interaction (or its only two)."""
+    analysis = study.factorial
+    pairs = [row for row in analysis.table if len(row.factors) == 2]
+    if analysis.design != GRID or len(analysis.factors) < 2:
+        return []
+    names = (
+        max(pairs, key=lambda row: row.partial_eta_sq).factors
+        if pairs
+        else (analysis.factors[0].name, analysis.factors[1].name)
+    )
+    a, b = (next(f for f in analysis.factors if f.name == name) for name in names)
+    x, lines = (a, b) if len(a.levels) >= len(b.levels) else (b, a)
+    row = analysis.row(x.name, lines.name)
+    tested = (
+        f" The interaction test: {row.source}, p {'< 0.001' if row.p < 0.001 else f'= {row.p:.2g}'}."
+        if row is not None and math.isfinite(row.p)
+        else " The interaction was not tested (see the conclusions)."
+    )
+    return [
+        ReportFigure(
+            "interaction",
+            f"Interaction of {x.name} and {lines.name}",
+            f"Mean {study.metric.description} at each {x.name}, one line per {lines.name}, with 95% "
+            "confidence intervals over seeds; dots are single runs. Parallel lines mean each factor "
+            "acts the same whatever the other; lines that cross or diverge mean they interact." + tested,
+            png_bytes(interaction_figure(study.runs, x, lines, study.metric)),
+        )
+    ]
+
+
 def effect_figures(study: Study) -> list[ReportFigure]:
-    """One effect chart per drawn setting."""
-    figures = []
-    for key in drawn_settings(study):
-        effect = next(e for e in study.effects if e.key == key)
+    """The interaction plot of a grid, then one effect chart per drawn setting."""
+    figures = interaction_figures(study)
+    for effect in drawn_effects(study):
         if len(effect.levels) < 2:
             continue
+        moved = f" ({effect.title} moved together: one factor)" if effect.name else ""
         figures.append(
             ReportFigure(
-                f"effect-{key}",
-                f"{study.metric.description} against {key}",
-                f"Mean {study.metric.description} at each value of {key} with its 95% "
+                f"effect-{effect.key}",
+                f"{study.metric.description} against {effect.title}",
+                f"Mean {study.metric.description} at each value of {effect.key}{moved} with its 95% "
                 f"confidence interval (Student's t); dots are single runs"
                 + (" on a log axis." if effect.log_scale else "."),
                 png_bytes(effect_figure(effect)),

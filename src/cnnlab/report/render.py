@@ -17,7 +17,7 @@ from cnnlab.report.content import Report
 
 HTML_FILE = "index.html"
 MARKDOWN_FILE = "report.md"
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~]|<(?=[A-Za-z/!?])|&(?=#?\w+;))")
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,10 @@ class ReportFiles:
 
 
 def md_escape(value: Any) -> str:
-    """Text for Markdown that renders as itself: HTML characters as entities, Markdown syntax escaped,
-    line breaks as spaces (so a run name can neither inject HTML nor break a table)."""
+    """Text for Markdown that renders as itself and reads as plain text: Markdown syntax, ``<`` where it
+    could open an HTML tag and ``&`` before an entity name backslash-escaped, line breaks as spaces (so a run
+    name can neither inject HTML nor break a table); ``>`` and other text stay as they are."""
     text = "" if value is None else str(value)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return " ".join(text.splitlines())
 

@@ -86,6 +86,12 @@ class SweepStatus:
     cells: list[CellStatus] = field(default_factory=list)
     unsampled: int = 0
 
+    @property
+    def metric_label(self) -> str:
+        """What the objective values are: the metric of each run's last epoch (``final val_acc``), not
+        the best epoch that reports rank by."""
+        return f"final {self.metric}"
+
     def counts(self) -> dict[str, int]:
         """Runs per state (every state in STATES, zeros included)."""
         counts = dict.fromkeys(STATES, 0)

@@ -42,7 +42,7 @@ def summary_line(status: SweepStatus) -> Text:
     if best is not None:
         text.append("; best: ")
         text.append(best.label, style="bold")
-        text.append(f" {status.metric} ")
+        text.append(f" {status.metric_label} ")
         text.append_text(_mean(status.metric, best.mean, best.std))
     return text
 
@@ -74,7 +74,7 @@ def status_table(status: SweepStatus, wide: bool = False) -> Table:
     if status.unsampled:
         rows.append({"cell": Text("(not sampled yet)", style="dim"), "runs": Text(str(status.unsampled)),
                      "pending": Text(str(status.unsampled))})
-    headers = {"metric": f"{status.metric}\nmean ± sd"}
+    headers = {"metric": f"{status.metric_label}\nmean ± sd"}
     keys = ["cell", "runs", "done", "running", "pending", "failed", "pruned", "diverged", "metric",
             *(f"acc {d}" for d in _domains(status)), *(["run ids"] if wide else [])]
     multiline = any("\n" in row["cell"].plain for row in rows)
@@ -148,7 +148,7 @@ def sweeps_table(statuses: list[SweepStatus]) -> Table:
             "pending": Text(_count(counts["pending"] + counts["interrupted"])),
             "failed": Text(_count(counts["failed"])),
             "best cell": Text(cell_lines(best.label)) if best else Text(""),
-            "metric": Text.assemble(f"{status.metric}\n", _mean(status.metric, best.mean, best.std))
+            "metric": Text.assemble(f"{status.metric_label}\n", _mean(status.metric, best.mean, best.std))
             if best else Text(""),
         })
     keys = ["sweep", "mode", "cells", "runs", "done", "running", "pending", "failed", "best cell", "metric"]

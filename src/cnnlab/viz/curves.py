@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 LOG_LOSS_SPAN = 30.0  # a loss axis whose finite values span more than this factor is drawn log-scaled
+MIN_ACC_SPAN = 10.0  # an accuracy axis spans at least this many points, so noise does not look like a trend
+RELATIVE_LOSS = "loss ÷ the run's epoch-1 training loss"
 _SPLIT_COLORS = {"train": color(0), "val": color(1), "test": color(2)}
 
 
@@ -64,7 +66,7 @@ def run_figure(run: RunData) -> Figure:
                 ax.axvline(bad, color="red", linewidth=1, label=f"loss not finite from epoch {bad}")
         _axes(acc_ax, "accuracy", "accuracy (%)")
         _axes(loss_ax, "loss", f"loss ({run.settings.get('train.loss', 'per epoch')})")
-        _log_if_wide(loss_ax)
+        _honest(acc_ax, loss_ax)
         fig.suptitle(shorten(f"{run.label}: {run.status}, {run.record.model} on {run.record.dataset}", 90))
         handles, labels = _unique(acc_ax, loss_ax)
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
@@ -72,10 +74,17 @@ def run_figure(run: RunData) -> Figure:
 
 
 def overlay_figure(
-    groups: Sequence[tuple[str, Sequence[RunData]]], title: str, legend_title: str = ""
+    groups: Sequence[tuple[str, Sequence[RunData]]],
+    title: str,
+    legend_title: str = "",
+    relative_loss: bool | None = None,
 ) -> Figure:
     """Validation (solid) and training (dashed) accuracy and loss of each group: the mean over its runs,
-    with a band from its lowest to its highest run."""
+    with a band from its lowest to its highest run. ``relative_loss`` divides each run's losses by its
+    epoch-1 training loss (the default when the runs use different loss functions, whose values do
+    not share a scale)."""
+    if relative_loss is None:
+        relative_loss = len({str(run.settings.get("train.loss")) for _, runs in groups for run in runs}) > 1
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -88,6 +97,8 @@ def overlay_figure(
             for ax, metric, scale in ((acc_ax, "acc", 100.0), (loss_ax, "loss", 1.0)):
                 for split in ("val", "train"):
                     epochs, matrix = aligned(runs, f"{split}_{metric}")
+                    if metric == "loss" and relative_loss:
+                        matrix = matrix / aligned(runs, "train_loss")[1][:, :1]
                     if not np.isfinite(matrix).any():
                         continue
                     mean, low, high = _band(matrix)
@@ -105,8 +116,11 @@ def overlay_figure(
         if banded:
             handles.append(Patch(color="grey", alpha=0.3, label="validation: lowest to highest run"))
         _axes(acc_ax, "accuracy", "accuracy (%)")
-        _axes(loss_ax, "loss", "loss")
-        _log_if_wide(loss_ax)
+        if relative_loss:
+            _axes(loss_ax, "loss, relative to epoch 1", RELATIVE_LOSS)
+        else:
+            _axes(loss_ax, "loss", "loss")
+        _honest(acc_ax, loss_ax)
         fig.suptitle(shorten(title, 110))
         fig.legend(handles=handles, loc="outside right upper", title=shorten(legend_title) or None)
     return fig
@@ -124,6 +138,18 @@ def _axes(ax: Axes, title: str, ylabel: str) -> None:
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _honest(acc_ax: Axes, loss_ax: Axes) -> None:
+    """Axes that show change at its true size: an accuracy axis spans at least MIN_ACC_SPAN points,
+    a linear loss axis starts at 0 (a wide one is drawn log-scaled instead)."""
+    low, high = acc_ax.get_ylim()
+    if acc_ax.lines and high - low < MIN_ACC_SPAN:
+        middle = min(max((high + low) / 2, MIN_ACC_SPAN / 2), 100 - MIN_ACC_SPAN / 2 + 1)
+        acc_ax.set_ylim(middle - MIN_ACC_SPAN / 2, middle + MIN_ACC_SPAN / 2)
+    _log_if_wide(loss_ax)
+    if loss_ax.get_yscale() == "linear" and loss_ax.lines:
+        loss_ax.set_ylim(0, loss_ax.get_ylim()[1] * 1.05)
 
 
 def _log_if_wide(ax: Axes) -> None:

@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 from cnnlab.analyze.effects import Effect, Level
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.stats import CONFIDENCE, Summary
-from cnnlab.viz.style import color, house_style, new_figure, shorten
+from cnnlab.viz.style import color, house_style, new_figure, plain_log_labels, shorten
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+MAX_VALUE_TICKS = 8  # more values than this (a sampled search) get ordinary axis ticks and no lines
 SERIES_SPREAD = (
     0.03  # series at one value are spread over this fraction of the x range, so bars do not overlap
 )
@@ -45,7 +46,7 @@ def effect_figure(effect: Effect) -> Figure:
                 markersize=5,
                 capsize=4,
                 linewidth=1.4,
-                linestyle="-" if effect.numeric else "none",
+                linestyle="-" if effect.numeric and len(labels) <= MAX_VALUE_TICKS else "none",
                 zorder=3,
             )
             for x, level in zip(xs, series.levels, strict=True):
@@ -69,8 +70,11 @@ def effect_figure(effect: Effect) -> Figure:
         ]
         if effect.log_scale:
             ax.set_xscale("log")
-            ax.set_xticks([float(v) for v in (lv.value for lv in effect.levels)], labels)
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            if len(labels) <= MAX_VALUE_TICKS:
+                ax.set_xticks([float(v) for v in (lv.value for lv in effect.levels)], labels)
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            else:
+                plain_log_labels(ax.xaxis)
         if not effect.numeric:
             ax.set_xticks(
                 range(len(labels)),
@@ -78,9 +82,9 @@ def effect_figure(effect: Effect) -> Figure:
                 rotation=20 if max(map(len, labels), default=0) > 8 else 0,
             )
             ax.set_xlim(-0.5, len(labels) - 0.5)
-        ax.set_xlabel(effect.key + (" (log scale)" if effect.log_scale else ""))
+        ax.set_xlabel(effect.title + (" (log scale)" if effect.log_scale else ""))
         ax.set_ylabel(metric.axis_label)
-        ax.set_title(shorten(f"{metric.description} against {effect.key}", 90))
+        ax.set_title(shorten(f"{metric.description} against {effect.title}", 90))
         title = "other settings" if count > 1 else (effect.series[0].label if effect.others else None)
         fig.legend(handles=handles, loc="outside right upper", title=shorten(title, 40) if title else None)
     return fig

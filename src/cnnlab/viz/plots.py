@@ -17,7 +17,7 @@ from cnnlab.viz.curves import overlay_figure, run_figure
 from cnnlab.viz.effect import effect_figure
 from cnnlab.viz.style import save_figure
 
-MAX_SINGLE_LINES = 10  # more runs than this without --group-by are grouped by configuration
+MAX_SINGLE_LINES = 10  # more runs than this, or runs sharing configurations, are grouped by configuration
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,13 @@ def plot_curves(
     store: RunStore,
     refs: Sequence[str],
     output: str | Path,
-    group_by: str | None = None,
+    group_by: Sequence[str] = (),
     exclude: Sequence[str] = (),
 ) -> Plotted:
-    """Curves of the runs named by ``refs``: one run's curves, one line per run, or groups by a setting."""
+    """Curves of the runs named by ``refs``: one run's curves, one line per run, or groups by settings."""
     runs = exclude_runs(load_runs(store, refs), exclude, store)
     groups, title, legend = curve_groups(runs, group_by)
-    if group_by is None and len(runs) == 1:
+    if not group_by and len(runs) == 1:
         fig, description = run_figure(runs[0]), f"curves of run {runs[0].label}"
     else:
         fig, description = overlay_figure(groups, title, legend), f"{len(runs)} runs in {len(groups)} groups"
@@ -46,21 +46,28 @@ def plot_curves(
 
 
 def curve_groups(
-    runs: Sequence[RunData], group_by: str | None
+    runs: Sequence[RunData], group_by: Sequence[str] = ()
 ) -> tuple[list[tuple[str, list[RunData]]], str, str]:
-    """Groups for an overlay, its title and legend title: by ``group_by``, else one per run (few runs)
-    or per configuration (many runs)."""
-    if group_by is not None:
-        if not any(group_by in run.settings for run in runs):
+    """Groups for an overlay, its title and legend title: by every combination of the ``group_by``
+    settings, else one per run (a few runs of one configuration) or per configuration (a study)."""
+    for key in group_by:
+        if not any(key in run.settings for run in runs):
             keys = ", ".join(varying_keys(runs)) or "none"
             raise ConfigError(
-                Problem("--group-by", group_by, f"is not a setting of these runs; settings that vary: {keys}")
+                Problem("--group-by", key, f"is not a setting of these runs; settings that vary: {keys}")
             )
-        groups = [(format_value(value), group) for value, group in levels(runs, group_by)]
-        return groups, f"Curves by {group_by}: mean over the runs of each value", group_by
-    if len(runs) <= MAX_SINGLE_LINES:
+    if len(group_by) == 1:
+        (key,) = group_by
+        groups = [(format_value(value), group) for value, group in levels(runs, key)]
+        return groups, f"Curves by {key}: mean over the runs of each value", key
+    if group_by:
+        cells = group_cells(runs, list(group_by))
+        shown = " × ".join(group_by)
+        return [(c.label, c.runs) for c in cells], f"Curves by {shown}: mean over the runs of each", shown
+    varying = varying_keys(runs)
+    if len(runs) <= MAX_SINGLE_LINES and len(group_cells(runs, varying)) in (1, len(runs)):
         return [(run.label, [run]) for run in runs], f"Curves of {len(runs)} runs", "run"
-    cells = group_cells(runs, varying_keys(runs))
+    cells = group_cells(runs, varying)
     return (
         [(cell.label, cell.runs) for cell in cells],
         f"Curves of {len(runs)} runs by configuration: mean over seeds",

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 MAX_ROWS = 25  # configurations drawn; the ranking table lists them all
 VERDICT_STYLE = {
     BEST: ("#2ca02c", "best"),
-    TIED: ("#1f77b4", f"not significantly different from the best (α = {ALPHA})"),
+    TIED: ("#1f77b4", f"not significantly different from the best (Holm-corrected, α = {ALPHA})"),
     WORSE: ("#7f7f7f", "significantly worse than the best"),
     UNTESTED: ("#ff7f0e", "not testable (one seed)"),
 }
