@@ -38,6 +38,13 @@ class StoreError(CnnlabError):
     """The run store cannot find or update what was asked (unknown run id, bad URL)."""
 
 
+class UnknownRunError(StoreError, KeyError):
+    """No stored run has the id, id prefix or name asked for (a KeyError too, for Python callers)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupt or unsafe to load."""
 

@@ -53,7 +53,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cnnlab.errors import StoreError, one_of
+from cnnlab.errors import StoreError, UnknownRunError, one_of
 from cnnlab.store.schema import (
     EPOCH_METRICS,
     STATUSES,
@@ -69,6 +69,7 @@ URL_EXAMPLE = "sqlite:///cnnlab-runs/runs.sqlite or postgresql+psycopg://user:pa
 SQLITE_BUSY_TIMEOUT_S = 30.0
 EXPORT_FORMATS = ("csv", "json")
 _DIALECTS = ("sqlite", "postgresql")
+LIST_RUNS = "`cnnlab runs` lists them (cnnlab.runs() in Python)"
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PG_SCHEMA_LOCK = 0x636E6E6C6162  # pg_advisory_xact_lock key serialising CREATE TABLE ("cnnlab")
 _json_dumps = partial(json.dumps, allow_nan=False)
@@ -259,7 +260,7 @@ class RunStore:
                 if ids:
                     row = session.get(RunRow, ids[0])
             if row is None:
-                raise StoreError(f"no run matches {ref!r}; `cnnlab runs` lists them")
+                raise UnknownRunError(f"no run matches {ref!r}; {LIST_RUNS}")
             return _record(row)
 
     def list_runs(
@@ -523,7 +524,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 def _get_row(session: Session, run_id: str, lock: bool = False) -> RunRow:
     row = session.get(RunRow, run_id, with_for_update=lock)
     if row is None:
-        raise StoreError(f"no run matches {run_id!r}; `cnnlab runs` lists them")
+        raise UnknownRunError(f"no run matches {run_id!r}; {LIST_RUNS}")
     return row
 
 
