@@ -48,6 +48,10 @@ class _Package(types.ModuleType):
 
 
 def __getattr__(name: str) -> Any:
+    if name in _CALLABLE_PACKAGES or name in _API:
+        from cnnlab.api.display import quiet_tqdm
+
+        quiet_tqdm()  # before the stages import Optuna, which imports tqdm
     if name in _CALLABLE_PACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
     if name in _API:

@@ -145,8 +145,12 @@ def runs(*, status: str | None = None, name: str | None = None, limit: int | Non
 
 
 def sweep(
-    file: str | Path,
+    file: str | Path | Mapping[str, Any],
+    settings: Mapping[str, Any] | None = None,
     *,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    seeds: Sequence[int] | None = None,
+    name: str | None = None,
     workers: int | None = None,
     threads: int | None = None,
     storage: str | None = None,
@@ -155,14 +159,31 @@ def sweep(
     data_dir: str | Path | None = None,
     progress: bool = True,
 ) -> Study:
-    """Run a sweep file as `cnnlab sweep` does (again: finished cells are skipped, interrupted ones
-    resumed) and return its `Study`. In a notebook one line, updated in place, shows how many runs
+    """Run a sweep file (or a dict of one) as `cnnlab sweep` does (again: finished cells are skipped,
+    interrupted ones resumed) and return its `Study`.
+
+    ``settings`` (nested or dotted keys) are added to the file's ``[set]`` overrides of the base
+    experiment, ``grid`` replaces its ``[grid]`` and ``seeds``/``name`` its own: a smaller version
+    of a study, under its own name. In a notebook one line, updated in place, shows how many runs
     are done; Ctrl-C stops the workers cleanly and raises KeyboardInterrupt."""
-    from cnnlab.sweep import Location, load_sweep, run_sweep
+    from cnnlab.config import read_toml
+    from cnnlab.sweep import Location, parse_sweep, run_sweep
     from cnnlab.sweep.status import sweep_status
 
+    if isinstance(file, Mapping):
+        raw, default_name, folder = dict(file), "sweep", Path.cwd()
+    else:
+        raw, default_name, folder = read_toml(file), Path(file).stem, Path(file).parent
+    if settings:
+        raw["set"] = {**_dotted(raw.get("set") or {}), **_dotted(settings)}
+    if grid is not None:
+        raw["grid"] = dict(grid)
+    if seeds is not None:
+        raw["seeds"] = list(seeds)
+    if name is not None:
+        raw["name"] = name
+    spec = parse_sweep(raw, default_name=default_name, folder=folder)
     location = Location(storage, store, str(artifacts) if artifacts else None)
-    spec = load_sweep(file)
     notebook = in_notebook()
     out = console()
     quiet = notebook or not progress
@@ -174,12 +195,11 @@ def sweep(
 
     with polled_line(line, enabled=notebook and progress):
         outcome = run_sweep(spec, location, workers=workers, threads=threads, data_root=_data_root(data_dir),
-                            console=out, live=not quiet, vmap=0)
-    study = Study(spec.name, location)
+                            console=out, live=not quiet)
     if outcome.interrupted:
-        raise KeyboardInterrupt(f"sweep {spec.name} stopped; call cnnlab.sweep({str(file)!r}) again to "
-                                "continue where it stopped")
-    return study
+        raise KeyboardInterrupt(f"sweep {spec.name} stopped; call cnnlab.sweep again with the same "
+                                "arguments to continue where it stopped")
+    return Study(spec.name, location)
 
 
 def report(*runs: str, output: str | Path = "report", metric: str | None = None,

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import html
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,17 @@ def console() -> Console:
     if in_notebook():
         return Console(force_jupyter=False, force_terminal=False, width=120)
     return Console()
+
+
+def quiet_tqdm() -> None:
+    """Import tqdm's notebook bar (Optuna and Captum use it) without its warning that ipywidgets is
+    missing: cnnlab shows its own progress, and the warning would end up in every sweep's cell."""
+    if not in_notebook():
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        with contextlib.suppress(ImportError):
+            import tqdm.auto  # noqa: F401
 
 
 def show_figures_inline() -> None:

@@ -100,6 +100,15 @@ class Study:
         return pd.DataFrame(rows).set_index("rank") if rows else pd.DataFrame()
 
     @property
+    def domains(self) -> pd.DataFrame:
+        """Mean accuracy per evaluation domain (rows: configurations) for sweeps over mixtures, as
+        `cnnlab sweep-status` shows it; empty when the runs have one domain."""
+        import pandas as pd
+
+        means = {cell.label: cell.domain_means() for cell in self.status.cells}
+        return pd.DataFrame.from_dict(means, orient="index").rename_axis("configuration")
+
+    @property
     def conclusions(self) -> list[str]:
         """The sentences the report closes with, written from the numbers."""
         return self.analysis.conclusions.sentences()
