@@ -89,6 +89,16 @@ class Run:
         return self._record.config
 
     @property
+    def config_hash(self) -> str:
+        """The hash of the config and seed: equal for equal runs, from the CLI or from Python."""
+        return self._record.config_hash
+
+    @property
+    def seed(self) -> int:
+        """The run's seed."""
+        return self._record.seed
+
+    @property
     def folder(self) -> Path:
         """Where the run's checkpoint and figures are."""
         return self.store.run_dir(self.id)
