@@ -19,6 +19,8 @@ import sys
 import types
 from typing import Any
 
+from cnnlab import _notebook
+
 __version__ = "0.1.0"
 
 __all__ = ["Run", "Study", "__version__", "load_run", "report", "resume", "runs", "sweep", "train"]
@@ -49,9 +51,7 @@ class _Package(types.ModuleType):
 
 def __getattr__(name: str) -> Any:
     if name in _CALLABLE_PACKAGES or name in _API:
-        from cnnlab.api.display import quiet_tqdm
-
-        quiet_tqdm()  # before the stages import Optuna, which imports tqdm
+        _notebook.quiet_tqdm()  # before the stages import Optuna, which imports tqdm
     if name in _CALLABLE_PACKAGES:
         return importlib.import_module(f"{__name__}.{name}")
     if name in _API:
@@ -66,3 +66,4 @@ def __dir__() -> list[str]:
 
 
 sys.modules[__name__].__class__ = _Package
+_notebook.show_figures_inline()

@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab.api.display import console, in_notebook, polled_line, show_figures_inline
+from cnnlab._notebook import in_notebook
+from cnnlab.api.display import console, polled_line
 from cnnlab.api.run import Figures, Run
 from cnnlab.api.study import Study, progress_line
 from cnnlab.errors import ConfigError, Problem
@@ -26,9 +27,6 @@ if TYPE_CHECKING:
     from cnnlab.store import RunStore
 
 __all__ = ["Figures", "Run", "Study", "load_run", "report", "resume", "runs", "sweep", "train"]
-
-show_figures_inline()
-
 
 def _store(store: str | RunStore | None) -> RunStore:
     from cnnlab.store import RunStore

@@ -6,25 +6,16 @@ import base64
 import contextlib
 import html
 import threading
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from cnnlab._notebook import in_notebook
+
 # How often a sweep's progress line is read again from its study.
 SWEEP_POLL_S = 2.0
-
-
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where Rich's live views need widgets that may be missing)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and hasattr(shell, "kernel")
 
 
 def console() -> Console:
@@ -32,34 +23,6 @@ def console() -> Console:
     if in_notebook():
         return Console(force_jupyter=False, force_terminal=False, width=120)
     return Console()
-
-
-def quiet_tqdm() -> None:
-    """Import tqdm's notebook bar (Optuna and Captum use it) without its warning that ipywidgets is
-    missing: cnnlab shows its own progress, and the warning would end up in every sweep's cell."""
-    if not in_notebook():
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="IProgress not found")
-        with contextlib.suppress(ImportError):
-            import tqdm.auto  # noqa: F401
-
-
-def show_figures_inline() -> None:
-    """Make IPython draw a returned matplotlib Figure as a PNG (cnnlab's figures are not pyplot's,
-    so the inline backend may not know them); does nothing outside IPython."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    if shell is None:
-        return
-    from matplotlib.figure import Figure
-
-    from cnnlab.viz import png_bytes
-
-    shell.display_formatter.formatters["image/png"].for_type(Figure, png_bytes)
 
 
 def table_html(headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None,
