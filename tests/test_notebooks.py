@@ -71,3 +71,38 @@ def test_notebook_runs_top_to_bottom_in_a_kernel(name, kernel, tmp_path, monkeyp
     assert pictures, f"{name}: no figure was shown"
     stderr = "".join(out.text for out in outputs if out.output_type == "stream" and out.name == "stderr")
     assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+
+
+TRAIN_LONG = """
+import cnnlab
+cnnlab.train("{book}", data={{"dataset": "mnist-sample", "train_limit": 256, "test_limit": 128}},
+             train={{"epochs": 50}})
+"""
+
+
+def test_interrupting_a_cell_stores_the_run_interrupted(kernel, tmp_path, monkeypatch):
+    from jupyter_client.manager import start_new_kernel
+
+    from cnnlab.store import RunStore
+
+    monkeypatch.setenv("JUPYTER_PATH", kernel)
+    monkeypatch.setenv("CNNLAB_HOME", str(tmp_path / "home"))
+    manager, client = start_new_kernel(kernel_name=KERNEL, cwd=str(tmp_path))
+    try:
+        request = client.execute(TRAIN_LONG.format(book=ROOT / "examples" / "book-cnn-mnist.toml"))
+        printed = ""
+        while " 1/50 " not in printed:  # the first epoch is stored: press the stop button
+            message = client.get_iopub_msg(timeout=240)
+            if message["parent_header"].get("msg_id") == request and message["msg_type"] == "stream":
+                printed += message["content"]["text"]
+        manager.interrupt_kernel()
+        reply = client.get_shell_msg(timeout=240)
+        while reply["parent_header"].get("msg_id") != request:
+            reply = client.get_shell_msg(timeout=240)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    (record,) = RunStore(root=tmp_path / "home").list_runs()
+    assert f"cnnlab.resume({record.id!r})" in reply["content"]["evalue"]
+    assert record.status == "interrupted" and 1 <= record.epochs_done < 50
