@@ -241,6 +241,8 @@ def test_sweep_shares_the_cli_study_and_reports(home, tmp_path):
     assert "2 of 2 runs done" in study._repr_html_()
     files = study.report(tmp_path / "report")
     assert files.html.is_file() and "api-vs-cli" in files.html.read_text()
+    same = cnnlab.report("api-vs-cli", output=tmp_path / "again")
+    assert same.markdown.read_text().count("|") == files.markdown.read_text().count("|")
     assert [run.id for run in study.runs()] == list(results["run"])
 
 

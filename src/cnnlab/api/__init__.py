@@ -9,7 +9,6 @@ and the same config hash, so a seed gives the same numbers from Python as from t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,9 +34,9 @@ def _store(store: str | RunStore | None) -> RunStore:
 
 
 def _data_root(data_dir: str | Path | None) -> str | None:
-    """``data_dir``, else $CNNLAB_DATA_DIR, else None (as the CLI's --data-dir)."""
-    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
-    return str(root) if root else None
+    from cnnlab.data.torchvision_sets import root_setting
+
+    return root_setting(data_dir)
 
 
 def _dotted(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
