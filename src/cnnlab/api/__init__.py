@@ -17,6 +17,7 @@ from cnnlab._notebook import in_notebook
 from cnnlab.api.display import console, polled_line
 from cnnlab.api.run import Figures, Run
 from cnnlab.api.study import Study, progress_line
+from cnnlab.data.torchvision_sets import root_setting
 from cnnlab.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -27,16 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Figures", "Run", "Study", "load_run", "report", "resume", "runs", "sweep", "train"]
 
+
 def _store(store: str | RunStore | None) -> RunStore:
     from cnnlab.store import RunStore
 
     return store if isinstance(store, RunStore) else RunStore(store)
-
-
-def _data_root(data_dir: str | Path | None) -> str | None:
-    from cnnlab.data.torchvision_sets import root_setting
-
-    return root_setting(data_dir)
 
 
 def _dotted(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -53,10 +49,10 @@ def _dotted(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _finish(outcome_status: str, run: Run) -> Run:
+def _finish(run: Run) -> Run:
     """An interrupted run (Ctrl-C, or Jupyter's interrupt button) stops the notebook as Ctrl-C would,
     after the run is stored as ``interrupted``."""
-    if outcome_status == "interrupted":
+    if run.status == "interrupted":
         raise KeyboardInterrupt(f"run {run.id} interrupted; continue it with cnnlab.resume({run.id!r}) "
                                 f"or `cnnlab train --resume {run.id}`")
     return run
@@ -92,7 +88,7 @@ def train(
         elif value is not None:  # not a table: validation names it
             overrides[section] = value
     overrides.update({key: value for key, value in (("seed", seed), ("name", name)) if value is not None})
-    root = _data_root(data_dir)
+    root = root_setting(data_dir)
     if root:
         overrides["data.root"] = root
     if experiment is None or isinstance(experiment, Mapping):
@@ -105,7 +101,7 @@ def train(
     run_store = _store(store)
     out = console()
     outcome = train_experiment(exp, run_store, console=out, progress=progress and not in_notebook())
-    return _finish(outcome.record.status, Run(outcome.record, run_store, root))
+    return _finish(Run(outcome.record, run_store, root))
 
 
 def resume(run: str | Run, *, epochs: int | None = None, data_dir: str | Path | None = None,
@@ -116,17 +112,17 @@ def resume(run: str | Run, *, epochs: int | None = None, data_dir: str | Path | 
 
     run_store = run.store if isinstance(run, Run) and store is None else _store(store)
     ref = run.id if isinstance(run, Run) else run
-    root = _data_root(data_dir)
+    root = root_setting(data_dir)
     outcome = resume_run(ref, run_store, epochs=epochs, data_root=root, console=console(),
                          progress=progress and not in_notebook())
-    return _finish(outcome.record.status, Run(outcome.record, run_store, root))
+    return _finish(Run(outcome.record, run_store, root))
 
 
 def load_run(run: str, *, store: str | RunStore | None = None, data_dir: str | Path | None = None) -> Run:
     """A stored run by id, unique id prefix or name; an unknown one raises `UnknownRunError` (a
     KeyError) naming it."""
     run_store = _store(store)
-    return Run(run_store.get_run(run), run_store, _data_root(data_dir))
+    return Run(run_store.get_run(run), run_store, root_setting(data_dir))
 
 
 def runs(*, status: str | None = None, name: str | None = None, limit: int | None = None,
@@ -191,8 +187,8 @@ def sweep(
         return progress_line(sweep_status(location, spec.name))
 
     with polled_line(line, enabled=notebook and progress):
-        outcome = run_sweep(spec, location, workers=workers, threads=threads, data_root=_data_root(data_dir),
-                            console=out, live=not quiet)
+        outcome = run_sweep(spec, location, workers=workers, threads=threads,
+                            data_root=root_setting(data_dir), console=out, live=not quiet)
     if outcome.interrupted:
         raise KeyboardInterrupt(f"sweep {spec.name} stopped; call cnnlab.sweep again with the same "
                                 "arguments to continue where it stopped")
