@@ -177,6 +177,15 @@ def test_predict_refuses_what_does_not_fit(trained, tmp_path):
         trained.predict([tmp_path / "broken.png"])
 
 
+def test_html_tables_escape_every_text():
+    from cnnlab.api.display import fields_html, table_html
+
+    table = table_html(["<th>"], [["<script>alert(1)</script>"]], caption="a & b", bold_row=0)
+    assert "<script>" not in table and "&lt;script&gt;" in table and "a &amp; b" in table
+    assert "&lt;th&gt;" in table and 'style="font-weight:bold"' in table
+    assert "&lt;img&gt;" in fields_html("<img>", [("k", "<img>")])
+
+
 def test_runs_is_a_dataframe_of_the_store(trained):
     frame = cnnlab.runs(store=trained.store)
     assert list(frame.index) == [trained.id]

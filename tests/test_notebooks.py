@@ -16,6 +16,7 @@ NOTEBOOKS = ROOT / "examples" / "notebooks"
 STUDIES = ["000-loss-x-optimizer", "001-book-cnn", "002-cifar-cnn", "003-coloured-digits",
            "004-conv-arithmetic"]
 KERNEL = "cnnlab-test"
+SWEEPS = {"000-loss-x-optimizer": 8, "002-cifar-cnn": 4, "003-coloured-digits": 3}  # runs of the quick sweep
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -71,6 +72,11 @@ def test_notebook_runs_top_to_bottom_in_a_kernel(name, kernel, tmp_path, monkeyp
     assert pictures, f"{name}: no figure was shown"
     stderr = "".join(out.text for out in outputs if out.output_type == "stream" and out.name == "stderr")
     assert "Traceback" not in stderr and "Warning" not in stderr, stderr
+    if name in SWEEPS:  # the sweep's progress: one line, updated in place, left at its final count
+        (line,) = [out for out in outputs if out.output_type == "display_data"
+                   and "runs done" in out.data.get("text/html", "")]
+        done = SWEEPS[name]
+        assert f"{done} of {done} runs done" in line.data["text/html"]
 
 
 TRAIN_LONG = """
