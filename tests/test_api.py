@@ -89,13 +89,6 @@ def test_train_matches_the_cli_run_for_run(home):
     assert run.status == "completed" and len(run.history) == 2
 
 
-def test_a_dict_and_dotted_keys_override_the_file(home):
-    raw = {"data": SMALL_DATA, "model": {"name": "book_cnn"}, "train": {**SMALL_TRAIN, "epochs": 1}}
-    run = cnnlab.train(raw, {"train.lr": 0.001, "seed": 5}, progress=False)
-    assert run.config["train"]["lr"] == 0.001 and run.config["seed"] == 5
-    assert run.config["data"]["train_limit"] == 256 and run.record.epochs_done == 1
-
-
 @pytest.mark.parametrize(
     ("override", "dicts"),
     [
@@ -211,11 +204,15 @@ def _interrupt_after_first_epoch(store: RunStore) -> threading.Thread:
 
 def test_interrupt_marks_the_run_interrupted_and_resume_finishes_it(home):
     watcher = _interrupt_after_first_epoch(RunStore(root=home))
+    # An experiment given as a dict, with nested and dotted overrides on top.
+    raw = {"data": SMALL_DATA, "model": {"name": "book_cnn"}, "train": {**SMALL_TRAIN, "epochs": 3}}
     with pytest.raises(KeyboardInterrupt, match=r"continue it with cnnlab.resume\('r"):
-        cnnlab.train(BOOK, data=SMALL_DATA, train={**SMALL_TRAIN, "epochs": 4}, progress=False)
+        cnnlab.train(raw, {"train.lr": 0.001, "seed": 5}, train={"epochs": 4}, progress=False)
     watcher.join()
     (record,) = RunStore(root=home).list_runs()
     assert record.status == "interrupted" and 1 <= record.epochs_done < 4
+    assert record.config["train"]["lr"] == 0.001 and record.config["seed"] == 5
+    assert record.config["data"]["train_limit"] == 256 and record.planned_epochs == 4
     run = cnnlab.resume(record.id)
     assert run.status == "completed" and list(run.history.index) == [1, 2, 3, 4]
 
