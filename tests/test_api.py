@@ -3,6 +3,7 @@ with DataFrames, figures and escaped HTML; unknown runs, bad input and Ctrl-C ha
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import subprocess
@@ -70,6 +71,8 @@ def test_stage_packages_stay_packages_and_are_callable():
 
     for package in (cnnlab.train, cnnlab.sweep, cnnlab.report):
         assert callable(package)
+    assert list(inspect.signature(cnnlab.train).parameters)[:2] == ["experiment", "settings"]
+    assert "grid" in inspect.signature(cnnlab.sweep).parameters
     assert cnnlab.train.run.train_experiment is cnnlab.train.train_experiment
     assert cnnlab.sweep.study.queue_sweep is cnnlab.sweep.queue_sweep
 

@@ -34,10 +34,21 @@ _CALLABLE_PACKAGES = {"train", "sweep", "report"}
 class _CallablePackage(types.ModuleType):
     """A subpackage that is also the API function of its name: ``cnnlab.train(...)``."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def _function(self) -> Any:
         from cnnlab import api
 
-        return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
+        return getattr(api, self.__name__.rpartition(".")[2])
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call `cnnlab.api.train`, `cnnlab.api.sweep` or `cnnlab.api.report` (see their help)."""
+        return self._function()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> Any:
+        """The API function's signature, for help() and a notebook's argument hints."""
+        import inspect
+
+        return inspect.signature(self._function())
 
 
 class _Package(types.ModuleType):
