@@ -1,4 +1,4 @@
-"""Notebook display: escaped HTML tables, figures shown inline, and progress that does not flood a cell."""
+"""Notebook display: escaped HTML tables, inline PNGs, and progress that does not flood a cell."""
 
 from __future__ import annotations
 
