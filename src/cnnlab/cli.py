@@ -80,8 +80,9 @@ def _store(url: str | None):
 
 def _data_root(data_dir: Path | None) -> str | None:
     """--data-dir, else $CNNLAB_DATA_DIR, else None (the dataset's default place)."""
-    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
-    return str(root) if root else None
+    from cnnlab.data.torchvision_sets import root_setting
+
+    return root_setting(data_dir)
 
 
 def _overrides(sets: list[str] | None, data_dir: Path | None) -> list[str]:

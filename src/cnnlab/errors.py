@@ -45,6 +45,13 @@ class LeaseLost(StoreError):
     """Another process took the run over (its fencing token grew): this one must write nothing more."""
 
 
+class UnknownRunError(StoreError, KeyError):
+    """No stored run has the id, id prefix or name asked for (a KeyError too, for Python callers)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupt or unsafe to load."""
 

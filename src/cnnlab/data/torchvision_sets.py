@@ -35,6 +35,13 @@ def data_root(cfg: DataConfig) -> Path:
     return Path(cfg.root or os.environ.get("CNNLAB_DATA_DIR") or DEFAULT_ROOT).expanduser()
 
 
+def root_setting(data_dir: str | Path | None) -> str | None:
+    """The ``data.root`` to set for a ``--data-dir`` (CLI) or ``data_dir`` (Python API): that folder,
+    else $CNNLAB_DATA_DIR, else None (each dataset's default place)."""
+    root = data_dir or os.environ.get("CNNLAB_DATA_DIR")
+    return str(root) if root else None
+
+
 def _present(path: Path, allow_gz: bool) -> Path | None:
     """``path``, or ``path.gz`` when ``allow_gz``, whichever exists (the plain file first)."""
     gz = path.with_name(path.name + ".gz")

@@ -55,7 +55,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cnnlab.errors import LeaseLost, StoreError, one_of
+from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
 from cnnlab.files import write_atomic
 from cnnlab.store.schema import (
     EPOCH_METRICS,
@@ -75,6 +75,7 @@ URL_EXAMPLE = "sqlite:///cnnlab-runs/runs.sqlite or postgresql+psycopg://user:pa
 SQLITE_BUSY_TIMEOUT_S = 30.0
 EXPORT_FORMATS = ("csv", "json")
 _DIALECTS = ("sqlite", "postgresql")
+LIST_RUNS = "`cnnlab runs` lists them (cnnlab.runs() in Python)"
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PG_SCHEMA_LOCK = 0x636E6E6C6162  # pg_advisory_xact_lock key serialising CREATE TABLE ("cnnlab")
 _json_dumps = partial(json.dumps, allow_nan=False)
@@ -338,7 +339,7 @@ class RunStore:
                 if ids:
                     row = session.get(RunRow, ids[0])
             if row is None:
-                raise StoreError(f"no run matches {ref!r}; `cnnlab runs` lists them")
+                raise UnknownRunError(f"no run matches {ref!r}; {LIST_RUNS}")
             return _record(row)
 
     def list_runs(
@@ -758,7 +759,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 def _get_row(session: Session, run_id: str, lock: bool = False) -> RunRow:
     row = session.get(RunRow, run_id, with_for_update=lock)
     if row is None:
-        raise StoreError(f"no run matches {run_id!r}; `cnnlab runs` lists them")
+        raise UnknownRunError(f"no run matches {run_id!r}; {LIST_RUNS}")
     return row
 
 
