@@ -87,7 +87,7 @@ def create_app(source: Source) -> Starlette:
 
     async def store_file(request: Request) -> Response:
         # A stored HTML file opens sandboxed: no script of it runs with the dashboard's rights.
-        return FileResponse(_inside(source.root, request.path_params["path"]),
+        return FileResponse(inside(source.root, request.path_params["path"]),
                             headers={"Content-Security-Policy": "sandbox"})
 
     async def plotly_js(request: Request) -> Response:
@@ -135,7 +135,7 @@ def _png(drawn: list[Any], index: int) -> Response:
     return Response(drawn[index].png, media_type="image/png")
 
 
-def _inside(root: Path, relative: str) -> Path:
+def inside(root: Path, relative: str) -> Path:
     """The file at ``relative`` under ``root``; 404 for absolute paths, ``..`` parts, links that lead
     out of ``root`` and anything that is not a file."""
     parts = PurePosixPath(relative.replace("\\", "/")).parts
