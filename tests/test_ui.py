@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
+from sqlalchemy.exc import InternalError
 from starlette.exceptions import HTTPException
 from starlette.testclient import TestClient
+from test_sweep_postgres import PG_BIN, postgres  # noqa: F401 (the server fixture)
 from typer.testing import CliRunner
 
 from cnnlab.analyze import analyze_stored
@@ -289,3 +291,45 @@ def test_dashboard_follows_a_training_sweep_in_chromium(tmp_path):
     assert foreign == []
     assert "Traceback" not in ui_output, ui_output
     assert sweep.returncode in (0, -15), sweep_output
+
+
+# --- on a real PostgreSQL server ------------------------------------------------------------------
+
+PG_SWEEP = """
+name = "shared"
+seeds = [0, 1]
+
+[base]
+data = { dataset = "mnist-sample", train_limit = 256, test_limit = 64, val = 0.05 }
+model = { name = "book_cnn" }
+train = { optimizer = "adam", lr = 0.003, epochs = 2, batch_size = 32, eval_test = false }
+
+[grid]
+"train.lr" = [0.003, 0.001]
+"""
+
+
+@pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL server binaries (initdb, pg_ctl) not found")
+def test_postgres_store_and_shared_sweep_are_shown_read_only(postgres, tmp_path):  # noqa: F811
+    """A sweep queued in PostgreSQL (no worker yet: every cell pending) and runs in the same
+    database: the dashboard shows both and the server refuses its writes."""
+    sweep_file = tmp_path / "shared.toml"
+    sweep_file.write_text(PG_SWEEP)
+    queued = runner.invoke(app, ["sweep", str(sweep_file), "--storage", postgres, "--workers", "0",
+                                 "--artifacts", str(tmp_path / "home")])
+    assert queued.exit_code == 0, queued.output
+    url = postgres.replace("postgresql://", "postgresql+psycopg://")
+    with RunStore(url, root=tmp_path / "home") as store:
+        make_sweep(store, "synthetic", {"train.lr": [1e-3, 1e-1]}, seeds=(0, 1), epochs=4)
+    source = open_source(storage=postgres, artifacts=str(tmp_path / "home"))
+    with TestClient(create_app(source)) as pg_client:
+        runs = pg_client.get("/api/runs").json()["runs"]
+        assert len(runs) == 4
+        shared = pg_client.get("/api/sweeps/shared").json()
+        assert shared["counts"]["pending"] == 4 and shared["total"] == 4
+        assert [sum(cell["states"].values()) for cell in shared["cells"]] == [2, 2]
+        synthetic = pg_client.get("/api/sweeps/synthetic").json()
+        assert len(synthetic["analysis"]["ranking"]) == 2
+        assert pg_client.get("/sweeps/shared").status_code == 200
+    with pytest.raises(InternalError, match="read-only transaction"):
+        source.store.update_run(runs[0]["id"], name="changed")
