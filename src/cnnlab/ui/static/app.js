@@ -117,11 +117,11 @@ function runsPage() {
         },
       })),
       el("td", {}, runLink(run.id)), el("td", { class: "name" }, run.name), el("td", {}, run.model),
-      el("td", {}, run.dataset), el("td", {}, statusBadge(run.status)),
+      el("td", { class: "nowrap" }, run.dataset), el("td", {}, statusBadge(run.status)),
       el("td", { class: "num" }, run.epochs_planned ? `${run.epochs_done}/${run.epochs_planned}` : run.epochs_done),
       el("td", { class: "num" }, pct(run.best_val_acc)), el("td", { class: "num" }, pct(run.final_val_acc)),
       el("td", { class: "num" }, pct(run.final_test_acc)), el("td", { class: "num" }, duration(run.duration_s)),
-      el("td", {}, when(run.created)))));
+      el("td", { class: "nowrap" }, when(run.created)))));
     document.getElementById("count").textContent = `${shown.length} of ${state.rows.length} runs`;
     for (const th of document.querySelectorAll("#runs th[data-key]")) {
       th.classList.toggle("sorted", th.dataset.key === state.key);
@@ -256,7 +256,7 @@ function studyPage() {
     document.getElementById("progress-bar").style.width = `${data.total ? (100 * finished) / data.total : 0}%`;
     document.getElementById("counts").replaceChildren(`${data.total} runs: `,
       ...STATES.filter((s) => counts[s]).flatMap((s, i) => [i ? ", " : "", el("span", { class: `state-${s}` }, `${counts[s]} ${s}`)]));
-    drawAnalysis(data.analysis, data.cells);
+    drawAnalysis(data.analysis);
     fill(document.querySelector("#cells tbody"), data.cells.map((cell) => el("tr", {},
       el("td", {}, cell.label),
       ...["done", "running", "pending", "failed", "pruned", "diverged"].map((s) =>
@@ -271,15 +271,14 @@ function studyPage() {
   });
 }
 
-function drawAnalysis(analysis, cells) {
+function drawAnalysis(analysis) {
   if (!analysis) return;
   const metric = analysis.metric;
-  const cellIndex = new Map(cells.map((cell, i) => [cell.label, i]));
-  const seen = new Set();
+  const cellIndex = new Map();  // one colour per configuration, in order of appearance
   const traces = analysis.runs.map((run) => {
-    const index = cellIndex.has(run.cell) ? cellIndex.get(run.cell) : seen.size;
-    const first = !seen.has(run.cell);
-    seen.add(run.cell);
+    const first = !cellIndex.has(run.cell);
+    if (first) cellIndex.set(run.cell, cellIndex.size);
+    const index = cellIndex.get(run.cell);
     return {
       x: run.epoch, y: run.value.map((v) => (metric.percent && v !== null ? 100 * v : v)),
       name: run.cell || run.label, legendgroup: run.cell, showlegend: first, mode: "lines",
