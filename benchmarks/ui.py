@@ -110,11 +110,14 @@ def main() -> None:
                         sys.exit(f"{label}: {[(p, s) for p, (_, s, _) in zip(paths, timed, strict=True)]}")
                     totals.append(sum(seconds for seconds, _, _ in timed))
                     sizes = [size for _, _, size in timed]
-                median = statistics.median(totals)
-                verdict = "ok" if median < TARGET_S else "OVER TARGET"
-                print(f"{label}: median {median * 1000:.0f} ms, max {max(totals) * 1000:.0f} ms "
-                      f"over {repeats} ({' + '.join(f'{s / 1e3:.0f} kB' for s in sizes)}; "
-                      f"target < {TARGET_S:g} s: {verdict})")
+                again = totals[1:]
+                shown = f"first {totals[0] * 1000:.0f} ms"
+                if again:  # later requests reuse the analysis while the sweep is unchanged
+                    shown += (f", then median {statistics.median(again) * 1000:.0f} ms, max "
+                              f"{max(again) * 1000:.0f} ms over {len(again)}")
+                verdict = "ok" if max(totals) < TARGET_S else "OVER TARGET"
+                print(f"{label}: {shown} ({' + '.join(f'{s / 1e3:.0f} kB' for s in sizes)}; "
+                      f"target < {TARGET_S:g} s: {verdict}); load average {os.getloadavg()[0]:.1f}")
         finally:
             server.terminate()
             server.wait(timeout=20)

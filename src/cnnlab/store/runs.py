@@ -350,9 +350,9 @@ class RunStore:
         with self._session() as session:
             for start in range(0, len(out), 500):  # bounded IN lists
                 chunk = list(out)[start : start + 500]
-                query = select(EpochRow).where(EpochRow.run_id.in_(chunk))
-                rows = session.scalars(query.order_by(EpochRow.run_id, EpochRow.epoch))
-                for row in rows:
+                # Plain rows, not ORM objects: building 40,000 of those took most of the time.
+                query = select(*EpochRow.__table__.columns).where(EpochRow.run_id.in_(chunk))
+                for row in session.execute(query.order_by(EpochRow.run_id, EpochRow.epoch)):
                     out[row.run_id].append(_epoch_metrics(row))
         return out
 
@@ -538,7 +538,8 @@ def _record(row: RunRow) -> RunRecord:
     return RunRecord(**values)
 
 
-def _epoch_metrics(row: EpochRow) -> dict[str, Any]:
+def _epoch_metrics(row: Any) -> dict[str, Any]:
+    """An epoch row (ORM object or plain row) as ``{"epoch": n, <metrics>}``."""
     metrics: dict[str, Any] = {"epoch": row.epoch}
     metrics.update({key: getattr(row, key) for key in EPOCH_METRICS})
     metrics.update(row.extra or {})

@@ -32,7 +32,8 @@ _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inli
 
 def create_app(source: Source) -> Starlette:
     """The dashboard over ``source`` (a read-only store)."""
-    figures = FigureCache(source)
+    analyses = views.Analyses(source.store)
+    figures = FigureCache(source, analyses)
 
     def page(name: str, title: str, **context: Any) -> HTMLResponse:
         html = _templates.get_template(f"{name}.html").render(
@@ -48,7 +49,8 @@ def create_app(source: Source) -> Starlette:
 
     async def study_page(request: Request) -> Response:
         name = request.path_params["name"]
-        await _read(views.study_view, source, name)  # 404 for an unknown sweep
+        if not await _read(source.store.list_runs, None, None, 1, name):  # a sweep with no run yet, or none
+            await _read(views.study_view, source, name, analyses)  # 404 for an unknown sweep
         return page("study", f"Sweep {name}", sweep=name)
 
     async def compare_page(request: Request) -> Response:
@@ -63,7 +65,7 @@ def create_app(source: Source) -> Starlette:
         return JSONResponse(await _read(views.run_view, source, request.path_params["run_id"]))
 
     async def study_data(request: Request) -> Response:
-        return JSONResponse(await _read(views.study_view, source, request.path_params["name"]))
+        return JSONResponse(await _read(views.study_view, source, request.path_params["name"], analyses))
 
     async def compare_data(request: Request) -> Response:
         return JSONResponse(await _read(views.compare_view, source.store, _refs(request)))

@@ -8,10 +8,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.analyze import analyze_runs
 from cnnlab.errors import CnnlabError
 from cnnlab.ui.source import Source
-from cnnlab.ui.views import checkpoint_path, figures_key, sweep_runs
+from cnnlab.ui.views import Analyses, checkpoint_path, figures_key
 
 
 @dataclass(frozen=True)
@@ -27,8 +26,9 @@ class FigureCache:
     """Figures per study (redrawn when a run is added or changes status) and per run checkpoint
     (redrawn when the checkpoint changes); one drawing at a time, since matplotlib is not thread-safe."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, analyses: Analyses) -> None:
         self.source = source
+        self.analyses = analyses
         self._lock = threading.Lock()
         self._studies: dict[str, tuple[str, list[Figure]]] = {}
         self._runs: dict[str, tuple[float, list[Figure], str | None]] = {}
@@ -37,12 +37,12 @@ class FigureCache:
         """The effect figures of sweep ``name`` (as `cnnlab report` draws them) and their key."""
         from cnnlab.report.figures import effect_figures
 
-        runs = sweep_runs(self.source.store, name)
-        key = figures_key(runs)
+        study = self.analyses(name)
+        key = figures_key(study.runs if study else [])
         with self._lock:
             cached = self._studies.get(name)
             if cached is None or cached[0] != key:
-                drawn = effect_figures(analyze_runs(runs)) if runs else []
+                drawn = effect_figures(study) if study else []
                 cached = (key, [Figure(f.title, f.caption, f.png) for f in drawn])
                 self._studies[name] = cached
         return cached

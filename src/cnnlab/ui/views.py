@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,28 +125,50 @@ def load_run_data(store: RunStore, records: Sequence[RunRecord]) -> list[RunData
     return [RunData(record, epochs[record.id]) for record in records]
 
 
-def sweep_runs(store: RunStore, name: str) -> list[RunData]:
-    """The sweep's runs by trial (as `cnnlab report` loads them), with their epochs."""
-    records = store.list_runs(sweep=name)
-    records.sort(key=lambda r: (r.trial if r.trial is not None else math.inf, r.created_at, r.id))
-    return load_run_data(store, records)
+def _by_trial(records: list[RunRecord]) -> list[RunRecord]:
+    """Runs in trial order, as `cnnlab report` loads a sweep."""
+    return sorted(records, key=lambda r: (r.trial if r.trial is not None else math.inf, r.created_at, r.id))
 
 
-def study_view(source: Source, name: str) -> dict[str, Any]:
+class Analyses:
+    """Each sweep's analysis (``analyze_runs``, the code behind `cnnlab report`), kept while its runs,
+    their statuses and their stored epochs are unchanged: a page polling a finished sweep, or a
+    running sweep between two epochs, costs two small queries instead of a new analysis."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[Any, ...], Study | None]] = {}
+
+    def __call__(self, name: str) -> Study | None:
+        """The analysis of sweep ``name``'s runs; None when it has none."""
+        records = _by_trial(self.store.list_runs(sweep=name))
+        running = [r.id for r in records if r.status == "running"]
+        live = self.store.epochs_of(running)
+        key = tuple((r.id, r.status, r.epochs_done, len(live.get(r.id, ()))) for r in records)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is None or cached[0] != key:
+                runs = load_run_data(self.store, records)
+                cached = (key, analyze_runs(runs) if runs else None)
+                self._cache[name] = cached
+        return cached[1]
+
+
+def study_view(source: Source, name: str, analyses: Analyses) -> dict[str, Any]:
     """A sweep: cells and their states, live progress, the ranking with confidence intervals, the
     conclusions and every run's curve of the ranking metric."""
-    runs = sweep_runs(source.store, name)
-    cells, counts, total = _cell_states(source, name, runs)
-    if not runs and not cells:
+    study = analyses(name)
+    cells, counts, total = _cell_states(source, name, study)
+    if study is None and not cells:
         raise StoreError(f"no sweep named {name!r} in {source.shown}")
-    study = analyze_runs(runs) if runs else None
     return {
         "name": name,
         "counts": counts,
         "total": total,
         "cells": cells,
         "analysis": _analysis(study) if study else None,
-        "figures_key": figures_key(runs),
+        "figures_key": figures_key(study.runs if study else []),
     }
 
 
@@ -157,7 +180,7 @@ def figures_key(runs: Sequence[RunData]) -> str:
 CellStates = tuple[list[dict[str, Any]], dict[str, int], int]
 
 
-def _cell_states(source: Source, name: str, runs: list[RunData]) -> CellStates:
+def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
     """Cells with their runs' states from the sweep's Optuna study (pending cells included); from the
     stored runs when the study cannot be read (a sweep stored without one)."""
     try:
@@ -170,18 +193,16 @@ def _cell_states(source: Source, name: str, runs: list[RunData]) -> CellStates:
                   "runs": [r.run_id for r in cell.runs if r.run_id],
                   "epochs": [[r.epochs_done, r.epochs_planned] for r in cell.runs]} for cell in status.cells]
         return cells, status.counts(), status.total
-    if not runs:
+    if study is None:
         return [], dict.fromkeys(STATES, 0), 0
-    from cnnlab.analyze.cells import group_cells
-
-    counts = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in runs)
+    counts = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in study.runs)
     cells = []
-    for cell in group_cells(runs, varying_keys(runs)):
+    for cell in study.cells:
         states = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in cell.runs)
         cells.append({"label": cell.label, "states": {s: states.get(s, 0) for s in STATES},
                       "mean": None, "std": None, "runs": [run.id for run in cell.runs],
                       "epochs": [[len(run.epochs), run.record.planned_epochs] for run in cell.runs]})
-    return cells, {s: counts.get(s, 0) for s in STATES}, len(runs)
+    return cells, {s: counts.get(s, 0) for s in STATES}, len(study.runs)
 
 
 def _analysis(study: Study) -> dict[str, Any]:
