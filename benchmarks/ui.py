@@ -76,6 +76,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def settle(pid: int, timeout: float = 120.0) -> None:
+    """Wait until the server has finished starting: its CPU time stops growing (torch is imported
+    in the background after the address is printed)."""
+    deadline = time.monotonic() + timeout
+    used = cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        now = cpu_seconds(pid)
+        if now - used < 0.02:
+            return
+        used = now
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
@@ -101,6 +114,7 @@ def main() -> None:
             if not match:
                 sys.exit(f"cnnlab ui did not start: {first}{server.stdout.read()}")
             port = int(match.group(1))
+            settle(server.pid)
             pages = {
                 "runs page": ["/", "/api/runs"],
                 f"study page ({sweep})": [f"/sweeps/{sweep}", f"/api/sweeps/{sweep}"],

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -113,7 +117,15 @@ def create_app(source: Source) -> Starlette:
         Route("/static/plotly.min.js", plotly_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _error_page})
+    return Starlette(routes=routes, exception_handlers={HTTPException: _error_page}, lifespan=_preload)
+
+
+@contextlib.asynccontextmanager
+async def _preload(app: Starlette) -> AsyncIterator[None]:
+    """Import the sweep and training modules (torch) in the background, so the address is printed at
+    once and the first sweep or run page does not wait for them."""
+    threading.Thread(target=importlib.import_module, args=("cnnlab.sweep.status",), daemon=True).start()
+    yield
 
 
 async def _read(func: Any, *args: Any) -> Any:

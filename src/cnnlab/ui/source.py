@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -11,18 +12,27 @@ from sqlalchemy.exc import ArgumentError
 from cnnlab.errors import StoreError
 from cnnlab.store import RunStore, default_root
 from cnnlab.store.runs import DB_FILE, URL_EXAMPLE
-from cnnlab.sweep import Location
-from cnnlab.sweep.storage import database_url
+
+if TYPE_CHECKING:  # cnnlab.sweep imports torch: loaded when a sweep page first asks for it
+    from cnnlab.sweep import Location
 
 
 @dataclass(frozen=True)
 class Source:
-    """A read-only run store, the sweeps' location (read-only too) and the folder artifacts live in."""
+    """A read-only run store, the sweeps' storage (read-only too) and the folder artifacts live in."""
 
     store: RunStore
-    location: Location
     root: Path
     shown: str  # the store URL for people, password hidden
+    store_url: str
+    storage: str | None
+
+    @property
+    def location(self) -> Location:
+        """Where the sweeps' Optuna studies live, with this read-only store beside them."""
+        from cnnlab.sweep import Location
+
+        return Location(storage=self.storage, store=self.store_url, root=str(self.root))
 
 
 def open_source(store: str | None = None, storage: str | None = None, artifacts: str | None = None) -> Source:
@@ -31,8 +41,7 @@ def open_source(store: str | None = None, storage: str | None = None, artifacts:
     ``store`` defaults to the ``storage`` database, else the SQLite store in ``$CNNLAB_HOME`` or
     ./cnnlab-runs, as for `cnnlab sweep`."""
     text = store or (storage if storage and "://" in storage else None)
-    url = _parse(database_url(text) or text) if text else URL.create(
-        "sqlite", database=str(default_root() / DB_FILE))
+    url = _parse(text) if text else URL.create("sqlite", database=str(default_root() / DB_FILE))
     shown = url.render_as_string(hide_password=True)
     if url.get_backend_name() == "sqlite":
         database = Path(url.database or "").expanduser().absolute()
@@ -47,17 +56,21 @@ def open_source(store: str | None = None, storage: str | None = None, artifacts:
     read_only = _read_only(url)
     opened = RunStore(read_only, root=root)
     if storage and "://" in storage:
-        storage = _read_only(_parse(database_url(storage) or storage)).render_as_string(hide_password=False)
-    store_url = read_only.render_as_string(hide_password=False)
-    location = Location(storage=storage, store=store_url, root=str(root))
-    return Source(opened, location, root, shown)
+        storage = _read_only(_parse(storage)).render_as_string(hide_password=False)
+    return Source(opened, root, shown, read_only.render_as_string(hide_password=False), storage)
 
 
 def _parse(text: str) -> URL:
+    """``text`` as a URL; ``postgresql://`` gets a driver that is installed, as for `cnnlab sweep`."""
     try:
-        return make_url(text)
+        url = make_url(text)
     except ArgumentError:
         raise StoreError(f"store URL {text!r} is not a database URL; use for example {URL_EXAMPLE}") from None
+    if url.drivername == "postgresql":
+        from cnnlab.sweep.storage import database_url
+
+        url = make_url(database_url(text) or text)
+    return url
 
 
 def _read_only(url: URL) -> URL:

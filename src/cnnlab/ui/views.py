@@ -16,8 +16,6 @@ from cnnlab.analyze.study import Study
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.tables import domain_names
-from cnnlab.sweep.status import STATES, sweep_status
-from cnnlab.train.run import CHECKPOINT
 from cnnlab.ui.source import Source
 
 CURVE_KEYS = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
@@ -107,6 +105,8 @@ def run_view(source: Source, ref: str) -> dict[str, Any]:
 
 def checkpoint_path(root: Path, run_id: str) -> Path:
     """Where the run's checkpoint lives in the store folder (without creating the run's folder)."""
+    from cnnlab.train.run import CHECKPOINT
+
     return root / "runs" / run_id / CHECKPOINT
 
 
@@ -183,6 +183,8 @@ CellStates = tuple[list[dict[str, Any]], dict[str, int], int]
 def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
     """Cells with their runs' states from the sweep's Optuna study (pending cells included); from the
     stored runs when the study cannot be read (a sweep stored without one)."""
+    from cnnlab.sweep.status import STATES, sweep_status  # imports torch: only once a sweep is shown
+
     try:
         status = sweep_status(source.location, name)
     except StoreError:
