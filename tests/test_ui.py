@@ -72,6 +72,17 @@ def test_runs_data_lists_every_run_with_its_numbers(client, home):
     assert attack["epochs_done"] == 6 and attack["model"] == stored.model
 
 
+def test_epochs_of_many_runs_in_one_query_equal_each_runs_epochs(home):
+    store = RunStore(root=home)
+    ids = [run.id for run in store.list_runs()]
+    together = store.epochs_of([*ids, "rmissing0"])
+    assert together.pop("rmissing0") == []
+    # str(): NaN losses of the diverging runs compare equal as text, not as floats
+    assert {run_id: str(epochs) for run_id, epochs in together.items()} == {
+        run_id: str(store.epochs(run_id)) for run_id in ids}
+    assert any("nan" in str(epochs) for epochs in together.values())
+
+
 def test_study_data_is_the_analysis_of_cnnlab_report(client, home):
     data = client.get("/api/sweeps/study").json()
     study = analyze_stored(RunStore(root=home), ["study"])
