@@ -192,18 +192,23 @@ def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
     if status is not None:
         cells = [{"label": cell.label, "states": {s: cell.count(s) for s in STATES},
                   "mean": number(cell.mean), "std": number(cell.std),
-                  "runs": [r.run_id for r in cell.runs if r.run_id],
-                  "epochs": [[r.epochs_done, r.epochs_planned] for r in cell.runs]} for cell in status.cells]
+                  "runs": [{"id": r.run_id, "state": r.state, "epochs": r.epochs_done,
+                            "planned": r.epochs_planned} for r in cell.runs]} for cell in status.cells]
         return cells, status.counts(), status.total
     if study is None:
         return [], dict.fromkeys(STATES, 0), 0
     counts = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in study.runs)
+    summaries = {row.cell.label: row.summary for row in study.ranking.rows}  # ranked runs only
     cells = []
     for cell in study.cells:
         states = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in cell.runs)
+        summary = summaries.get(cell.label)
         cells.append({"label": cell.label, "states": {s: states.get(s, 0) for s in STATES},
-                      "mean": None, "std": None, "runs": [run.id for run in cell.runs],
-                      "epochs": [[len(run.epochs), run.record.planned_epochs] for run in cell.runs]})
+                      "mean": number(summary.mean) if summary else None,
+                      "std": number(summary.std) if summary else None,
+                      "runs": [{"id": run.id, "state": _STATE_OF_STATUS.get(run.status, run.status),
+                                "epochs": len(run.epochs), "planned": run.record.planned_epochs}
+                               for run in cell.runs]})
     return cells, {s: counts.get(s, 0) for s in STATES}, len(study.runs)
 
 

@@ -262,7 +262,8 @@ function studyPage() {
       ...["done", "running", "pending", "failed", "pruned", "diverged"].map((s) =>
         el("td", { class: `num state-${s}` }, cell.states[s] || "")),
       el("td", { class: "num" }, cell.mean === null ? "–" : `${pct(cell.mean)}${cell.std === null ? "" : " ± " + (100 * cell.std).toFixed(2)}`),
-      el("td", { class: "ids" }, cell.runs.flatMap((id, i) => [i ? " " : "", runLink(id)])))));
+      el("td", { class: "ids" }, cell.runs.filter((run) => run.id).flatMap((run, i) => [i ? " " : "", runLink(run.id),
+        run.state === "running" ? el("span", { class: "state-running" }, ` (epoch ${run.epochs}${run.planned ? "/" + run.planned : ""})`) : ""])))));
     if (data.figures_key !== figuresKey) {
       figuresKey = data.figures_key;
       loadEffects(url, figuresKey);
