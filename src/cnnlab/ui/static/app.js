@@ -78,7 +78,8 @@ function chart(id, traces, layout) {
   const node = document.getElementById(id);
   if (!node || !window.Plotly) return;
   Plotly.react(node, traces, {
-    margin: { l: 55, r: 15, t: 35, b: 40 }, height: 320, legend: { orientation: "h", y: -0.2 },
+    margin: { l: 55, r: 15, t: 35, b: 40 }, height: 340,
+    legend: { orientation: "h", x: 0, y: -0.3, yanchor: "top" },
     xaxis: { title: { text: "epoch" } }, ...layout,
   }, PLOT_CONFIG);
 }
@@ -317,7 +318,8 @@ function comparePage() {
     const data = await getJSON(`/api/compare?runs=${encodeURIComponent(refs)}`);
     const traces = (kind, percent) => data.runs.flatMap((run, i) => ["train", "val"].filter((s) => run.curves[`${s}_${kind}`]).map((s) => ({
       x: run.curves.epoch, y: run.curves[`${s}_${kind}`].map((v) => (percent && v !== null ? 100 * v : v)),
-      name: `${run.label} ${s}`, mode: "lines", line: { color: COLORS[i % COLORS.length], ...SPLIT_STYLE[s] },
+      name: `${run.id} ${s}`, text: run.label, hoverinfo: "x+y+text", mode: "lines",
+      line: { color: COLORS[i % COLORS.length], ...SPLIT_STYLE[s] },
     })));
     chart("cmp-acc-chart", traces("acc", true), { title: { text: "accuracy (%)" } });
     chart("cmp-loss-chart", traces("loss", false), { title: { text: "loss" } });
