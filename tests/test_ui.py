@@ -99,6 +99,19 @@ def test_study_data_is_the_analysis_of_cnnlab_report(client, home):
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
 
 
+def test_a_mixture_run_has_curves_per_domain(tmp_path):
+    rows = [{**row, "val/mnist_acc": row["val_acc"] + 0.01, "val/svhn_acc": row["val_acc"] - 0.2,
+             "test/svhn_acc": row["val_acc"] - 0.21} for row in curves(4)]
+    with RunStore(root=tmp_path) as store:
+        run_id = store_run(store, apply_overrides(Experiment().resolved(), {"train.epochs": 4}), rows)
+    with TestClient(create_app(open_source(f"sqlite:///{tmp_path}/runs.sqlite"))) as local:
+        data = local.get(f"/api/runs/{run_id}").json()
+    assert data["domains"] == ["mnist", "svhn"]
+    assert data["domain_curves"]["val/svhn_acc"] == pytest.approx([r["val/svhn_acc"] for r in rows])
+    assert set(data["domain_curves"]) == {"epoch", "val/mnist_acc", "val/svhn_acc", "test/svhn_acc"}
+    assert data["curves"]["val_acc"] == pytest.approx([r["val_acc"] for r in rows])
+
+
 def test_compare_shows_the_settings_that_differ(client):
     runs = client.get("/api/runs").json()["runs"]
     adam = next(r["id"] for r in runs if r["sweep"] == "study")
