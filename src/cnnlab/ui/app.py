@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import threading
 from collections.abc import AsyncIterator
@@ -53,7 +54,8 @@ def create_app(source: Source) -> Starlette:
 
     async def study_page(request: Request) -> Response:
         name = request.path_params["name"]
-        if not await _read(source.store.list_runs, None, None, 1, name):  # a sweep with no run yet, or none
+        # A sweep with runs is known at once; one without (queued only, or none at all) is looked up.
+        if not await _read(functools.partial(source.store.list_runs, sweep=name, limit=1)):
             await _read(views.study_view, source, name, analyses)  # 404 for an unknown sweep
         return page("study", f"Sweep {name}", sweep=name)
 
