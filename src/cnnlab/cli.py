@@ -760,6 +760,27 @@ def predict(
         raise typer.Exit(1)
 
 
+# --- live dashboard (issue 15) ---
+
+
+@app.command()
+@_user_errors
+def ui(
+    store: SweepStoreOpt = None,
+    storage: StorageOpt = None,
+    artifacts: ArtifactsOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on; 0.0.0.0 opens it to the "
+                                      "network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port (0: any free one).")] = 8765,
+) -> None:
+    """Serve a live dashboard of runs and sweeps (read-only) at http://127.0.0.1:8765/."""
+    from cnnlab.ui import open_source, serve
+
+    source = open_source(store, storage, str(artifacts) if artifacts else None)
+    serve(source, host, port, announce=lambda line: console.print(line, highlight=False, markup=False,
+                                                                 soft_wrap=True))
+
+
 def _mount_explain() -> None:
     from cnnlab.terminal.explain import app as explain_app
 

@@ -1,0 +1,172 @@
+"""The dashboard's ASGI app: HTML pages, their JSON data, figures and store files; every route reads."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import plotly
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from cnnlab.errors import CnnlabError
+from cnnlab.ui import views
+from cnnlab.ui.figures import FigureCache
+from cnnlab.ui.source import Source
+
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+STATIC = Path(__file__).parent / "static"
+POLL_MS = 2000
+_templates = Environment(loader=PackageLoader("cnnlab.ui", "templates"), autoescape=select_autoescape(),
+                         undefined=StrictUndefined)
+# Nothing on a page may come from elsewhere: scripts, styles, images and data only from this server.
+_CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def create_app(source: Source) -> Starlette:
+    """The dashboard over ``source`` (a read-only store)."""
+    analyses = views.Analyses(source.store)
+    figures = FigureCache(source, analyses)
+
+    def page(name: str, title: str, **context: Any) -> HTMLResponse:
+        html = _templates.get_template(f"{name}.html").render(
+            title=title, page=name, poll_ms=POLL_MS, store=source.shown, **context)
+        return HTMLResponse(html, headers={"Content-Security-Policy": _CSP})
+
+    async def runs_page(request: Request) -> Response:
+        return page("runs", "Runs")
+
+    async def run_page(request: Request) -> Response:
+        record = await _read(source.store.get_run, request.path_params["run_id"])
+        return page("run", f"Run {record.id}", run_id=record.id, run_name=record.name or "")
+
+    async def study_page(request: Request) -> Response:
+        name = request.path_params["name"]
+        # A sweep with runs is known at once; one without (queued only, or none at all) is looked up.
+        if not await _read(functools.partial(source.store.list_runs, sweep=name, limit=1)):
+            await _read(views.study_view, source, name, analyses)  # 404 for an unknown sweep
+        return page("study", f"Sweep {name}", sweep=name)
+
+    async def compare_page(request: Request) -> Response:
+        refs = _refs(request)
+        await _read(views.compare_view, source.store, refs)
+        return page("compare", "Compare runs", refs=",".join(refs))
+
+    async def runs_data(request: Request) -> Response:
+        return JSONResponse(await _read(views.runs_view, source.store))
+
+    async def run_data(request: Request) -> Response:
+        return JSONResponse(await _read(views.run_view, source, request.path_params["run_id"]))
+
+    async def study_data(request: Request) -> Response:
+        return JSONResponse(await _read(views.study_view, source, request.path_params["name"], analyses))
+
+    async def compare_data(request: Request) -> Response:
+        return JSONResponse(await _read(views.compare_view, source.store, _refs(request)))
+
+    async def study_figures(request: Request) -> Response:
+        key, drawn = await _read(figures.study, request.path_params["name"])
+        listed = [{"title": f.title, "caption": f.caption} for f in drawn]
+        return JSONResponse({"key": key, "figures": listed})
+
+    async def study_figure(request: Request) -> Response:
+        _, drawn = await _read(figures.study, request.path_params["name"])
+        return _png(drawn, request.path_params["index"])
+
+    async def run_figures(request: Request) -> Response:
+        drawn, problem = await _read(figures.run, request.path_params["run_id"])
+        return JSONResponse({"figures": [{"title": f.title} for f in drawn], "problem": problem})
+
+    async def run_figure(request: Request) -> Response:
+        drawn, _ = await _read(figures.run, request.path_params["run_id"])
+        return _png(drawn, request.path_params["index"])
+
+    async def store_file(request: Request) -> Response:
+        # A stored HTML file opens sandboxed: no script of it runs with the dashboard's rights.
+        return FileResponse(inside(source.root, request.path_params["path"]),
+                            headers={"Content-Security-Policy": "sandbox"})
+
+    async def plotly_js(request: Request) -> Response:
+        return FileResponse(PLOTLY_JS, media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    routes = [
+        Route("/", runs_page),
+        Route("/runs/{run_id}", run_page),
+        Route("/sweeps/{name}", study_page),
+        Route("/compare", compare_page),
+        Route("/api/runs", runs_data),
+        Route("/api/runs/{run_id}", run_data),
+        Route("/api/runs/{run_id}/figures", run_figures),
+        Route("/api/runs/{run_id}/figures/{index:int}.png", run_figure),
+        Route("/api/sweeps/{name}", study_data),
+        Route("/api/sweeps/{name}/figures", study_figures),
+        Route("/api/sweeps/{name}/figures/{index:int}.png", study_figure),
+        Route("/api/compare", compare_data),
+        Route("/files/{path:path}", store_file),
+        Route("/static/plotly.min.js", plotly_js),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _error_page}, lifespan=_preload)
+
+
+@contextlib.asynccontextmanager
+async def _preload(app: Starlette) -> AsyncIterator[None]:
+    """Import the sweep and training modules (torch) in the background, so the address is printed at
+    once and the first sweep or run page does not wait for them."""
+    threading.Thread(target=importlib.import_module, args=("cnnlab.sweep.status",), daemon=True).start()
+    yield
+
+
+async def _read(func: Any, *args: Any) -> Any:
+    """Run a (blocking) store read in a worker thread; a CnnlabError (unknown run or sweep) is a 404."""
+    try:
+        return await run_in_threadpool(func, *args)
+    except CnnlabError as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
+def _refs(request: Request) -> list[str]:
+    refs = [ref for ref in request.query_params.get("runs", "").split(",") if ref.strip()]
+    if not refs:
+        raise HTTPException(404, "compare needs ?runs=ID,ID,…")
+    return refs
+
+
+def _png(drawn: list[Any], index: int) -> Response:
+    if not 0 <= index < len(drawn):
+        raise HTTPException(404, f"figure {index} does not exist ({len(drawn)} figures)")
+    return Response(drawn[index].png, media_type="image/png")
+
+
+def inside(root: Path, relative: str) -> Path:
+    """The file at ``relative`` under ``root``; 404 for absolute paths, ``..`` parts, links that lead
+    out of ``root`` and anything that is not a file."""
+    parts = PurePosixPath(relative.replace("\\", "/")).parts
+    if not parts or relative.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise HTTPException(404, "no such file in the store")
+    path = (root / Path(*parts)).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise HTTPException(404, "no such file in the store")
+    return path
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    html = _templates.get_template("error.html").render(title=f"{exc.status_code}", page="error",
+                                                        poll_ms=POLL_MS, store="", message=exc.detail)
+    return HTMLResponse(html, status_code=exc.status_code, headers={"Content-Security-Policy": _CSP})

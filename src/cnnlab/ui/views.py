@@ -1,0 +1,256 @@
+"""What each dashboard page shows, as JSON-ready dicts built from the store, the sweeps and analyze/."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cnnlab.analyze import RunData, analyze_runs, diagnose_run, varying_keys
+from cnnlab.analyze.cells import format_value
+from cnnlab.analyze.study import Study
+from cnnlab.errors import StoreError
+from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.tables import domain_names
+from cnnlab.ui.source import Source
+
+CURVE_KEYS = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
+# A run's stored status as a sweep state, for sweeps whose Optuna study is not reachable.
+_STATE_OF_STATUS = {"completed": "done", "stopped_early": "done", "running": "running",
+                    "created": "pending", "interrupted": "interrupted", "failed": "failed",
+                    "pruned": "pruned", "diverged": "diverged"}
+
+
+def number(value: Any) -> float | None:
+    """A float for JSON: None for missing, NaN and ±inf (JSON has none of them)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def run_row(run: RunRecord) -> dict[str, Any]:
+    """One run as a row of the runs table."""
+    return {
+        "id": run.id,
+        "name": run.name or "",
+        "model": run.model,
+        "dataset": run.dataset,
+        "status": run.status,
+        "epochs_done": run.epochs_done,
+        "epochs_planned": run.planned_epochs,
+        "best_val_acc": number(run.best_val_acc),
+        "final_val_acc": number(run.final_val_acc),
+        "final_test_acc": number(run.final_test_acc),
+        "duration_s": number(run.duration_s),
+        "created": run.created_at.isoformat(),
+        "sweep": run.sweep,
+    }
+
+
+def runs_view(store: RunStore) -> dict[str, Any]:
+    """Every run, newest first; running runs count their stored epochs (the run row has them at the end)."""
+    records = store.list_runs()
+    running = [r.id for r in records if r.status == "running"]
+    live = {run_id: len(epochs) for run_id, epochs in store.epochs_of(running).items()}
+    rows = []
+    for record in records:
+        row = run_row(record)
+        if record.id in live:
+            row["epochs_done"] = live[record.id]
+        rows.append(row)
+    sweeps = sorted({r.sweep for r in records if r.sweep})
+    return {"runs": rows, "sweeps": sweeps, "running": len(running)}
+
+
+def curves(epochs: Sequence[dict[str, Any]], keys: Sequence[str] = CURVE_KEYS) -> dict[str, Any]:
+    """Epoch numbers and each metric in ``keys`` that any epoch has, as JSON lists."""
+    present = [key for key in keys if any(row.get(key) is not None for row in epochs)]
+    return {"epoch": [row["epoch"] for row in epochs],
+            **{key: [number(row.get(key)) for row in epochs] for key in present}}
+
+
+def run_view(source: Source, ref: str) -> dict[str, Any]:
+    """One run: summary, curves (per domain too), config, diagnosis, artifacts, checkpoint or not."""
+    store = source.store
+    record = store.get_run(ref)
+    epochs = store.epochs(record.id)
+    data = RunData(record, epochs)
+    diagnosis = diagnose_run(data)
+    domains = domain_names(epochs)
+    domain_keys = [f"{split}/{name}_acc" for name in domains for split in ("val", "test")]
+    return {
+        "run": run_row(record) | {
+            "seed": record.seed, "host": record.host, "error": record.error, "best_epoch": record.best_epoch,
+            "n_params": record.n_params, "device": record.device, "precision": record.precision,
+            "trial": record.trial, "config_hash": record.config_hash,
+            "epochs_done": len(epochs) if record.status == "running" else record.epochs_done,
+        },
+        "curves": curves(epochs),
+        "domains": domains,
+        "domain_curves": curves(epochs, domain_keys),
+        "config": [[key, value if isinstance(value, str) else json.dumps(value, default=str)]
+                   for key, value in data.settings.items() if value is not None],
+        "diagnosis": {"outcome": diagnosis.outcome,
+                      "findings": [{"kind": f.kind, "evidence": f.evidence, "advice": f.advice}
+                                   for f in diagnosis.findings]},
+        "artifacts": [artifact_link(source.root, a["kind"], a["path"]) for a in store.artifacts(record.id)],
+        "has_checkpoint": checkpoint_path(source.root, record.id).is_file(),
+    }
+
+
+def checkpoint_path(root: Path, run_id: str) -> Path:
+    """Where the run's checkpoint lives in the store folder (without creating the run's folder)."""
+    from cnnlab.train.run import CHECKPOINT
+
+    return root / "runs" / run_id / CHECKPOINT
+
+
+def artifact_link(root: Path, kind: str, path: str) -> dict[str, Any]:
+    """An artifact with its URL under /files/, or none when it lies outside the store's folder."""
+    location = Path(path)
+    url = None
+    if "://" not in path and location.is_relative_to(root):
+        url = "/files/" + location.relative_to(root).as_posix()
+    return {"kind": kind, "name": location.name, "path": path, "url": url}
+
+
+def load_run_data(store: RunStore, records: Sequence[RunRecord]) -> list[RunData]:
+    """Runs with their epochs, read in one query."""
+    epochs = store.epochs_of([r.id for r in records])
+    return [RunData(record, epochs[record.id]) for record in records]
+
+
+def _by_trial(records: list[RunRecord]) -> list[RunRecord]:
+    """Runs in trial order, as `cnnlab report` loads a sweep."""
+    return sorted(records, key=lambda r: (r.trial if r.trial is not None else math.inf, r.created_at, r.id))
+
+
+class Analyses:
+    """Each sweep's analysis (``analyze_runs``, the code behind `cnnlab report`), kept while its runs,
+    their statuses and their stored epochs are unchanged: a page polling a finished sweep, or a
+    running sweep between two epochs, costs two small queries instead of a new analysis."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[tuple[Any, ...], Study | None]] = {}
+
+    def __call__(self, name: str) -> Study | None:
+        """The analysis of sweep ``name``'s runs; None when it has none."""
+        records = _by_trial(self.store.list_runs(sweep=name))
+        running = [r.id for r in records if r.status == "running"]
+        live = self.store.epochs_of(running)
+        key = tuple((r.id, r.status, r.epochs_done, len(live.get(r.id, ()))) for r in records)
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is None or cached[0] != key:
+                runs = load_run_data(self.store, records)
+                cached = (key, analyze_runs(runs) if runs else None)
+                self._cache[name] = cached
+        return cached[1]
+
+
+def study_view(source: Source, name: str, analyses: Analyses) -> dict[str, Any]:
+    """A sweep: cells and their states, live progress, the ranking with confidence intervals, the
+    conclusions and every run's curve of the ranking metric."""
+    study = analyses(name)
+    cells, counts, total = _cell_states(source, name, study)
+    if study is None and not cells:
+        raise StoreError(f"no sweep named {name!r} in {source.shown}")
+    return {
+        "name": name,
+        "counts": counts,
+        "total": total,
+        "cells": cells,
+        "analysis": _analysis(study) if study else None,
+        "figures_key": figures_key(study.runs if study else []),
+    }
+
+
+def figures_key(runs: Sequence[RunData]) -> str:
+    """Changes when a run is added or changes status: the study's figures are drawn again then."""
+    return f"{len(runs)}-{abs(hash(tuple((run.id, run.status) for run in runs))):x}"
+
+
+CellStates = tuple[list[dict[str, Any]], dict[str, int], int]
+
+
+def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
+    """Cells with their runs' states from the sweep's Optuna study (pending cells included); from the
+    stored runs when the study cannot be read (a sweep stored without one)."""
+    from cnnlab.sweep.status import STATES, sweep_status  # imports torch: only once a sweep is shown
+
+    try:
+        status = sweep_status(source.location, name)
+    except StoreError:
+        status = None
+    if status is not None:
+        cells = [{"label": cell.label, "states": {s: cell.count(s) for s in STATES},
+                  "mean": number(cell.mean), "std": number(cell.std),
+                  "runs": [{"id": r.run_id, "state": r.state, "epochs": r.epochs_done,
+                            "planned": r.epochs_planned} for r in cell.runs]} for cell in status.cells]
+        return cells, status.counts(), status.total
+    if study is None:
+        return [], dict.fromkeys(STATES, 0), 0
+    counts = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in study.runs)
+    summaries = {row.cell.label: row.summary for row in study.ranking.rows}  # ranked runs only
+    cells = []
+    for cell in study.cells:
+        states = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in cell.runs)
+        summary = summaries.get(cell.label)
+        cells.append({"label": cell.label, "states": {s: states.get(s, 0) for s in STATES},
+                      "mean": number(summary.mean) if summary else None,
+                      "std": number(summary.std) if summary else None,
+                      "runs": [{"id": run.id, "state": _STATE_OF_STATUS.get(run.status, run.status),
+                                "epochs": len(run.epochs), "planned": run.record.planned_epochs}
+                               for run in cell.runs]})
+    return cells, {s: counts.get(s, 0) for s in STATES}, len(study.runs)
+
+
+def _analysis(study: Study) -> dict[str, Any]:
+    metric = study.metric
+    ranking = []
+    for row in study.ranking.rows:
+        s = row.summary
+        low, high = metric.interval(s)
+        ranking.append({
+            "rank": row.rank, "label": row.cell.label, "verdict": row.verdict, "against": row.verdict_text,
+            "mean": metric.format(s.mean), "sd": metric.format(s.std, unit=False) if s.n >= 2 else "–",
+            "ci": f"{metric.format(low, unit=False)} – {metric.format(high)}" if s.n >= 2 else "–",
+            "n": s.n, "runs": [run.id for run in row.cell.runs],
+        })
+    labels = {run.id: cell.label for cell in study.cells for run in cell.runs}
+    best = study.best_run
+    return {
+        "metric": {"name": metric.name, "description": metric.description, "column": metric.column,
+                   "percent": metric.higher_is_better},
+        "method": study.ranking.method,
+        "noise_note": study.ranking.noise_note,
+        "ranking": ranking,
+        "conclusions": study.conclusions.sentences(),
+        "best_run": best.id if best else None,
+        "findings": sum(len(d.findings) for d in study.diagnoses),
+        "runs": [{"id": run.id, "label": run.label, "cell": labels.get(run.id, ""), "status": run.status,
+                  "epoch": [row["epoch"] for row in run.epochs],
+                  "value": [number(row.get(metric.column)) for row in run.epochs]} for run in study.runs],
+    }
+
+
+def compare_view(store: RunStore, refs: Sequence[str]) -> dict[str, Any]:
+    """Runs side by side: their curves and the settings that differ between them."""
+    records: dict[str, RunRecord] = {}
+    for ref in refs:
+        record = store.get_run(ref)
+        records.setdefault(record.id, record)
+    runs = load_run_data(store, list(records.values()))
+    keys = varying_keys(runs)
+    return {
+        "runs": [{"id": run.id, "label": run.label, "status": run.status, "seed": run.record.seed,
+                  "curves": curves(run.epochs)} for run in runs],
+        "settings": [[key, *(format_value(run.settings.get(key)) for run in runs)] for key in keys],
+    }
