@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.ui.source import Source
-from cnnlab.ui.views import Analyses, checkpoint_path, figures_key
+from cnnlab.ui.views import Analyses, figures_key
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class FigureCache:
         from cnnlab.inspect import report_figures
 
         record = self.source.store.get_run(run_id)
-        checkpoint = checkpoint_path(self.source.root, record.id)
+        checkpoint = self.source.store.checkpoint_path(record.id)
         if not checkpoint.is_file():
             return [], "this run has no checkpoint in the store"
         stamp = checkpoint.stat().st_mtime

@@ -15,7 +15,7 @@ from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.study import Study
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.store.tables import domain_names
+from cnnlab.store.domains import domain_names
 from cnnlab.ui.source import Source
 
 CURVE_KEYS = ("train_loss", "val_loss", "test_loss", "train_acc", "val_acc", "test_acc")
@@ -99,15 +99,8 @@ def run_view(source: Source, ref: str) -> dict[str, Any]:
                       "findings": [{"kind": f.kind, "evidence": f.evidence, "advice": f.advice}
                                    for f in diagnosis.findings]},
         "artifacts": [artifact_link(source.root, a["kind"], a["path"]) for a in store.artifacts(record.id)],
-        "has_checkpoint": checkpoint_path(source.root, record.id).is_file(),
+        "has_checkpoint": source.store.checkpoint_path(record.id).is_file(),
     }
-
-
-def checkpoint_path(root: Path, run_id: str) -> Path:
-    """Where the run's checkpoint lives in the store folder (without creating the run's folder)."""
-    from cnnlab.train.run import CHECKPOINT
-
-    return root / "runs" / run_id / CHECKPOINT
 
 
 def artifact_link(root: Path, kind: str, path: str) -> dict[str, Any]:
