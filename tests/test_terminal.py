@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +163,7 @@ def test_tag_filters_runs_and_show_lists_tags_and_files(home: Path) -> None:
     assert "already tagged" in runner.invoke(app, ["tag", first, "baseline"]).output
     listed = runner.invoke(app, ["runs", "--tag", "baseline"])
     assert first in listed.output and second not in listed.output
-    assert "no runs match" in runner.invoke(app, ["runs", "--tag", "nothing"]).output
+    assert "no run matches --tag 'nothing'" in runner.invoke(app, ["runs", "--tag", "nothing"]).output
 
     shown = runner.invoke(app, ["show", first]).output
     assert "[b]x baseline" in shown
@@ -239,3 +241,21 @@ def test_show_of_a_mixture_run_fits_80_columns(home: Path) -> None:
     assert "mnist-sample-colour" in table and "…" not in table  # whole domain names, whole numbers
     assert "epoch" in table.split("epochs")[1] and "9.12%" in table and "6,984" not in table
     assert "img/s, s left out to fit" in table
+
+
+def test_rm_deletes_a_running_run_whose_process_is_gone(home: Path) -> None:
+    """`running` in the store but its process died (kill -9): `runs` shows it as gone, and rm may
+    delete it; a run whose process is alive stays refused."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with RunStore(root=home) as store:
+        gone = stored_run(store, "gone", status="running")
+        store.update_run(gone, pid=dead.pid, host=socket.gethostname(), heartbeat_at=datetime.now(UTC))
+        alive = stored_run(store, "alive", status="running", seed=1)
+        store.update_run(alive, pid=os.getpid(), host=socket.gethostname(), heartbeat_at=datetime.now(UTC))
+    refused = runner.invoke(app, ["rm", alive, "--yes"])
+    assert refused.exit_code == 2 and f"run {alive} is running" in refused.output
+    removed = runner.invoke(app, ["rm", gone, "--yes"])
+    assert removed.exit_code == 0, removed.output
+    with RunStore(root=home) as store:
+        assert [record.id for record in store.list_runs()] == [alive]

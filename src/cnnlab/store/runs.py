@@ -393,8 +393,9 @@ class RunStore:
 
     def delete_runs(self, run_ids: Sequence[str], dry_run: bool = False) -> None:
         """Delete several runs and their folders; refuses them all, deleting nothing, when one is
-        still running. ``dry_run`` only checks."""
-        running = [record.id for record in map(self.get_run, run_ids) if record.status == "running"]
+        still trained by a live process (a ``running`` run whose process is gone may be deleted).
+        ``dry_run`` only checks."""
+        running = [record.id for record in map(self.get_run, run_ids) if record.shown_status == "running"]
         if running:
             raise StoreError(f"run {', '.join(running)} is running: stop it first (nothing was deleted)")
         if dry_run:
