@@ -223,6 +223,24 @@ def test_a_numeric_setting_enters_as_a_straight_line_when_asked(store):
         in design
     )
     with pytest.raises(
-        ConfigError, match=r"numeric: 'train.optimizer' must name a numeric setting .*: train.lr"
+        ConfigError, match=r"--numeric: 'train.optimizer' must name a numeric setting .*: train.lr"
     ):
         analyze_stored(store, ["s"], numeric=["train.optimizer"])
+
+
+def test_report_command_takes_numeric_settings(store, tmp_path):
+    """`cnnlab report --numeric train.lr` reaches the analysis; a non-numeric key is exit 2, one line."""
+    from typer.testing import CliRunner
+
+    from cnnlab.cli import app
+
+    make_factorial(store, "s", {"train.lr": [1e-4, 1e-3, 1e-2], **OPT},
+                   lambda s: 0.90 + 0.02 * (np.log10(s["train.lr"]) + 4), sd=0.004)
+    runner = CliRunner()
+    args = ["report", "s", "--store", store.url, "-o", str(tmp_path / "rep")]
+    done = runner.invoke(app, [*args, "--numeric", "train.lr"])
+    assert done.exit_code == 0, done.output
+    assert "log10(lr)" in (tmp_path / "rep" / "report.md").read_text()
+    refused = runner.invoke(app, [*args, "--numeric", "train.optimizer"])
+    assert refused.exit_code == 2
+    assert "--numeric: 'train.optimizer' must name a numeric setting" in refused.output

@@ -553,12 +553,18 @@ def report(
     ] = Path("report"),
     metric: MetricOpt = None,
     exclude: ExcludeOpt = None,
+    numeric: Annotated[
+        list[str] | None,
+        typer.Option("--numeric", metavar="KEY", help="A setting the factorial analysis treats as a "
+                     "number (one slope; log10 for lr and weight_decay) instead of as levels; repeatable."),
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Write a report: index.html (one self-contained file) and report.md with its PNG figures."""
     from cnnlab.report import write_report
 
-    files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [])
+    files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [],
+                         numeric=numeric or [])
     console.print(f"wrote {files.html} and {files.markdown} with {len(files.pngs)} figures", highlight=False,
                   markup=False)
 

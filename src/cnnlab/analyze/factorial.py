@@ -213,7 +213,7 @@ def _numeric_terms(factors: Sequence[Factor], keys: Sequence[str]) -> dict[str, 
             ]
             raise ConfigError(
                 Problem(
-                    "numeric",
+                    "--numeric",
                     key,
                     "must name a numeric setting that varies on its own: " + (", ".join(allowed) or "none"),
                 )

@@ -33,10 +33,11 @@ def write_report(
     output: str | Path,
     metric: str | None = None,
     exclude: Sequence[str] = (),
+    numeric: Sequence[str] = (),
 ) -> ReportFiles:
     """Analyse the runs named by ``refs`` (sweeps or runs, minus ``exclude``) and write the report to
-    the folder ``output``."""
+    the folder ``output``; ``numeric`` settings enter the factorial analysis as numbers, not levels."""
     from cnnlab.analyze import analyze_stored
 
-    study = analyze_stored(store, refs, metric=metric, exclude=exclude)
+    study = analyze_stored(store, refs, metric=metric, exclude=exclude, numeric=numeric)
     return write_report_files(build_report(study, store), output)
