@@ -65,9 +65,8 @@ def test_import_is_fast_and_lists_the_api():
 
 
 def test_stage_packages_stay_packages_and_are_callable():
-    import cnnlab.sweep.study
-
     import cnnlab.report.render
+    import cnnlab.sweep.optuna_study
     import cnnlab.train.run
 
     for package in (cnnlab.train, cnnlab.sweep, cnnlab.report):
@@ -75,7 +74,7 @@ def test_stage_packages_stay_packages_and_are_callable():
     assert list(inspect.signature(cnnlab.train).parameters)[:2] == ["experiment", "settings"]
     assert "grid" in inspect.signature(cnnlab.sweep).parameters
     assert cnnlab.train.run.train_experiment is cnnlab.train.train_experiment
-    assert cnnlab.sweep.study.queue_sweep is cnnlab.sweep.queue_sweep
+    assert cnnlab.sweep.optuna_study.queue_sweep is cnnlab.sweep.queue_sweep
 
 
 def test_train_matches_the_cli_run_for_run(home):

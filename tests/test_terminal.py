@@ -170,7 +170,8 @@ def test_tag_filters_runs_and_show_lists_tags_and_files(home: Path) -> None:
     assert "checkpoint.pt" in shown and "2.0 kB" in shown
     assert "confusion.png" in shown and "missing" in shown
     assert "untagged baseline" in runner.invoke(app, ["tag", first, "baseline", "--remove"]).output
-    assert runner.invoke(app, ["runs", "--tag", "baseline"]).output.startswith("no runs match")
+    untagged = runner.invoke(app, ["runs", "--tag", "baseline"]).output
+    assert untagged.startswith("no run matches --tag 'baseline'")
 
 
 def test_compare_names_exactly_the_settings_that_differ(home: Path, tmp_path: Path) -> None:

@@ -94,7 +94,9 @@ def test_study_data_is_the_analysis_of_cnnlab_report(client, home):
     plotted = sum(len(run["epoch"]) for run in data["analysis"]["runs"])
     assert plotted == sum(len(r.epochs) for r in study.runs)
     figures = client.get("/api/sweeps/study/figures").json()["figures"]
-    assert len(figures) == 2  # one effect figure per varying setting
+    titles = [figure["title"] for figure in figures]
+    # one effect figure per varying setting, and the interaction plot of the two
+    assert len(figures) == 3 and titles[0] == "Interaction of optimizer and lr", titles
     png = client.get("/api/sweeps/study/figures/0.png")
     assert png.headers["content-type"] == "image/png" and png.content.startswith(b"\x89PNG")
 
@@ -159,7 +161,7 @@ def test_nothing_writes_to_the_store(client, home):
     assert after == before
     assert sorted(home.rglob("*")) == folders  # no file or run folder made either
     store = open_source(f"sqlite:///{home}/runs.sqlite").store
-    with pytest.raises(StoreError, match="readonly"):
+    with pytest.raises(StoreError, match="read-only"):
         store.update_run(run_id, name="changed")
 
 

@@ -4,6 +4,7 @@ report, each computed by the analysis and report code that `cnnlab report` uses.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,12 +114,13 @@ class Study:
         """The sentences the report closes with, written from the numbers."""
         return self.analysis.conclusions.sentences()
 
-    def plot(self, group_by: str | None = None) -> Figure:
-        """Training curves of the sweep's runs: per configuration (mean over seeds), or grouped by the
-        setting ``group_by`` (as `cnnlab plot curves SWEEP --group-by KEY`)."""
+    def plot(self, group_by: str | Sequence[str] = ()) -> Figure:
+        """Training curves of the sweep's runs: per configuration (mean over seeds), or grouped by
+        one setting or every combination of several (as `cnnlab plot curves SWEEP --group-by KEY`)."""
         from cnnlab.viz import curve_groups, overlay_figure
 
-        groups, title, legend = curve_groups(self.analysis.runs, group_by)
+        keys = [group_by] if isinstance(group_by, str) else list(group_by)
+        groups, title, legend = curve_groups(self.analysis.runs, keys)
         return overlay_figure(groups, title, legend)
 
     def plot_ranking(self) -> Figure:
