@@ -261,3 +261,20 @@ def test_a_setting_without_effect_is_said_to_make_no_difference(store):
     assert sentence.startswith("loss: best validation accuracy is the same")
     assert "mse" in sentence and "cross_entropy" in sentence
     assert "better with" not in sentence
+
+
+@pytest.mark.parametrize("p_values", [
+    [0.01, 0.04, 0.03, 0.2],
+    [0.5, None, 0.001, 0.001, 0.9],
+    [0.04],
+    [None, None],
+    [0.3, 0.2, 0.6, 0.01, 0.02, 0.02],
+])
+def test_holm_equals_statsmodels(p_values):
+    from statsmodels.stats.multitest import multipletests
+
+    from cnnlab.analyze.stats import holm
+
+    tested = [p for p in p_values if p is not None]
+    expected = iter(multipletests(tested, method="holm")[1]) if tested else iter(())
+    assert holm(p_values) == [None if p is None else pytest.approx(float(next(expected))) for p in p_values]

@@ -19,7 +19,7 @@ from cnnlab.analyze.factors import Factor, evaluation_differs, find_factors, lev
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
-from cnnlab.analyze.stats import ALPHA, Summary, summarize
+from cnnlab.analyze.stats import ALPHA, Summary, holm, summarize
 from cnnlab.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
@@ -338,21 +338,16 @@ def _simple_effects(
     runs: Sequence[RunData], factor: Factor, at: Factor, metric: Metric
 ) -> list[SimpleEffect]:
     """One-way ANOVA of ``factor`` within each level of ``at``, Holm-corrected over those levels."""
-    from statsmodels.stats.multitest import multipletests
-
     found = []
     for level in at.levels:
         subset = [run for run in runs if level_ident(at.level_of(run)) == level_ident(level)]
         found.append(
             (at.label(level), _level_means(subset, factor, metric), *_one_way(subset, factor, metric))
         )
-    raw = [p for *_, p in found if p is not None]
-    adjusted = iter(multipletests(raw, method="holm")[1]) if raw else iter(())
+    adjusted = holm([p for *_, p in found])
     return [
-        SimpleEffect(
-            factor.name, at.name, label, levels, df, f, p, None if p is None else float(next(adjusted))
-        )
-        for label, levels, df, f, p in found
+        SimpleEffect(factor.name, at.name, label, levels, df, f, p, holm_p)
+        for (label, levels, df, f, p), holm_p in zip(found, adjusted, strict=True)
     ]
 
 
