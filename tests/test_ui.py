@@ -89,6 +89,7 @@ def test_study_data_is_the_analysis_of_cnnlab_report(client, home):
     assert [row["label"] for row in data["analysis"]["ranking"]] == [r.cell.label for r in study.ranking.rows]
     assert data["analysis"]["conclusions"] == study.conclusions.sentences()
     assert data["total"] == 8 and data["counts"]["done"] + data["counts"]["diverged"] == 8
+    assert data["cells_metric"] == study.metric.name  # the cells show the ranking's metric here
     ranked = {row.cell.label: row.summary.mean for row in study.ranking.rows}
     assert {cell["label"]: cell["mean"] for cell in data["cells"]} == pytest.approx(ranked)
     plotted = sum(len(run["epoch"]) for run in data["analysis"]["runs"])

@@ -152,7 +152,7 @@ def study_view(source: Source, name: str, analyses: Analyses) -> dict[str, Any]:
     """A sweep: cells and their states, live progress, the ranking with confidence intervals, the
     conclusions and every run's curve of the ranking metric."""
     study = analyses(name)
-    cells, counts, total = _cell_states(source, name, study)
+    cells, counts, total, cells_metric = _cell_states(source, name, study)
     if study is None and not cells:
         raise StoreError(f"no sweep named {name!r} in {source.shown}")
     return {
@@ -160,6 +160,7 @@ def study_view(source: Source, name: str, analyses: Analyses) -> dict[str, Any]:
         "counts": counts,
         "total": total,
         "cells": cells,
+        "cells_metric": cells_metric,
         "analysis": _analysis(study) if study else None,
         "figures_key": figures_key(study.runs if study else []),
     }
@@ -170,7 +171,7 @@ def figures_key(runs: Sequence[RunData]) -> str:
     return f"{len(runs)}-{abs(hash(tuple((run.id, run.status) for run in runs))):x}"
 
 
-CellStates = tuple[list[dict[str, Any]], dict[str, int], int]
+CellStates = tuple[list[dict[str, Any]], dict[str, int], int, str]
 
 
 def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
@@ -187,9 +188,9 @@ def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
                   "mean": number(cell.mean), "std": number(cell.std),
                   "runs": [{"id": r.run_id, "state": r.state, "epochs": r.epochs_done,
                             "planned": r.epochs_planned} for r in cell.runs]} for cell in status.cells]
-        return cells, status.counts(), status.total
+        return cells, status.counts(), status.total, status.metric_label
     if study is None:
-        return [], dict.fromkeys(STATES, 0), 0
+        return [], dict.fromkeys(STATES, 0), 0, ""
     counts = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in study.runs)
     summaries = {row.cell.label: row.summary for row in study.ranking.rows}  # ranked runs only
     cells = []
@@ -202,7 +203,7 @@ def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
                       "runs": [{"id": run.id, "state": _STATE_OF_STATUS.get(run.status, run.status),
                                 "epochs": len(run.epochs), "planned": run.record.planned_epochs}
                                for run in cell.runs]})
-    return cells, {s: counts.get(s, 0) for s in STATES}, len(study.runs)
+    return cells, {s: counts.get(s, 0) for s in STATES}, len(study.runs), study.metric.name
 
 
 def _analysis(study: Study) -> dict[str, Any]:

@@ -258,6 +258,7 @@ function studyPage() {
     document.getElementById("counts").replaceChildren(`${data.total} runs: `,
       ...STATES.filter((s) => counts[s]).flatMap((s, i) => [i ? ", " : "", el("span", { class: `state-${s}` }, `${counts[s]} ${s}`)]));
     drawAnalysis(data.analysis);
+    if (data.cells_metric) document.querySelector("#cells-metric").textContent = `${data.cells_metric} (mean ± sd)`;
     fill(document.querySelector("#cells tbody"), data.cells.map((cell) => el("tr", {},
       el("td", {}, cell.label),
       ...["done", "running", "pending", "failed", "pruned", "diverged"].map((s) =>
