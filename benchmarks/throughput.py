@@ -28,7 +28,8 @@ from cnnlab.config import DataConfig
 from cnnlab.data import load_data
 from cnnlab.data.transforms import Normalizer
 from cnnlab.models import create_model, rewrite_for_training, summarize
-from cnnlab.train.hardware import physical_cores, resolve_channels_last, use_precision
+from cnnlab.models.build import resolve_channels_last
+from cnnlab.train.hardware import physical_cores, use_precision
 from cnnlab.train.loop import train_one_epoch
 from cnnlab.train.losses import nll
 

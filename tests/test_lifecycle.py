@@ -21,9 +21,9 @@ from cnnlab.checks import validate_experiment
 from cnnlab.cli import app
 from cnnlab.errors import StoreError
 from cnnlab.store import RunStore
+from cnnlab.store.checkpoint import load_checkpoint
 from cnnlab.store.liveness import GONE
 from cnnlab.train import lifecycle, resume_run, train_experiment
-from cnnlab.train.checkpoint import load_checkpoint
 
 QUIET = Console(quiet=True)
 TIMING = {"seconds", "images_per_s"}

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from cnnlab.cli import app
 from cnnlab.store import RunStore
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.store.checkpoint import load_checkpoint
 
 
 def _pg_bin() -> Path | None:

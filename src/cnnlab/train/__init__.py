@@ -1,6 +1,6 @@
 """Training: the epoch loop, losses, optimizers, checkpoints and the run driver."""
 
-from cnnlab.train.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.store.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.train.lifecycle import EpochHook, Pruned
 from cnnlab.train.loop import evaluate, train_one_epoch
 from cnnlab.train.run import (

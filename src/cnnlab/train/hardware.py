@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import ConfigError, Problem
-from cnnlab.models.build import resolve_channels_last  # noqa: F401  (the trainer imports it from here)
 
 
 @cache

@@ -32,8 +32,8 @@ from rich.console import Console
 
 from cnnlab.config import Experiment
 from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.checkpoint import save_checkpoint
 from cnnlab.store.liveness import heartbeat_interval_s
-from cnnlab.train.checkpoint import save_checkpoint
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.progress import epoch_line
 

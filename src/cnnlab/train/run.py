@@ -22,14 +22,14 @@ from cnnlab.data.labels import data_label
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import CheckpointError, LeaseLost
 from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
+from cnnlab.models.build import resolve_channels_last
 from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.checkpoint import load_checkpoint, load_resumable_checkpoint
 from cnnlab.store.liveness import refuse_if_alive
 from cnnlab.store.loading import check_checkpoint_config
-from cnnlab.train.checkpoint import load_checkpoint, load_resumable_checkpoint
 from cnnlab.train.hardware import (
     busy_cpu_hint,
     physical_cores,
-    resolve_channels_last,
     resolve_device,
     resolve_precision,
     use_precision,

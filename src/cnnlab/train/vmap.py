@@ -79,8 +79,9 @@ from cnnlab.data import DataBundle, Split, load_data
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import ConfigError, LeaseLost
 from cnnlab.models import build_model
+from cnnlab.models.build import resolve_channels_last
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.train.hardware import resolve_channels_last, resolve_device, resolve_precision, use_precision
+from cnnlab.train.hardware import resolve_device, resolve_precision, use_precision
 from cnnlab.train.lifecycle import (
     Checkpointer,
     EarlyStopping,
