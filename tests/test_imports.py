@@ -62,14 +62,15 @@ def test_every_module_imports_alone_in_a_fresh_interpreter():
     assert len(MODULES) > 80
 
 
-def _module_level_imports(module: str) -> set[str]:
-    """cnnlab modules a module imports at its top level (not inside functions)."""
+def _imports(module: str, everywhere: bool = False) -> set[str]:
+    """cnnlab modules a module imports: at its top level, or with ``everywhere`` also inside
+    functions (lazy imports) and under ``if TYPE_CHECKING:`` (type imports)."""
     parts = module.split(".")[1:]
     path = PACKAGE.joinpath(*parts, "__init__.py") if PACKAGE.joinpath(*parts).is_dir() \
         else PACKAGE.joinpath(*parts).with_suffix(".py")
     tree = ast.parse(path.read_text(encoding="utf-8"))
     found = set()
-    for node in tree.body:
+    for node in ast.walk(tree) if everywhere else tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cnnlab"):
             for alias in node.names:
                 child = f"{node.module}.{alias.name}"
@@ -79,8 +80,12 @@ def _module_level_imports(module: str) -> set[str]:
     return found & set(MODULES)
 
 
-def test_no_import_circles():
-    graph = {module: _module_level_imports(module) for module in MODULES}
+def _module_level_imports(module: str) -> set[str]:
+    """cnnlab modules a module imports at its top level (not inside functions)."""
+    return _imports(module)
+
+
+def _circles(graph: dict[str, set[str]]) -> list[str]:
     # A package's __init__ re-exporting its own submodules is not a circle between modules.
     edges = {m: {t for t in targets if not (t == m.rsplit(".", 1)[0] and m.startswith(t + "."))}
              for m, targets in graph.items()}
@@ -95,8 +100,29 @@ def test_no_import_circles():
                 elif target not in seen:
                     seen.add(target)
                     stack.append((target, [*path, target]))
-    assert circles == []
+    return circles
+
+
+def test_no_import_circles():
+    assert _circles({module: _module_level_imports(module) for module in MODULES}) == []
+
+
+def test_no_import_circles_through_type_or_lazy_imports():
+    """A circle made only of imports inside functions or under TYPE_CHECKING is still a circle:
+    the two modules depend on each other, whichever imports first."""
+    assert _circles({module: _imports(module, everywhere=True) for module in MODULES}) == []
 
 
 def test_experiment_schema_imports_nothing_of_the_stages():
     assert _module_level_imports("cnnlab.config") <= {"cnnlab.errors"}
+
+
+def test_the_store_is_the_ground_floor():
+    """The store imports no models, data, training or analysis, not even lazily: only the schema
+    of experiments, the errors and the atomic writer."""
+    allowed = {"cnnlab.config", "cnnlab.errors", "cnnlab.files"}
+    for module in MODULES:
+        if module == "cnnlab.store" or module.startswith("cnnlab.store."):
+            outside = {m for m in _imports(module, everywhere=True)
+                       if m != "cnnlab.store" and not m.startswith("cnnlab.store.")}
+            assert outside <= allowed, (module, sorted(outside - allowed))

@@ -22,7 +22,7 @@ from cnnlab.cli import app
 from cnnlab.errors import StoreError
 from cnnlab.store import RunStore
 from cnnlab.store.checkpoint import load_checkpoint
-from cnnlab.store.liveness import GONE
+from cnnlab.store.liveness import GONE, shown_status
 from cnnlab.train import lifecycle, resume_run, train_experiment
 
 QUIET = Console(quiet=True)
@@ -153,7 +153,7 @@ def test_live_run_refuses_a_second_resume_and_a_killed_one_shows_process_gone(tm
 
     gone = store.get_run(live.id)
     stored = len(store.epochs(gone.id))
-    assert gone.status == "running" and gone.shown_status == GONE
+    assert gone.status == "running" and shown_status(gone) == GONE
     assert gone.epochs_done == stored >= 1
     listed = CliRunner().invoke(app, ["runs"], env=env)
     assert GONE in listed.output and f"{stored}/500" in listed.output

@@ -12,6 +12,7 @@ from cnnlab.checks import validate_experiment
 from cnnlab.cli import app
 from cnnlab.config import DataConfig, config_hash
 from cnnlab.data import input_shape, load_data
+from cnnlab.data.labels import run_dataset
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
@@ -186,7 +187,7 @@ def test_mixture_run_stores_per_domain_metrics(tmp_path) -> None:
     result = CliRunner().invoke(app, ["show", record.id, "--store", store.url], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "accuracy per domain" in result.output and "mnist-sample-colour" in result.output
-    assert record.dataset == "mnist-sample + mnist-sample-colour"
+    assert run_dataset(record.config) == "mnist-sample + mnist-sample-colour"
 
     # A second configuration (trained on plain digits only), then a report comparing the two.
     raw = exp.resolved()
@@ -299,6 +300,6 @@ def test_seed003_example_trains_from_the_cli_on_small_files(tmp_path, monkeypatc
     assert "train svhn 54 + mnist-sample-colour 300" in result.output  # 60 less the 10% validation
     store = RunStore(root=tmp_path / "home")
     (record,) = store.list_runs()
-    assert record.status == "completed" and record.dataset == "svhn + mnist-sample-colour"
+    assert record.status == "completed" and run_dataset(record.config) == "svhn + mnist-sample-colour"
     last = store.epochs(record.id)[-1]
     assert {"val/svhn_acc", "val/mnist-sample_acc", "val/mnist-sample-colour_acc"} <= set(last)

@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from cnnlab.data.labels import run_dataset
 from cnnlab.errors import StoreError
 from cnnlab.store import RUN_FIELDS, RunRecord, RunStore, default_root
+from cnnlab.store.export import export_epochs
 from cnnlab.store.schema import RunRow
 from cnnlab.terminal.runs import run_detail, runs_table
 
@@ -68,7 +70,7 @@ def test_run_round_trip(store: RunStore, tmp_path: Path) -> None:
     assert run.config == CONFIG and run.versions["torch"] == "2.14.1"
     assert run.created_at.tzinfo is not None and run.created_at.utcoffset().total_seconds() == 0
     assert run.started_at == run.created_at and run.finished_at is None
-    assert (run.model, run.dataset, run.planned_epochs) == ("book_cnn", "mnist", 3)
+    assert (run.model, run_dataset(run.config), run.planned_epochs) == ("book_cnn", "mnist", 3)
     assert (run.sweep, run.trial) == (None, None)
     with pytest.raises(AttributeError):
         run.status = "failed"  # type: ignore[misc]
@@ -226,21 +228,21 @@ def test_export_csv_and_json(store: RunStore, tmp_path: Path) -> None:
     store.log_epoch(run_id, 2, {"train_loss": float("nan"), "val_loss": float("inf")})
 
     out = tmp_path / "out" / "epochs.csv"
-    text = store.export_epochs(run_id, "csv", out)
+    text = export_epochs(store, run_id, "csv", out)
     assert out.read_text() == text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert rows[0]["epoch"] == "1" and float(rows[0]["val/svhn_acc"]) == 0.25
     assert rows[0]["test_acc"] == "" and rows[1]["val/svhn_acc"] == ""
     assert math.isnan(float(rows[1]["train_loss"])) and float(rows[1]["val_loss"]) == math.inf
 
-    text = store.export_epochs(run_id, "json", tmp_path / "epochs.json")
+    text = export_epochs(store, run_id, "json", tmp_path / "epochs.json")
     records = json.loads(text)
     assert json.loads((tmp_path / "epochs.json").read_text()) == records
     assert records[0]["val_acc"] == 0.9 and records[1]["val/svhn_acc"] is None
     assert records[1]["train_loss"] == "NaN" and float(records[1]["val_loss"]) == math.inf
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["epochs.csv"]  # no temp file left
     with pytest.raises(StoreError, match="'xml' is not one of csv, json"):
-        store.export_epochs(run_id, "xml")  # type: ignore[arg-type]
+        export_epochs(store, run_id, "xml")  # type: ignore[arg-type]
 
 
 def test_artifacts_and_delete(store: RunStore, tmp_path: Path) -> None:

@@ -166,6 +166,32 @@ def test_nothing_writes_to_the_store(client, home):
         store.update_run(run_id, name="changed")
 
 
+def test_the_sweep_page_reads_runs_through_the_dashboards_one_store(tmp_path, monkeypatch):
+    """A sweep page reads the sweep's runs through the read-only store the dashboard holds: no
+    second store (a new engine and connection pool) per request."""
+    from rich.console import Console
+
+    from cnnlab.sweep import Location, parse_sweep, run_sweep
+
+    spec = parse_sweep({"name": "queued", "seeds": [0], "grid": {"train.lr": [0.01, 0.02]},
+                        "base": {"data": {"dataset": "mnist-sample"}, "train": {"epochs": 1}}})
+    run_sweep(spec, Location(root=str(tmp_path)), workers=0, live=False, console=Console(quiet=True))
+    source = open_source(f"sqlite:///{tmp_path}/runs.sqlite", storage=str(tmp_path / "sweeps.journal"))
+    opened: list[object] = []
+    real = RunStore.__init__
+
+    def counted(self, *args, **kwargs):
+        opened.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunStore, "__init__", counted)
+    with TestClient(create_app(source)) as test_client:
+        for _ in range(2):
+            data = test_client.get("/api/sweeps/queued").json()
+            assert data["counts"]["pending"] == 2 and data["total"] == 2
+    assert opened == []
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--store", "sqlite:////nonexistent/runs.sqlite"], "no run store at sqlite:////nonexistent/runs.sqlite"),
     (["--store", "mysql://x/y"], "database 'mysql' is not one of sqlite, postgresql"),

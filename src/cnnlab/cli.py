@@ -313,8 +313,10 @@ def export(
     """A run's epochs as CSV or JSON (to stdout, or to a file with -o)."""
     if fmt not in ("csv", "json"):
         raise typer.BadParameter(f"{fmt!r} is not one of csv, json", param_hint="--format")
+    from cnnlab.store.export import export_epochs
+
     run_store = _store(store)
-    text = run_store.export_epochs(run_store.get_run(run).id, fmt, output)
+    text = export_epochs(run_store, run_store.get_run(run).id, fmt, output)
     if output is None:
         print(text, end="")
     else:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.api.display import fields_html, png_html
+from cnnlab.data.labels import run_dataset
 from cnnlab.errors import ConfigError, DataError, Problem
 from cnnlab.store import RunRecord, RunStore
 
@@ -192,7 +193,7 @@ class Run:
         fields: list[tuple[str, Any]] = [
             ("status", r.status),
             ("model", f"{r.model}" + (f", {r.n_params:,} parameters" if r.n_params else "")),
-            ("data", r.dataset),
+            ("data", run_dataset(r.config)),
             ("epochs", f"{r.epochs_done}" + (f" of {planned}" if planned else "")),
             ("train accuracy", _percent(r.final_train_acc)),
             ("val accuracy", f"{_percent(r.final_val_acc)} (best {_percent(r.best_val_acc)}"

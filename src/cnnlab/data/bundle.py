@@ -69,6 +69,12 @@ class DataBundle:
         """Number of classes (labels are 0 .. num_classes - 1)."""
         return len(self.classes)
 
+    def facts(self) -> dict[str, int]:
+        """What a stored run keeps of its data: the class count and each split's size (0: none)."""
+        return {"classes": self.num_classes, "train": len(self.train),
+                "val": len(self.val) if self.val is not None else 0,
+                "test": len(self.test) if self.test is not None else 0}
+
 
 @dataclass
 class Source:

@@ -8,6 +8,12 @@ from cnnlab.data.alter import alter_name, parse_alter
 from cnnlab.errors import CnnlabError
 
 
+def run_dataset(config: dict[str, Any]) -> str:
+    """A stored run's dataset for people, from its config: ``mnist-colour`` when altered,
+    ``svhn + mnist-colour`` for a mixture, or ``?``."""
+    return data_label(config.get("data") or {})
+
+
 def domain_label(entry: dict[str, Any]) -> str:
     """A dataset entry's name: its ``name``, else the dataset and its alteration, ``mnist-colour``."""
     if entry.get("name"):

@@ -13,6 +13,7 @@ from cnnlab.inspect.evaluation import (
     confusion_matrix,
     scores_table,
 )
+from cnnlab.inspect.loading import LoadedRun, load_run, load_test_split
 from cnnlab.inspect.model import Inspection, inspect_model
 from cnnlab.inspect.output import Written
 from cnnlab.inspect.photo import digit_canvas, read_image, to_input
@@ -26,7 +27,6 @@ from cnnlab.inspect.stored import (
     report_figures,
     samples_run,
 )
-from cnnlab.store.loading import LoadedRun, load_run, load_test_split
 
 __all__ = [
     "ClassScores",

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import ConfigError, DataError, Problem
+from cnnlab.inspect.loading import LoadedRun
 from cnnlab.inspect.output import output_dir, save_image
 from cnnlab.inspect.photo import read_image, resolve_style, to_input
-from cnnlab.store.loading import LoadedRun
 
 
 @dataclass

@@ -12,6 +12,7 @@ from cnnlab.data import Split
 from cnnlab.errors import ConfigError, DataError, Problem
 from cnnlab.inspect.evaluation import ClassScores, class_scores, confident_mistakes, confusion_matrix
 from cnnlab.inspect.figures import confusion_figure, image_grid_figure
+from cnnlab.inspect.loading import LoadedRun, load_run, load_test_split
 from cnnlab.inspect.model import (
     Inspection,
     attribution_figures,
@@ -22,7 +23,6 @@ from cnnlab.inspect.model import (
 from cnnlab.inspect.output import Written, output_dir, save_figure, save_image
 from cnnlab.inspect.photo import read_image, resolve_style, to_input
 from cnnlab.store import RunStore
-from cnnlab.store.loading import LoadedRun, load_run, load_test_split
 
 _GRID = re.compile(r"^\s*(\d+)\s*[x×*]\s*(\d+)\s*$")
 

@@ -14,6 +14,7 @@ from cnnlab.analyze.factor_text import describe_f, describe_p
 from cnnlab.analyze.speed import DEFINITION as FALL_DEFINITION
 from cnnlab.analyze.stats import ALPHA
 from cnnlab.analyze.study import Study
+from cnnlab.data.labels import run_dataset
 from cnnlab.report import figures as figs
 from cnnlab.report.sections import ReportFigure, Section, Table, extra_sections
 from cnnlab.store import RunStore
@@ -117,7 +118,7 @@ def _summary(study: Study) -> list[str]:
     seeds = sorted({len(cell.runs) for cell in study.cells})
     per_cell = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
     models = sorted({run.record.model for run in runs})
-    datasets = sorted({run.record.dataset for run in runs})
+    datasets = sorted({run_dataset(run.record.config) for run in runs})
     lines = [
         f"{len(runs)} run{'s' if len(runs) != 1 else ''} in {len(study.cells)} configuration"
         f"{'s' if len(study.cells) != 1 else ''} ({per_cell} run{'s' if seeds[-1] != 1 else ''} each) of "

@@ -1,7 +1,9 @@
 """Run store: runs, per-epoch metrics and artifacts in SQLite (default) or PostgreSQL."""
 
-from cnnlab.store.runs import RUN_FIELDS, Artifact, RunRecord, RunStore, default_root
+from cnnlab.store.record import RUN_FIELDS, Artifact, RunRecord
+from cnnlab.store.runs import RunStore, open_read_only
 from cnnlab.store.schema import EPOCH_METRICS, STATUSES, SUMMARY_METRICS
+from cnnlab.store.urls import default_root
 
 __all__ = [
     "EPOCH_METRICS",
@@ -12,4 +14,5 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "default_root",
+    "open_read_only",
 ]

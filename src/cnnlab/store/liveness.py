@@ -12,12 +12,9 @@ import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cnnlab.errors import StoreError
-
-if TYPE_CHECKING:
-    from cnnlab.store.runs import RunRecord
+from cnnlab.store.record import RunRecord
 
 GONE = "interrupted (process gone)"
 

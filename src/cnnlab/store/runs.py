@@ -2,10 +2,8 @@
 
 SQLite (``root/runs.sqlite``) by default, PostgreSQL for clusters; only portable SQL is used,
 except SQLite PRAGMAs and each dialect's own INSERT ... ON CONFLICT for upserts. Several
-processes may write to one store at once: on SQLite every write transaction starts with
-``BEGIN IMMEDIATE`` (it takes the write lock up front, so it waits out the busy timeout
-instead of failing with "database is locked" when a read would have to become a write), and
-the journal is in WAL mode, so readers never block writers.
+processes may write to one store at once (the engine's setup: `cnnlab.store.database`).
+`open_read_only` opens a store that refuses every write (the dashboard, sweep status).
 
 Accuracies are fractions in [0, 1]. NaN and ±inf metrics are stored as NULL plus a
 ``nonfinite`` note on the row (SQLite turns NaN into NULL; JSON has no NaN) and come back as
@@ -15,48 +13,49 @@ Accuracies are fractions in [0, 1]. NaN and ±inf metrics are stored as NULL plu
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
 import numbers
 import os
 import re
 import secrets
 import shutil
-import sqlite3
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    Engine,
     Float,
     Integer,
     String,
     Table,
-    create_engine,
     delete,
-    event,
     func,
     inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
-from cnnlab.files import write_atomic
+from cnnlab.store.database import (
+    READ_ONLY,
+    SQLITE_DISK,
+    existing_sqlite,
+    explain,
+    json_dumps,
+    make_engine,
+    unwritable_sqlite,
+)
+from cnnlab.store.liveness import shown_status
+from cnnlab.store.record import RUN_FIELDS, Artifact, RunRecord
 from cnnlab.store.schema import (
     EPOCH_METRICS,
     STATUSES,
@@ -67,112 +66,28 @@ from cnnlab.store.schema import (
     TagRow,
     UTCDateTime,
 )
+from cnnlab.store.urls import (
+    URL_EXAMPLE,
+    default_root,
+    default_store_url,
+    read_only_url,
+    sqlite_file,
+    store_url,
+)
 
-DB_FILE = "runs.sqlite"
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.previous.pt"
-URL_EXAMPLE = "sqlite:///cnnlab-runs/runs.sqlite or postgresql+psycopg://user:password@host/cnnlab"
-SQLITE_BUSY_TIMEOUT_S = 30.0
-EXPORT_FORMATS = ("csv", "json")
-_DIALECTS = ("sqlite", "postgresql")
 LIST_RUNS = "`cnnlab runs` lists them (cnnlab.runs() in Python)"
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PG_SCHEMA_LOCK = 0x636E6E6C6162  # pg_advisory_xact_lock key serialising CREATE TABLE ("cnnlab")
-_json_dumps = partial(json.dumps, allow_nan=False)
-READ_ONLY = ("it is read-only (its file or folder cannot be written): this command needs to write "
-             "to it; use a writable store (CNNLAB_HOME or --store)")
-_SQLITE_DISK = re.compile(r"readonly database|disk is full|unable to open database file|disk I/O error")
-
-
-def default_root() -> Path:
-    """The store folder: ``$CNNLAB_HOME`` if set, else ``./cnnlab-runs``."""
-    return Path(os.environ.get("CNNLAB_HOME") or "cnnlab-runs").expanduser().absolute()
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One stored run as plain data (timestamps are timezone-aware UTC)."""
-
-    id: str
-    name: str | None
-    status: str
-    config: dict[str, Any]
-    config_hash: str
-    cell_hash: str
-    seed: int
-    host: str
-    versions: dict[str, Any]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    duration_s: float | None
-    epochs_done: int
-    error: str | None
-    best_epoch: int | None
-    best_val_acc: float | None
-    best_val_loss: float | None
-    final_train_loss: float | None
-    final_train_acc: float | None
-    final_val_loss: float | None
-    final_val_acc: float | None
-    final_test_loss: float | None
-    final_test_acc: float | None
-    n_params: int | None
-    precision: str | None
-    device: str | None
-    sweep: str | None
-    trial: int | None
-    pid: int | None = None
-    heartbeat_at: datetime | None = None
-    lease: int | None = None
-
-    @property
-    def model(self) -> str:
-        """The model's registry name, ``layers[N]`` for a layer list, or ``?``."""
-        model = self.config.get("model") or {}
-        if model.get("layers"):
-            return f"layers[{len(model['layers'])}]"
-        return str(model.get("name", "?"))
-
-    @property
-    def dataset(self) -> str:
-        """The dataset's name from the config (``mnist-colour`` when altered, ``svhn + mnist-colour``
-        for a mixture), or ``?``."""
-        from cnnlab.data.labels import data_label
-
-        return data_label(self.config.get("data") or {})
-
-    @property
-    def shown_status(self) -> str:
-        """The status for people: ``interrupted (process gone)`` for a run whose process died."""
-        from cnnlab.store.liveness import shown_status
-
-        return shown_status(self)
-
-    @property
-    def planned_epochs(self) -> int | None:
-        """``train.epochs`` from the config, if there."""
-        return (self.config.get("train") or {}).get("epochs")
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """A file of a run: its kind (checkpoint, figure kind, ...), path and size in bytes (None: gone)."""
-
-    kind: str
-    path: Path
-    size: int | None
-
-
 _RUN_COLUMNS: dict[str, Column[Any]] = {c.name: c for c in RunRow.__table__.columns}
-RUN_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "id")
 
 
 class RunStore:
     """Runs, their epochs and artifacts in a SQL database, plus a folder per run under ``root``."""
 
     def __init__(self, url: str | URL | None = None, root: str | Path | None = None) -> None:
-        parsed = _parse_url(url) if url is not None else None
+        parsed = store_url(url) if url is not None else None
         if root is not None:
             self.root = Path(root).expanduser().absolute()
         elif parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database not in (
@@ -182,11 +97,11 @@ class RunStore:
             self.root = Path(parsed.database).expanduser().absolute().parent
         else:
             self.root = default_root()
-        self._url = parsed or _parse_url(URL.create("sqlite", database=str(self.root / DB_FILE)))
+        self._url = parsed or default_store_url(self.root)
         self.url = self._url.render_as_string(hide_password=True)
         # A SQLite store whose file or folder cannot be written (read-only disk or mount), or whose
         # disk is full, is still read; writing to it says why it cannot be written.
-        self.read_only = _unwritable_sqlite(self._url)
+        self.read_only = unwritable_sqlite(self._url)
         self._why_read_only = READ_ONLY
         self._open()
         if not self.read_only:
@@ -194,15 +109,15 @@ class RunStore:
                 self._create_tables()
             except StoreError as exc:
                 cause = exc.__cause__
-                if not (_existing_sqlite(self._url) and isinstance(cause, OperationalError)
-                        and _SQLITE_DISK.search(str(cause.orig))):
+                if not (existing_sqlite(self._url) and isinstance(cause, OperationalError)
+                        and SQLITE_DISK.search(str(cause.orig))):
                     raise
                 self.close()
-                self.read_only, self._why_read_only = True, _explain(cause)
+                self.read_only, self._why_read_only = True, explain(cause)
                 self._open()
 
     def _open(self) -> None:
-        self._engine = _make_engine(self._url, self.url, self.read_only)
+        self._engine = make_engine(self._url, self.url, self.read_only)
         # SQLite: transactions through this engine begin with BEGIN IMMEDIATE (see module doc).
         self._write_engine = self._engine.execution_options(cnnlab_begin="IMMEDIATE")
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
@@ -395,7 +310,7 @@ class RunStore:
         """Delete several runs and their folders; refuses them all, deleting nothing, when one is
         still trained by a live process (a ``running`` run whose process is gone may be deleted).
         ``dry_run`` only checks."""
-        running = [record.id for record in map(self.get_run, run_ids) if record.shown_status == "running"]
+        running = [record.id for record in map(self.get_run, run_ids) if shown_status(record) == "running"]
         if running:
             raise StoreError(f"run {', '.join(running)} is running: stop it first (nothing was deleted)")
         if dry_run:
@@ -492,33 +407,6 @@ class RunStore:
                     out[row.run_id].append(_epoch_metrics(row))
         return out
 
-    def export_epochs(self, run_id: str, fmt: Literal["csv", "json"], path: str | Path | None = None) -> str:
-        """The run's epochs as CSV or JSON text, also written atomically to ``path`` if given.
-
-        Columns: epoch, every standard metric, then extra metrics in order of appearance.
-        CSV writes NaN/inf as ``nan``/``inf``; JSON (which has no NaN) as the strings
-        ``"NaN"``, ``"Infinity"``, ``"-Infinity"``; missing values are empty / null.
-        """
-        if fmt not in EXPORT_FORMATS:
-            raise StoreError(f"export format: {fmt!r} {one_of(EXPORT_FORMATS)}")
-        rows = self.epochs(run_id)
-        columns = ["epoch", *EPOCH_METRICS]
-        for row in rows:
-            columns += [key for key in row if key not in columns]
-        if fmt == "csv":
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(columns)
-            for row in rows:
-                writer.writerow(["" if row.get(c) is None else row[c] for c in columns])
-            content = buffer.getvalue()
-        else:
-            records = [{c: _json_number(row.get(c)) for c in columns} for row in rows]
-            content = json.dumps(records, indent=2, allow_nan=False) + "\n"
-        if path is not None:
-            write_atomic(path, content)
-        return content
-
     # -- artifacts ---------------------------------------------------------------------------
 
     def add_artifact(self, run_id: str, kind: str, path: str | Path) -> None:
@@ -601,7 +489,7 @@ class RunStore:
             with factory() as session, session.begin():
                 yield session
         except OperationalError as exc:
-            why = self._why_read_only if self.read_only else _explain(exc)
+            why = self._why_read_only if self.read_only else explain(exc)
             raise StoreError(f"store {self.url}: {why}") from exc
 
     def _upsert(self, session: Session, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
@@ -623,8 +511,8 @@ class RunStore:
                 Base.metadata.create_all(conn)
                 _add_missing_columns(conn)
         except OperationalError as exc:
-            if _SQLITE_DISK.search(str(exc.orig)):
-                raise StoreError(f"cannot open the run store {self.url}: {_explain(exc)}") from exc
+            if SQLITE_DISK.search(str(exc.orig)):
+                raise StoreError(f"cannot open the run store {self.url}: {explain(exc)}") from exc
             raise StoreError(
                 f"cannot open the run store {self.url}: {exc.orig} (a store URL looks like {URL_EXAMPLE})"
             ) from exc
@@ -641,122 +529,6 @@ def _add_missing_columns(conn: Connection) -> None:
 
 
 # -- URL and engine --------------------------------------------------------------------------
-
-
-def _parse_url(url: str | URL) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise StoreError(f"store URL {url!r} is not a database URL; use for example {URL_EXAMPLE}") from None
-    backend = parsed.get_backend_name()
-    if backend not in _DIALECTS:
-        shown = parsed.render_as_string(hide_password=True)
-        raise StoreError(
-            f"store URL {shown!r}: database {backend!r} {one_of(_DIALECTS)}; use for example {URL_EXAMPLE}"
-        )
-    return parsed
-
-
-def _existing_sqlite(url: URL) -> bool:
-    """A SQLite store in a file that exists (not in memory, not a ``file:`` URI)."""
-    return (url.get_backend_name() == "sqlite" and bool(url.database) and url.database != ":memory:"
-            and not url.database.startswith("file:") and Path(url.database).is_file())
-
-
-def _unwritable_sqlite(url: URL) -> bool:
-    """An existing SQLite store file that this process cannot write, or whose folder it cannot
-    write (SQLite's WAL needs files beside it)."""
-    if not _existing_sqlite(url):
-        return False
-    path = Path(str(url.database))
-    return not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
-
-
-def _make_engine(url: URL, shown: str, read_only: bool = False) -> Engine:
-    """An engine for ``url``; on SQLite with WAL, a busy timeout, foreign keys and BEGIN control.
-    ``read_only``: the SQLite file is opened immutable, for reading only: no -shm or -wal is made
-    or mapped (a shared-memory file that cannot be written crashed SQLite with SIGBUS when tried),
-    so commits still in a WAL that was never checkpointed are not seen."""
-    try:
-        if url.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
-        if read_only:
-            url = URL.create("sqlite", database=f"file:{url.database}",
-                             query={"mode": "ro", "immutable": "1", "uri": "true"})
-        elif url.database and url.database != ":memory:" and not url.database.startswith("file:"):
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, json_serializer=_json_dumps
-        )
-    except (NoSuchModuleError, ImportError) as exc:
-        hint = ""
-        if url.get_backend_name() == "postgresql":
-            hint = " (install one: pip install 'psycopg[binary]', URL postgresql+psycopg://…)"
-        raise StoreError(
-            f"store URL {shown!r}: driver {url.get_driver_name()!r} is not available{hint}: "
-            f"{exc}; use for example {URL_EXAMPLE}"
-        ) from exc
-    except OSError as exc:
-        raise StoreError(
-            f"store URL {shown!r}: cannot create its folder: {exc}; use for example {URL_EXAMPLE}"
-        ) from exc
-    event.listen(engine, "connect", _sqlite_on_connect_read_only if read_only else _sqlite_on_connect)
-    event.listen(engine, "begin", _sqlite_on_begin)
-    return engine
-
-
-def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None
-    dbapi_connection.execute("PRAGMA query_only = ON")
-
-
-
-
-def _explain(exc: OperationalError) -> str:
-    """SQLite's message for a disk or permission problem, said as what it means for the user."""
-    message = str(exc.orig)
-    if "readonly database" in message:
-        return READ_ONLY
-    if "disk is full" in message or "disk I/O error" in message:
-        return ("no space left on its disk (or the disk refused a write): free some space and run "
-                "the command again")
-    if "unable to open database file" in message:
-        return ("its file cannot be opened or created (folder missing, not writable, or no space "
-                "left): check the folder, or use another store (CNNLAB_HOME or --store)")
-    return message
-
-
-def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take BEGIN out of the sqlite3 module's hands (we emit it in _sqlite_on_begin).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-    cursor.execute("PRAGMA foreign_keys = ON")
-    _set_wal(cursor)
-    cursor.execute("PRAGMA synchronous = NORMAL")
-    cursor.close()
-
-
-def _set_wal(cursor: Any) -> None:
-    """Switch to WAL (persistent in the file). While several processes open a new store at once,
-    SQLite can refuse the switch with "database is locked" without waiting on the busy timeout
-    (seen in CI with four processes), so it is retried until that timeout has passed."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
-    delay = 0.01
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get("cnnlab_begin", "DEFERRED")
-    conn.exec_driver_sql(f"BEGIN {mode}")
 
 
 # -- checks and conversions ------------------------------------------------------------------
@@ -823,7 +595,7 @@ def _check_run_fields(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
             value = int(value)
         elif isinstance(kind, JSON):
             try:
-                _json_dumps(value)
+                json_dumps(value)
             except (TypeError, ValueError) as exc:
                 raise StoreError(f"{key}: is not JSON data (no NaN allowed): {exc}") from exc
         elif isinstance(kind, String):
@@ -872,15 +644,24 @@ def _token(value: float) -> str:
     return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
-def _json_number(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    return value
-
-
 def _glob_to_like(pattern: str) -> str:
     escaped = (f"\\{ch}" if ch in "\\%_" else ch for ch in pattern)
     return "".join(escaped).replace("*", "%").replace("?", "_")
 
 
-__all__ = ["RUN_FIELDS", "RunRecord", "RunStore", "default_root"]
+def open_read_only(url: str | URL | None = None, root: str | Path | None = None) -> RunStore:
+    """The run store at ``url`` opened so nothing can be written: SQLite as ``mode=ro`` (the file
+    must exist; SQLite then refuses every write), PostgreSQL with ``default_transaction_read_only``
+    (the server refuses writes). Without ``url``, the SQLite store that `RunStore` would open with
+    ``root``. ``root``: the folder its run files are in (default: beside a SQLite file). The
+    dashboard and sweep status read stores through it."""
+    folder = Path(root).expanduser().absolute() if root else None
+    parsed = store_url(url) if url else default_store_url(folder)
+    database = sqlite_file(parsed)
+    if parsed.get_backend_name() == "sqlite" and (database is None or not database.is_file()):
+        shown = parsed.render_as_string(hide_password=True)
+        raise StoreError(f"no run store at {shown}: {database or parsed.database} is not a file (train a "
+                         f"run first, or give --store; a store URL looks like {URL_EXAMPLE})")
+    if folder is None:
+        folder = database.parent if database is not None else default_root()
+    return RunStore(read_only_url(parsed), root=folder)

@@ -132,6 +132,8 @@ class RunRow(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Fencing token: grows with every take-over; only the holder of the current one may write.
     lease: Mapped[int | None] = mapped_column(Integer)
+    # What the run's data was: {"classes": 10, "train": 54000, "val": 6000, "test": 10000}.
+    data_facts: Mapped[dict[str, int] | None] = mapped_column(JSON)
     # Summary metrics that were NaN or ±inf ({"final_val_loss": "nan"}); their column holds NULL,
     # because SQLite turns NaN into NULL and JSON has no NaN at all.
     nonfinite: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)

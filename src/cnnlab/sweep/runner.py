@@ -82,6 +82,7 @@ def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *
     with quiet_optuna():
         queued = queue_sweep(spec, location)
     if workers == 0:
+        location.check_writable()  # the run store exists from now on, for the workers to come
         return SweepOutcome(sweep_status(location, spec.name), queued)
     outcome = _drain(location, spec.name, workers, threads, data_root, console, live, vmap)
     outcome.queued = queued

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import optuna
@@ -121,30 +123,46 @@ class SweepStatus:
         return max(scored, key=lambda c: sign * (c.mean or 0.0))
 
 
-def sweep_status(location: Location, name: str) -> SweepStatus:
-    """Read a sweep's state from its study and the run store."""
-    with quiet_optuna():
+def sweep_status(location: Location, name: str, store: RunStore | None = None) -> SweepStatus:
+    """Read a sweep's state from its study and the run store (``store``: one already open, as the
+    dashboard's; else the location's, opened read-only for this reading)."""
+    with quiet_optuna(), _reading(location, store) as runs_store:
         study, spec = open_study(location, name)
-        return _status(study, spec, location)
+        return _status(study, spec, location, runs_store)
 
 
-def list_sweeps(location: Location) -> list[SweepStatus]:
+def list_sweeps(location: Location, store: RunStore | None = None) -> list[SweepStatus]:
     """Every sweep in the storage, by name."""
     with quiet_optuna():
         storage = location.open_storage(create=False)
         if storage is None:
             return []
         out = []
-        for name in sorted(optuna.get_all_study_names(storage)):
-            try:
-                study, spec = open_study(location, name, storage)
-            except StoreError:
-                continue  # a study of another program in the same database
-            out.append(_status(study, spec, location))
+        with _reading(location, store) as runs_store:
+            for name in sorted(optuna.get_all_study_names(storage)):
+                try:
+                    study, spec = open_study(location, name, storage)
+                except StoreError:
+                    continue  # a study of another program in the same database
+                out.append(_status(study, spec, location, runs_store))
         return out
 
 
-def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepStatus:
+@contextlib.contextmanager
+def _reading(location: Location, store: RunStore | None) -> Iterator[RunStore | None]:
+    """``store``, or the location's run store opened read-only and closed after; None while no
+    run store exists yet (a sweep queued, nothing trained)."""
+    if store is not None:
+        yield store
+        return
+    if not location.has_store():
+        yield None
+        return
+    with contextlib.closing(location.open_store(read_only=True)) as opened:
+        yield opened
+
+
+def _status(study: optuna.Study, spec: SweepSpec, location: Location, store: RunStore | None) -> SweepStatus:
     trials = study.get_trials(deepcopy=False)
     queued = study.user_attrs[SPEC_ATTR].get("config_hashes")
     latest: dict[str, FrozenTrial] = {}
@@ -157,29 +175,25 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
             continue  # a cell since removed from the sweep file
         latest[config_hash] = trial  # trials come in number order: the last one wins
         first.setdefault(trial.user_attrs["cell_hash"], trial.number)
-    store = location.open_store()
-    try:
-        runs = {r.id: r for r in store.list_runs(sweep=study.study_name)}
-        by_trial = {r.trial: r for r in reversed(list(runs.values())) if r.trial is not None}
-        status = SweepStatus(spec.name, spec.mode, spec.metric, spec.direction, location.describe())
-        cells: dict[str, CellStatus] = {}
-        for trial in sorted(latest.values(), key=lambda t: t.user_attrs.get("seed", 0)):
-            attrs = trial.user_attrs
-            cell = cells.setdefault(attrs["cell_hash"], CellStatus(attrs["label"], attrs["cell_hash"]))
-            record = _record(trial, runs, by_trial, store)
-            run = _seed_run(trial, record)
-            if run.state == "running" and record is not None and process_gone(record):
-                run.state = GONE
-            if run.state == "done" and record is not None and _has_domains(record):
-                run.domains = _domain_accuracies(store.epochs(record.id))
-            cell.runs.append(run)
-        status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
-        if spec.mode == "tpe":
-            real = [t for t in sampled(trials) if t.user_attrs.get("outcome") not in SKIPPED]
-            status.unsampled = max(0, spec.n_trials - len(real)) * len(spec.seeds)
-        return status
-    finally:
-        store.close()
+    runs = {r.id: r for r in store.list_runs(sweep=study.study_name)} if store is not None else {}
+    by_trial = {r.trial: r for r in reversed(list(runs.values())) if r.trial is not None}
+    status = SweepStatus(spec.name, spec.mode, spec.metric, spec.direction, location.describe())
+    cells: dict[str, CellStatus] = {}
+    for trial in sorted(latest.values(), key=lambda t: t.user_attrs.get("seed", 0)):
+        attrs = trial.user_attrs
+        cell = cells.setdefault(attrs["cell_hash"], CellStatus(attrs["label"], attrs["cell_hash"]))
+        record = _record(trial, runs, by_trial, store)
+        run = _seed_run(trial, record)
+        if run.state == "running" and record is not None and process_gone(record):
+            run.state = GONE
+        if run.state == "done" and record is not None and store is not None and _has_domains(record):
+            run.domains = _domain_accuracies(store.epochs(record.id))
+        cell.runs.append(run)
+    status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
+    if spec.mode == "tpe":
+        real = [t for t in sampled(trials) if t.user_attrs.get("outcome") not in SKIPPED]
+        status.unsampled = max(0, spec.n_trials - len(real)) * len(spec.seeds)
+    return status
 
 
 def _has_domains(record: RunRecord) -> bool:
@@ -202,12 +216,12 @@ def _domain_accuracies(epochs: list[dict]) -> dict[str, float]:
 
 
 def _record(trial: FrozenTrial, runs: dict[str, RunRecord], by_trial: dict[int, RunRecord],
-            store: RunStore) -> RunRecord | None:
+            store: RunStore | None) -> RunRecord | None:
     run_id = trial.user_attrs.get("run_id")
     if run_id is None:
         return by_trial.get(trial.number)
-    if run_id in runs:
-        return runs[run_id]
+    if run_id in runs or store is None:
+        return runs.get(run_id)
     try:  # a run reused from another sweep
         return store.get_run(run_id)
     except StoreError:

@@ -4,7 +4,6 @@ the run store beside it."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -13,11 +12,11 @@ from typing import Any
 
 import optuna
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from cnnlab.errors import StoreError
-from cnnlab.store import RunStore, default_root
+from cnnlab.store import RunStore, default_root, open_read_only
 from cnnlab.store.liveness import grace_s, heartbeat_interval_s
+from cnnlab.store.urls import database_url, default_store_url, sqlite_file, store_url
 from cnnlab.sweep.retry import RetryFailed
 
 JOURNAL_FILE = "sweeps.journal"
@@ -84,27 +83,22 @@ class Location:
         with contextlib.closing(self.open_store()) as store:
             store.check_writable()
 
-    def open_store(self) -> RunStore:
-        """The run store; its run folders go to ``root`` when given, else where RunStore puts them."""
+    def has_store(self) -> bool:
+        """Whether the run store exists (a SQLite file is made by the first command that writes)."""
+        url = self.store or self.storage_url
+        database = sqlite_file(store_url(url) if url else default_store_url(self.root_path))
+        return database is None or database.is_file()
+
+    def open_store(self, read_only: bool = False) -> RunStore:
+        """The run store; its run folders go to ``root`` when given, else where RunStore puts them.
+        ``read_only``: opened so nothing can be written (`cnnlab.store.open_read_only`)."""
         url = self.store
         if url is None and self.storage_url is not None:
             url = self.storage_url
         root = self.root_path if self.root else None
-        return RunStore((database_url(url) or url) if url else None, root=root)
-
-
-def database_url(text: str) -> str | None:
-    """``text`` as an SQLAlchemy URL whose driver is installed (``postgresql://`` is served by
-    psycopg 3 unless psycopg2 is there); None when ``text`` is not a URL (a file path)."""
-    if "://" not in text:
-        return None
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        raise StoreError(f"storage {text!r} is not a database URL or a file path") from None
-    if url.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None:
-        url = url.set(drivername="postgresql+psycopg")
-    return url.render_as_string(hide_password=False)
+        if read_only:
+            return open_read_only(url, root)
+        return RunStore(url, root=root)
 
 
 def _rdb_storage(url: str, shown: str) -> optuna.storages.RDBStorage:

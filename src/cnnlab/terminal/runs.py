@@ -13,8 +13,10 @@ from rich.text import Text
 
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.compare import Comparison
+from cnnlab.data.labels import run_dataset
+from cnnlab.store import Artifact, RunRecord
 from cnnlab.store.domains import domain_names, domain_summary
-from cnnlab.store.runs import Artifact, RunRecord
+from cnnlab.store.liveness import shown_status
 from cnnlab.store.schema import EPOCH_METRICS
 from cnnlab.terminal.format import (
     format_duration,
@@ -64,9 +66,9 @@ def runs_table(
         "id": [Text(run.id, style="bold") for run in records],
         "name": [Text(run.name or "") for run in records],
         "tags": [Text(" ".join(tags.get(run.id, ()))) for run in records],
-        "status": [status_text(run.shown_status) for run in records],
+        "status": [status_text(shown_status(run)) for run in records],
         "model": [Text(run.model) for run in records],
-        "dataset": [Text(run.dataset) for run in records],
+        "dataset": [Text(run_dataset(run.config)) for run in records],
         "epochs": [Text(f"{run.epochs_done}/{run.planned_epochs}" if run.planned_epochs
                         else str(run.epochs_done)) for run in records],
         "best val": [format_metric("val_acc", run.best_val_acc) for run in records],
@@ -165,7 +167,7 @@ def comparison_tables(comparison: Comparison) -> list[RenderableType]:
     else:
         parts.append(Text("no setting differs between these runs"))
     metrics = _run_columns(records, "final metrics")
-    metrics.add_row("status", *(status_text(record.shown_status) for record in records))
+    metrics.add_row("status", *(status_text(shown_status(record)) for record in records))
     metrics.add_row("epochs", *(Text(str(record.epochs_done)) for record in records))
     for label, key, field in _COMPARED:
         values = [getattr(record, field) for record in records]
@@ -267,11 +269,11 @@ def _summary(run: RunRecord, tags: Sequence[str] = ()) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    status = status_text(run.shown_status)
+    status = status_text(shown_status(run))
     grid.add_row("run", Text.assemble((run.id, "bold"), "  ", run.name or "", "  ", status))
     if tags:
         grid.add_row("tags", Text(" ".join(tags)))
-    grid.add_row("model", Text(f"{run.model} on {run.dataset}, seed {run.seed}"))
+    grid.add_row("model", Text(f"{run.model} on {run_dataset(run.config)}, seed {run.seed}"))
     planned = f" of {run.planned_epochs}" if run.planned_epochs else ""
     grid.add_row("epochs", f"{run.epochs_done}{planned}")
     if run.best_val_acc is not None:

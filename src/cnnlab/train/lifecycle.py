@@ -170,9 +170,10 @@ class RunLife:
 
     @classmethod
     def create(cls, store: RunStore, exp: Experiment, *, precision: str, n_params: int, device: str,
-               sweep: str | None = None, trial: int | None = None,
+               data_facts: dict[str, int] | None = None, sweep: str | None = None, trial: int | None = None,
                on_create: Callable[[str], None] | None = None) -> RunLife:
-        """Store a new run of ``exp`` owned by this process; ``on_create`` gets its id at once."""
+        """Store a new run of ``exp`` owned by this process (``data_facts``: its class count and
+        split sizes); ``on_create`` gets its id at once."""
         host, versions = environment()
         run_id = store.create_run(
             name=exp.name, config=exp.resolved(), config_hash=exp.hash(),
@@ -181,7 +182,7 @@ class RunLife:
         )
         lease = store.acquire(run_id)
         store.update_run(run_id, lease=lease, precision=precision, n_params=n_params, device=device,
-                         pid=os.getpid(), heartbeat_at=datetime.now(UTC))
+                         data_facts=data_facts, pid=os.getpid(), heartbeat_at=datetime.now(UTC))
         if on_create is not None:
             on_create(run_id)
         return cls(store, run_id, lease=lease)

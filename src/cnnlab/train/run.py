@@ -24,9 +24,8 @@ from cnnlab.errors import CheckpointError, VmapUnsupported
 from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
 from cnnlab.models.build import resolve_channels_last
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.store.checkpoint import load_resumable_checkpoint
+from cnnlab.store.checkpoint import check_checkpoint_config, load_resumable_checkpoint
 from cnnlab.store.liveness import refuse_if_alive
-from cnnlab.store.loading import check_checkpoint_config
 from cnnlab.store.schema import FINISHED
 from cnnlab.train.engine import CellRun, Engine, restore
 from cnnlab.train.hardware import (
@@ -101,7 +100,8 @@ def train_experiment(
     set_threads(exp.train.threads)
     prepared = prepare(exp)
     life = RunLife.create(store, exp, precision=prepared.precision, n_params=count_params(prepared.model),
-                          device=device_label(prepared.device), sweep=sweep, trial=trial, on_create=on_create)
+                          device=device_label(prepared.device), data_facts=prepared.data.facts(), sweep=sweep,
+                          trial=trial, on_create=on_create)
     return _fit(prepared, life, None, console or Console(), progress, on_epoch)
 
 
@@ -151,7 +151,7 @@ def resume_run(
     try:
         store.truncate_epochs(record.id, state["epoch"] if state is not None else 0)
         life = RunLife.take_over(store, record.id, config=exp.resolved(),
-                                 device=device_label(prepared.device))
+                                 device=device_label(prepared.device), data_facts=prepared.data.facts())
     except BaseException:
         restore(store, record)
         raise
@@ -264,7 +264,8 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
     runs = []
     for cell, (i, exp) in enumerate(zip(group, cells.exps, strict=True)):
         life = RunLife.create(store, exp, precision=cells.precision, n_params=cells.n_params,
-                              device=device_label(cells.device), sweep=sweep, trial=trials[i],
+                              device=device_label(cells.device), data_facts=cells.bundles[cell].facts(),
+                              sweep=sweep, trial=trials[i],
                               on_create=None if on_create is None else partial(on_create, i))
         runs.append(CellRun(life, cells.early_stopping(cell),
                             hook=None if on_epoch is None else partial(on_epoch, i)))

@@ -13,6 +13,7 @@ from typing import Any
 from cnnlab.analyze import RunData, analyze_runs, diagnose_run, varying_keys
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.study import Study
+from cnnlab.data.labels import run_dataset
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.domains import domain_names
@@ -39,7 +40,7 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "id": run.id,
         "name": run.name or "",
         "model": run.model,
-        "dataset": run.dataset,
+        "dataset": run_dataset(run.config),
         "status": run.status,
         "epochs_done": run.epochs_done,
         "epochs_planned": run.planned_epochs,
@@ -180,7 +181,7 @@ def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
     from cnnlab.sweep.status import STATES, sweep_status  # imports torch: only once a sweep is shown
 
     try:
-        status = sweep_status(source.location, name)
+        status = sweep_status(source.location, name, source.store)
     except StoreError:
         status = None
     if status is not None:

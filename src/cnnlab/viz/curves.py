@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnlab.analyze.rundata import RunData, aligned
+from cnnlab.data.labels import run_dataset
 from cnnlab.viz.style import (
     LINESTYLES,
     SPLIT_NAMES,
@@ -67,7 +68,8 @@ def run_figure(run: RunData) -> Figure:
         _axes(acc_ax, "accuracy", "accuracy (%)")
         _axes(loss_ax, "loss", f"loss ({run.settings.get('train.loss', 'per epoch')})")
         _honest(acc_ax, loss_ax)
-        fig.suptitle(shorten(f"{run.label}: {run.status}, {run.record.model} on {run.record.dataset}", 90))
+        dataset = run_dataset(run.record.config)
+        fig.suptitle(shorten(f"{run.label}: {run.status}, {run.record.model} on {dataset}", 90))
         handles, labels = _unique(acc_ax, loss_ax)
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
     return fig

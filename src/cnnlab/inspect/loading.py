@@ -1,27 +1,25 @@
 """A stored run's trained model: built from the run's config in the store (never from the
 checkpoint's own copy, which only has to agree with it), its weights loaded from the checkpoint,
-with the preprocessing it was trained with. `inspect`, `predict` and `report` load runs here."""
+with the preprocessing it was trained with; and its test split loaded again. `inspect` and
+`predict` load runs here."""
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from cnnlab.checks import validate_experiment
-from cnnlab.config import config_hash
 from cnnlab.data import Split, load_data
+from cnnlab.data.labels import run_dataset
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import CheckpointError, DataError
 from cnnlab.models import build_model
 from cnnlab.models.build import resolve_channels_last
-from cnnlab.store.checkpoint import load_checkpoint
-from cnnlab.store.runs import RunRecord, RunStore
+from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.checkpoint import check_checkpoint_config, load_checkpoint
 
 _NEEDED = ("model", "config", "classes", "input_shape", "mean", "std")
 
@@ -58,7 +56,7 @@ class LoadedRun:
     @property
     def dataset(self) -> str:
         """The dataset the run was trained on (``data.dataset``)."""
-        return self.record.dataset
+        return run_dataset(self.record.config)
 
 
 def load_run(store: RunStore, ref: str) -> LoadedRun:
@@ -87,41 +85,6 @@ def load_run(store: RunStore, ref: str) -> LoadedRun:
     return LoadedRun(record, model, [str(c) for c in state["classes"]], (channels, height, width),
                      tuple(float(m) for m in state["mean"]), tuple(float(s) for s in state["std"]),
                      channels_last)
-
-
-def check_checkpoint_config(state: dict[str, Any], record: RunRecord, path: Path) -> None:
-    """Refuse a checkpoint whose config is not the run's stored config (keys that only say where
-    or how fast it ran, and ``train.epochs``, which a resume may raise, left out)."""
-    stored, written = _comparable(record.config), _comparable(state.get("config"))
-    if config_hash(stored) == config_hash(written):
-        return
-    stored_keys, written_keys = _flat(stored), _flat(written)
-    keys = sorted(key for key in stored_keys.keys() | written_keys.keys()
-                  if stored_keys.get(key) != written_keys.get(key))
-    shown = ", ".join(f"{key} = {written_keys.get(key)!r} (stored: {stored_keys.get(key)!r})"
-                      for key in keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-    raise CheckpointError(f"checkpoint {path} was refused: its config is not run {record.id}'s "
-                          f"stored config ({shown or 'it has none'}); it was not written by this "
-                          "run: train or resume the run to write its own")
-
-
-def _comparable(config: Any) -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {}
-    config = copy.deepcopy(config)
-    if isinstance(config.get("train"), dict):
-        config["train"].pop("epochs", None)
-    return config
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def load_test_split(run: LoadedRun, data_root: str | None = None) -> Split:
