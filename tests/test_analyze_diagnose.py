@@ -292,3 +292,35 @@ def test_the_issues_slow_run_with_validation_falling_is_not_called_healthy():
     assert finding.kind == STEP_TOO_SMALL
     assert "training accuracy is 23.00% at epoch 3" in finding.evidence
     assert "validation accuracy 19.75% → 15.25%, within the noise (±5.6" in finding.evidence
+
+
+def test_diagnose_names_chance_from_the_class_count_the_run_stored(tmp_path):
+    """A 3-class imagefolder run at chance: 33%, not the 10% of the built-in datasets."""
+    from PIL import Image
+    from rich.console import Console
+
+    from cnnlab.analyze import RunData, diagnose_run
+    from cnnlab.checks import validate_experiment
+    from cnnlab.store import RunStore
+    from cnnlab.train import train_experiment
+
+    # Every class holds the same two images: whatever a model predicts for each, it is right on
+    # exactly one third of them.
+    for split in ("train", "test"):
+        for name in ("ant", "bee", "cat"):
+            folder = tmp_path / "images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(8):
+                Image.new("L", (6, 6), 40 if i % 2 else 200).save(folder / f"{i}.png")
+    exp = validate_experiment({
+        "seed": 0,
+        "data": {"dataset": "imagefolder", "path": str(tmp_path / "images"), "val": 0.0},
+        "model": {"name": "layers", "layers": [{"type": "flatten"}, {"type": "linear", "units": 3}]},
+        "train": {"optimizer": "sgd", "lr": 1e-9, "epochs": 2, "batch_size": 8, "threads": 1},
+    })
+    store = RunStore(root=tmp_path / "runs")
+    record = train_experiment(exp, store, console=Console(quiet=True), progress=False).record
+    assert record.data_facts == {"classes": 3, "train": 24, "val": 0, "test": 24}
+    text = diagnose_run(RunData(record, store.epochs(record.id))).text()
+    assert "training accuracy is 33.33% at epoch 2, chance level (33.33%) for 3 classes" in text
+    assert "10.00%" not in text

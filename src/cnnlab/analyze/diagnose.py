@@ -1,7 +1,8 @@
 """Diagnosis of one run's curves as named states, each with the epochs and values behind it and advice.
 
 States, checked in this order; the first four exclude every later one, since they contradict them
-(accuracies are fractions, so 0.10 is 10 points; chance is 1 / ``CLASSES``):
+(accuracies are fractions, so 0.10 is 10 points; chance is 1 / the run's class count, which the
+run stored with its split sizes, or `cnnlab.data.facts` knows for a built-in dataset):
 
 - diverged (below).
 - step too large: training (or validation) accuracy ends within ``CHANCE_MARGIN`` of chance, and
@@ -53,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.analyze.rundata import RunData
+from cnnlab.data.facts import DATASETS
 
 DIVERGED_LOSS_RATIO = 2.0
 DIVERGED_ACC_DROP = 0.30
@@ -65,7 +67,6 @@ NOT_CONVERGED_SLOPE = 0.003
 NOT_CONVERGED_MIN_WINDOW = 2
 UNSTABLE_MIN_WINDOW = 5
 UNSTABLE_NOISE = 0.01
-CLASSES = 10  # every built-in dataset has 10 classes
 CHANCE_MARGIN = 0.05
 UNIFORM_LOSS_RATIO = 1.2
 LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
@@ -75,14 +76,6 @@ MIN_IMAGES = 3
 FALLBACK_NOISE = 0.005
 MIN_SPLIT, MAX_SPLIT = 20, 100_000  # split sizes looked for in the accuracies
 MAX_SPLIT_VALUES = 8  # distinct accuracies used to find the split size
-# Training-pool sizes of the built-in datasets (mnist-sample's test split comes out of its 5,000).
-DATASET_SIZES = {
-    "mnist-sample": 5000,
-    "mnist": 60000,
-    "fashion-mnist": 60000,
-    "cifar10": 50000,
-    "svhn": 73257,
-}
 
 DIVERGED, STEP_TOO_LARGE, STEP_TOO_SMALL, NOT_LEARNING = (
     "diverged",
@@ -153,8 +146,8 @@ def thresholds() -> list[str]:
     """The diagnosis thresholds in words, for the report's method section."""
     return [
         f"step too large: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
-        f"({_pct(1 / CLASSES)}) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × ln {CLASSES} "
-        "or a training loss that ends above its epoch-1 value",
+        f"(1 / the number of classes) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × "
+        "ln(classes) or a training loss that ends above its epoch-1 value",
         f"step too small: training accuracy within {_pts(CHANCE_MARGIN)} points of chance with a training "
         f"loss that fell less than {SMALL_STEP_FALL:.0%}, or below {_pct(UNDERFIT_TRAIN_ACC)} and still "
         "rising by more than the noise",
@@ -180,7 +173,8 @@ def thresholds() -> list[str]:
 
 def diagnose_run(run: RunData) -> Diagnosis:
     """Diagnose a stored run."""
-    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings)
+    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings,
+                               facts=run.record.data_facts)
     return Diagnosis(run, findings, _outcome(run))
 
 
@@ -189,11 +183,13 @@ def diagnose_epochs(
     status: str | None = None,
     error: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    facts: Mapping[str, int] | None = None,
 ) -> list[Finding]:
     """Findings for one run's epochs (dicts with ``epoch``, ``train_loss``, ``val_acc``, ...); ``settings``
-    (dotted config keys) name the learning rate and loss in the advice."""
-    curves = _Curves(epochs)
+    (dotted config keys) name the learning rate and loss in the advice; ``facts``: the class count
+    and split sizes the run stored (None: `data_facts` finds them for a built-in dataset)."""
     settings = settings or {}
+    curves = _Curves(epochs, data_facts(settings, facts))
     diverged = _diverged(curves, status, error)
     if diverged:
         return [diverged]
@@ -244,12 +240,37 @@ def noise_of(values: np.ndarray, level: float, expected: int | None = None) -> f
     return max(NOISE_Z * math.sqrt(2 * p * (1 - p) / n), MIN_IMAGES / n)
 
 
-class _Curves:
-    """A run's metric columns as arrays, NaN where missing."""
+def data_facts(settings: Mapping[str, Any], stored: Mapping[str, int] | None = None) -> dict[str, int]:
+    """A run's class count and split sizes (``classes``, ``train``, ``val``): as the run stored them,
+    else as `cnnlab.data.facts` knows its built-in dataset, the splits as its config makes them;
+    empty for user data (imagefolder, npz) of a run stored before runs kept them."""
+    if stored:
+        return {key: int(value) for key, value in stored.items()}
+    name = str(settings.get("data.dataset"))
+    known = DATASETS.get(name)
+    if known is None or known.classes is None:
+        return {}
+    facts = {"classes": known.classes}
+    val = settings.get("data.val")
+    if known.size is None or not isinstance(val, float) or not 0 < val < 1:
+        return facts
+    test_fraction = settings.get("data.test_fraction") or 0.0
+    pool = known.size - round(known.size * test_fraction) if name == "mnist-sample" else known.size
+    facts["val"] = round(pool * val)
+    limit = settings.get("data.train_limit")
+    facts["train"] = min(pool - facts["val"], limit) if isinstance(limit, int) else pool - facts["val"]
+    return facts
 
-    def __init__(self, epochs: Sequence[Mapping[str, float | None]]) -> None:
+
+class _Curves:
+    """A run's metric columns as arrays, NaN where missing, with its data facts (`data_facts`)."""
+
+    def __init__(self, epochs: Sequence[Mapping[str, float | None]],
+                 facts: Mapping[str, int] | None = None) -> None:
         self.epoch = np.array([int(row["epoch"]) for row in epochs], dtype=int)  # type: ignore[arg-type]
         self._rows = epochs
+        self.classes = (facts or {}).get("classes")
+        self.sizes = {split: n for split, n in (facts or {}).items() if split != "classes" and n}
 
     def __len__(self) -> int:
         return len(self.epoch)
@@ -359,17 +380,16 @@ def _overfitting(c: _Curves) -> Finding | None:
 def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     """Step too large, step too small or not learning, for a run whose training accuracy ends at chance."""
     acc, loss, val = c["train_acc"], c["train_loss"], c["val_acc"]
-    chance = 1.0 / CLASSES
-    if not len(c) or not math.isfinite(acc[-1]):
-        return None
+    if not len(c) or not math.isfinite(acc[-1]) or not c.classes:
+        return None  # chance is unknown without the class count
+    chance = 1.0 / c.classes
     last = int(c.epoch[-1])
+    level = f"chance level ({_pct(chance)}) for {c.classes} classes"
     if acc[-1] <= chance + CHANCE_MARGIN:
-        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, chance level for {CLASSES} classes"
+        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, {level}"
     elif math.isfinite(val[-1]) and val[-1] <= chance + CHANCE_MARGIN:
-        at = (
-            f"validation accuracy is {_pct(val[-1])} at epoch {last}, chance level for {CLASSES} classes "
-            f"(training accuracy {_pct(acc[-1])})"
-        )
+        at = (f"validation accuracy is {_pct(val[-1])} at epoch {last}, {level} "
+              f"(training accuracy {_pct(acc[-1])})")
     else:
         return None
     lr = settings.get("train.lr")
@@ -403,14 +423,14 @@ def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
     """Evidence that the steps are too large: an epoch-1 cross-entropy above guessing, or a learning
     rate at or above ``LARGE_LR`` for its optimizer with a validation loss that ends above its minimum."""
     first = c["train_loss"][0] if len(c) else math.nan
-    uniform = math.log(CLASSES)
+    uniform = math.log(c.classes) if c.classes else math.nan
     if (
         settings.get("train.loss", "cross_entropy") == "cross_entropy"
         and first > UNIFORM_LOSS_RATIO * uniform
     ):
         return (
             f"the epoch-1 training loss {first:.3g} is above {uniform:.3g}, the loss of guessing every "
-            f"class equally (ln {CLASSES}): the first steps threw the model off"
+            f"class equally (ln {c.classes}): the first steps threw the model off"
         )
     lr, optimizer = settings.get("train.lr"), str(settings.get("train.optimizer", "sgd"))
     val_loss = c["val_loss"]
@@ -440,7 +460,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     if not math.isfinite(start):
         return None
     gain = float(acc[-1] - start)
-    noise = noise_of(acc, float(acc[-1]), _expected_size(settings, "train"))
+    noise = noise_of(acc, float(acc[-1]), c.sizes.get("train"))
     first, last = int(c.epoch[-window]), int(c.epoch[-1])
     evidence = (
         f"training accuracy is {_pct(acc[-1])} at epoch {last}, {_signed_pts(gain)} points since epoch "
@@ -489,7 +509,7 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     if len(finite) < 2:
         return ""
     a, b = val[finite[0]], val[finite[-1]]
-    noise = noise_of(val, float(max(a, b)), _expected_size(settings, "val"))
+    noise = noise_of(val, float(max(a, b)), c.sizes.get("val"))
     if abs(b - a) <= noise:
         return f"; validation accuracy {_pct(a)} → {_pct(b)}, within the noise (±{_pts(noise)} points)"
     moved = "fell" if b < a else "rose"
@@ -497,21 +517,6 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
         f"; validation accuracy {moved} from {_pct(a)} at epoch {c.epoch[finite[0]]} to {_pct(b)} at epoch "
         f"{c.epoch[finite[-1]]}, more than the ±{_pts(noise)} points of noise on its split"
     )
-
-
-def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
-    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
-    total = DATASET_SIZES.get(str(settings.get("data.dataset")))
-    val = settings.get("data.val")
-    if total is None or not isinstance(val, float) or not 0 < val < 1:
-        return None
-    test_fraction = settings.get("data.test_fraction") or 0.0
-    pool = total - round(total * test_fraction) if settings.get("data.dataset") == "mnist-sample" else total
-    val_size = round(pool * val)
-    if split == "val":
-        return val_size
-    limit = settings.get("data.train_limit")
-    return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
 
 
 def _small_step_advice(settings: Mapping[str, Any]) -> str:
