@@ -132,8 +132,11 @@ def runs(*, status: str | None = None, name: str | None = None, limit: int | Non
 
     columns = ["id", "name", "status", "model", "dataset", "epochs_done", "planned_epochs", "best_val_acc",
                "final_val_acc", "final_test_acc", "duration_s", "created_at", "sweep", "seed", "config_hash"]
+    from cnnlab.data.labels import run_dataset
+
     records = _store(store).list_runs(status=status, name=name, limit=limit, sweep=sweep)
-    rows = [{column: getattr(record, column) for column in columns} for record in records]
+    rows = [{column: run_dataset(record.config) if column == "dataset" else getattr(record, column)
+             for column in columns} for record in records]
     return pd.DataFrame(rows, columns=columns).set_index("id")
 
 
