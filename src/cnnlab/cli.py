@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cnnlab.errors import CnnlabError, ConfigError, Problem, user_message
+from cnnlab.errors import CnnlabError, ConfigError, LoadInterrupted, Problem, user_message
 
 
 def _hide_flag_types() -> None:
@@ -64,6 +64,9 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except LoadInterrupted as exc:  # Ctrl-C or SIGTERM while data was decoded: nothing stored
+            err_console.print(f"interrupted: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(130) from None
         except (CnnlabError, OSError) as exc:
             for line in user_message(exc).splitlines():
                 err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
@@ -785,6 +788,38 @@ def ui(
     source = open_source(store, storage, str(artifacts) if artifacts else None)
     serve(source, host, port, announce=lambda line: console.print(line, highlight=False, markup=False,
                                                                  soft_wrap=True))
+
+
+cache_app = typer.Typer(help="Decoded image folders kept in cnnlab's cache folder, so a folder is "
+                        "decoded once, not for every run.", no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+@_user_errors
+def cache_list() -> None:
+    """Where the cache is, and each decoded dataset in it with its size."""
+    from cnnlab.data.cache import decoded_dir, entries
+
+    found = entries()
+    console.print(f"{decoded_dir()}: {len(found)} decoded dataset{'s' * (len(found) != 1)}, "
+                  f"{sum(e.bytes for e in found) / 1e6:,.1f} MB (set CNNLAB_CACHE_DIR or "
+                  "XDG_CACHE_HOME to move it)", markup=False, highlight=False)
+    for entry in found:
+        console.print(f"  {entry.path.name}  {entry.bytes / 1e6:,.1f} MB  {entry.description}",
+                      markup=False, highlight=False)
+
+
+@cache_app.command("clear")
+@_user_errors
+def cache_clear() -> None:
+    """Delete every decoded dataset from the cache (they are decoded again when next used)."""
+    from cnnlab.data.cache import clear, decoded_dir
+
+    count, freed = clear()
+    console.print(f"removed {count} decoded dataset{'s' * (count != 1)} ({freed / 1e6:,.1f} MB) "
+                  f"from {decoded_dir()}", markup=False, highlight=False)
 
 
 def _mount_explain() -> None:

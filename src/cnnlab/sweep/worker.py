@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from cnnlab.config import Experiment
-from cnnlab.errors import CheckpointError, ConfigError, LeaseLost
+from cnnlab.errors import CheckpointError, ConfigError, LeaseLost, LoadInterrupted
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import process_gone
 from cnnlab.sweep.cells import experiment, make_cell
@@ -159,6 +159,9 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
                                   trials=[runs[i].trial.number for i, _ in fresh],
                                   console=first.console, on_epoch=on_epoch, batched=True,
                                   on_create=on_create)
+            except LoadInterrupted:
+                for i, _ in fresh:
+                    outcomes[i] = runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False)
             except ConfigError as exc:
                 for i, _ in fresh:
                     outcomes[i] = runs[i]._fail(exc, retry=False)
@@ -255,6 +258,8 @@ class _TrialRun:
                     if resumed.lost:
                         return None, self._lost(resumed.record.id)
                     return None, self._tell(resumed.record, "resumed")
+        except LoadInterrupted:
+            return None, self._finish("interrupted", TrialState.FAIL, requeue_count=False)
         except ConfigError as exc:
             return None, self._fail(exc, retry=False)
         except Exception as exc:
@@ -272,6 +277,8 @@ class _TrialRun:
                 sweep=self.study.study_name, trial=self.trial.number, on_create=self._link,
             )
             return self._lost(trained.record.id) if trained.lost else self._tell(trained.record, "trained")
+        except LoadInterrupted:  # Ctrl-C / SIGTERM while its images were decoded: nothing stored
+            return self._finish("interrupted", TrialState.FAIL, requeue_count=False)
         except ConfigError as exc:  # the same settings would fail again: no retry
             return self._fail(exc, retry=False)
         except Exception as exc:
