@@ -29,7 +29,7 @@ from cnnlab.errors import DataError
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _READ_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 CHUNK = 64  # files per task handed to a worker
-SHOWN_ERRORS = 5  # unreadable files named in the error (the rest are counted)
+SHOWN_ERRORS = 20  # unreadable files named in the error, a line each (the rest are counted)
 _PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 # One decoded file: (array, why it is unreadable, whether it changed since it was listed).
@@ -161,7 +161,7 @@ def decode_files(paths: Sequence[str], states: Sequence[tuple[int, int]], *, mod
     """Every file decoded (see `decode_file`), in order, with `worker_count` processes.
 
     Raises `FileChanged` for a file that changed since ``states`` was taken, DataError naming
-    every unreadable file once all were tried, DataError at the first size that differs from the
+    every unreadable file (a line each) once all were tried, DataError at the first size that differs from the
     first image's when ``same_size``, and LoadInterrupted within CHECK_S of Ctrl-C or SIGTERM."""
     arrays: list[np.ndarray | None] = [None] * len(paths)
     errors: dict[int, str] = {}
@@ -214,9 +214,8 @@ def _sizes_differ(paths: Sequence[str], first: tuple[int, tuple[int, ...]],
 
 
 def _unreadable(paths: Sequence[str], errors: dict[int, str]) -> str:
-    named = [f"{paths[index]}: {error}" for index, error in sorted(errors.items())[:SHOWN_ERRORS]]
-    more = len(errors) - len(named)
-    if len(errors) == 1:
-        return named[0]
-    return (f"{len(errors)} files cannot be used: " + "; ".join(named)
-            + (f"; and {more} more" if more else ""))
+    """A line per unreadable file (``path: why``), SHOWN_ERRORS of them, then a count of the rest."""
+    lines = [f"{paths[index]}: {error}" for index, error in sorted(errors.items())[:SHOWN_ERRORS]]
+    if len(errors) > SHOWN_ERRORS:
+        lines.append(f"… and {len(errors) - SHOWN_ERRORS} more unreadable images")
+    return "\n".join(lines)
