@@ -160,13 +160,15 @@ def sweep(
     of a study, under its own name. In a notebook one line, updated in place, shows how many runs
     are done; Ctrl-C stops the workers cleanly and raises KeyboardInterrupt."""
     from cnnlab.config import read_toml
+    from cnnlab.example_files import find_file
     from cnnlab.sweep import Location, parse_sweep, run_sweep
     from cnnlab.sweep.status import sweep_status
 
     if isinstance(file, Mapping):
         raw, default_name, folder = dict(file), "sweep", Path.cwd()
     else:
-        raw, default_name, folder = read_toml(file), Path(file).stem, Path(file).parent
+        path = find_file(file, "sweep file")
+        raw, default_name, folder = read_toml(path), path.stem, path.parent
     if settings:
         raw["set"] = {**_dotted(raw.get("set") or {}), **_dotted(settings)}
     if grid is not None:
