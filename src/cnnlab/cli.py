@@ -710,8 +710,8 @@ def samples(
     seed: Annotated[int, typer.Option(help="With --dataset: seed of the alterations.")] = 0,
     size: Annotated[int | None, typer.Option(help="With --dataset: resize to size×size.")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Folder for the figure (default: the run's), or with --dataset a .png "
-        "file or folder (default: here).")] = None,
+        "--output", "-o", help="The figure's file (.png, .svg or .pdf; with --dataset .png), or a folder "
+        "for it (default: the run's folder, or with --dataset here).")] = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -738,8 +738,11 @@ def samples(
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
     result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
                          data_root=_data_root(data_dir))
-    what = "mistakes" if errors else "images"
-    console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
+    if errors:
+        console.print(f"the {result.shown} most confident of {result.mistakes:,} mistakes on "
+                      f"{result.total:,} test images", highlight=False)
+    else:
+        console.print(f"{result.shown} images of {result.total:,} test images", highlight=False)
     _print_written(result.files)
 
 
