@@ -432,7 +432,7 @@ function drawAnalysis(analysis) {
   });
   chart("curves-chart", traces, { title: { text: `${metric.column} per epoch, one line per run` }, height: 380,
     yaxis: { title: { text: yTitle } } }, { loggable: !metric.percent });
-  drawSlices(analysis, scale, yTitle);
+  drawSlices(analysis, scale, metric.percent ? `${metric.description} (%)` : metric.description);
   document.getElementById("method").textContent = analysis.method;
   document.getElementById("noise").textContent = analysis.noise_note || "";
   fill(document.querySelector("#ranking tbody"), analysis.ranking.map((row) => el("tr", { class: row.verdict.replace(" ", "-") },
