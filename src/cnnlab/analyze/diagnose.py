@@ -203,7 +203,8 @@ def diagnose_epochs(
     low = _low_accuracy(curves, settings)
     if low:
         return [low]
-    found = [finding for check in (_overfitting, _not_converged, _unstable) if (finding := check(curves))]
+    checks = (_overfitting, lambda c: _not_converged(c, settings), _unstable)
+    found = [finding for check in checks if (finding := check(curves))]
     if any(f.kind == OVERFITTING for f in found):
         found = [f for f in found if f.kind != NOT_CONVERGED]
     return found
@@ -462,7 +463,8 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             STEP_TOO_SMALL,
             "learning, but slowly: " + evidence,
             (first, last),
-            _raise_lr(settings.get("train.lr")) + f", or train longer (train.epochs={2 * last})",
+            _raise_lr(settings.get("train.lr"))
+            + f", or train longer (train.epochs={_more_epochs(last, settings)})",
         )
     if math.isfinite(fall) and fall < SMALL_STEP_FALL:
         moved = (
@@ -533,7 +535,14 @@ def _raise_lr(lr: Any) -> str:
     return "raise the learning rate (train.lr), e.g. 10×, or use train.optimizer=adam"
 
 
-def _not_converged(c: _Curves) -> Finding | None:
+def _more_epochs(last: int, settings: Mapping[str, Any]) -> int:
+    """Twice the epochs trained, or twice the run's setting when it is larger (a run still training or
+    stopped early): never the setting it already has."""
+    planned = settings.get("train.epochs")
+    return 2 * max(last, planned if isinstance(planned, int) else 0)
+
+
+def _not_converged(c: _Curves, settings: Mapping[str, Any] | None = None) -> Finding | None:
     metric, name = (
         ("val_acc", "validation accuracy") if c.has("val_acc") else ("train_acc", "training accuracy")
     )
@@ -557,7 +566,7 @@ def _not_converged(c: _Curves) -> Finding | None:
         f"{name} is still rising at the end: {_signed_pts(slope)} points per epoch over epochs "
         f"{first}–{last} (from {_pct(values[-window])} to {_pct(values[-1])}), and {where}",
         (first, last),
-        f"train for more epochs, e.g. train.epochs={2 * last}",
+        f"train for more epochs, e.g. train.epochs={_more_epochs(last, settings or {})}",
     )
 
 

@@ -70,8 +70,9 @@ def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None,
     fix = ("import cnnlab before torch, or set OMP_WAIT_POLICY=PASSIVE before Python starts"
            if policy.chosen_by == "too late" else "OMP_WAIT_POLICY=PASSIVE avoids that")
     return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores) and "
-            f"OpenMP threads spin while they wait ({policy.describe()}): {fix}; -s train.threads=1 "
-            "is also often several times faster then")
+            f"OpenMP threads spin while they wait ({policy.describe()}): {fix}; one thread is also "
+            'often several times faster then: -s train.threads=1 on the command line, '
+            'train={"threads": 1} in Python')
 
 
 def resolve_device(device: str) -> torch.device:
