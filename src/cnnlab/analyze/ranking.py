@@ -70,7 +70,7 @@ class Ranking:
             f"Configurations are ranked by {self.metric.description} ({self.metric.name}), mean over "
             f"seeds, with the sample standard deviation and the {CONFIDENCE:.0%} confidence interval "
             f"of the mean (Student's t, n − 1 degrees of freedom). Each is compared with the best by "
-            f"{self.comparison.name} at α = {ALPHA}, its p-values corrected for multiple comparisons "
+            f"{self.comparison.name}, at α = {ALPHA}, its p-values corrected for multiple comparisons "
             f"by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with the best; "
             f"runs with status {', '.join(RANKED_STATUSES)} are ranked."
         )
@@ -121,7 +121,7 @@ def rank_cells(cells: Sequence[Cell], metric: Metric) -> Ranking:
     sign = -1.0 if metric.higher_is_better else 1.0
     scored.sort(key=lambda item: (math.isnan(item[2].mean), sign * item[2].mean if item[2].n else 0.0))
     best_values = scored[0][1] if scored and scored[0][2].n else []
-    comparison = comparison_for([values for _, values, _ in scored])
+    comparison = comparison_for([values for _, values, _ in scored], metric.format_diff)
     raw = [
         comparison.p(best_values, values) if i and summary.n else None
         for i, (_, values, summary) in enumerate(scored)
