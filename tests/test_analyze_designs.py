@@ -377,3 +377,38 @@ def test_seed_003_sample_is_reported_one_factor_at_a_time(store, tmp_path):
     assert "## One factor at a time" in markdown
     assert markdown.count("(base cell)") == 4  # listed under every factor
     assert "pooled over" not in markdown and "over runs" not in markdown
+
+
+def test_sweep_status_lists_the_base_cell_under_every_factor():
+    from rich.console import Console
+
+    from cnnlab.sweep.spec import parse_sweep
+    from cnnlab.sweep.status import CellStatus, SeedRun, SweepStatus, _grids
+    from cnnlab.sweep.view import status_table
+
+    spec = parse_sweep(
+        {
+            "name": "ofat",
+            "base": {"train": {"lr": 0.001, "epochs": 2}, "model": {"name": "book_cnn"}},
+            "grid": [{"train.epochs": [1, 2]}, {"train.lr": [0.01, 0.001]}],
+        }
+    )
+    grids = _grids(spec)
+    assert [title for title, _ in grids] == ["train.epochs", "train.lr"]
+    (base,) = {
+        h for _, members in grids for _, h in members if sum(h in {m for _, m in g} for _, g in grids) == 2
+    }
+    cells = {
+        h: CellStatus(label, h, [SeedRun(0, "done", 0, value=0.9)])
+        for _, members in grids
+        for label, h in members
+    }
+    status = SweepStatus("ofat", "grid", "val_acc", "maximize", "journal", list(cells.values()), grids=grids)
+    console = Console(width=100, record=True)
+    console.print(status_table(status))
+    text = console.export_text()
+    assert text.count("(base cell)") == 2
+    assert "train.epochs=2 (base cell)" in text and "train.lr=0.001 (base cell)" in text
+    table = text.split("mean ± sd", 1)[1]
+    assert table.index("train.epochs:") < table.index("train.epochs=1") < table.index("train.lr:")
+    assert base in cells

@@ -556,7 +556,7 @@ def _small_step_advice(settings: Mapping[str, Any], last: int | None = None) -> 
         parts[0] += ", or use train.optimizer=adam"
     if settings.get("train.loss") == "mse":
         parts.append(
-            "with train.loss=mse the gradients are small near chance: train.loss=cross_entropy learns faster"
+            "with the mse loss the gradients are small near chance: train.loss=cross_entropy learns faster"
         )
     if isinstance(epochs, int) and epochs > 0:
         steps = optimizer_steps(settings, epochs)

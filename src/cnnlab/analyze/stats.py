@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -173,7 +174,9 @@ def hartley_critical(groups: int, df: int, alpha: float = ALPHA) -> float:
         def inner(x: float) -> float:
             return stats.chi2.pdf(x, df) * (stats.chi2.cdf(c * x, df) - stats.chi2.cdf(x, df)) ** (groups - 1)
 
-        return groups * integrate.quad(inner, 0, math.inf, limit=200)[0] - (1 - alpha)
+        with warnings.catch_warnings():  # 1 degree of freedom: the density is singular at 0
+            warnings.simplefilter("ignore", integrate.IntegrationWarning)
+            return groups * integrate.quad(inner, 0, math.inf, limit=200)[0] - (1 - alpha)
 
     return float(optimize.brentq(below, 1.0 + 1e-9, 1e9))
 
