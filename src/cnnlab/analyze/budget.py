@@ -3,6 +3,7 @@ at chance), a comparison of their configurations holds for this budget and learn
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from cnnlab.analyze.cells import Cell, format_value
@@ -18,7 +19,7 @@ def budget_caveat(cells: Sequence[Cell], diagnoses: Sequence[Diagnosis], one_run
     diagnoses say, that the comparison holds for this budget and learning rate only, and what to run
     to find out; None when every run finished learning."""
     kinds = {d.run.id: [f.kind for f in d.findings if f.kind in UNFINISHED] for d in diagnoses}
-    named, epochs = [], set()
+    named, epochs, total = [], set(), Counter()
     for cell in cells:
         found = [(run, kinds.get(run.id) or []) for run in cell.runs]
         hit = [(run, k) for run, k in found if k]
@@ -27,6 +28,7 @@ def budget_caveat(cells: Sequence[Cell], diagnoses: Sequence[Diagnosis], one_run
         counts: dict[str, int] = {}
         for _, k in hit:
             counts[k[0]] = counts.get(k[0], 0) + 1
+            total[k[0]] += 1
         said = ", ".join(
             f"{kind}" + ("" if one_run_each else f" in {n} of {len(cell.runs)} runs")
             for kind, n in counts.items()
@@ -39,8 +41,13 @@ def budget_caveat(cells: Sequence[Cell], diagnoses: Sequence[Diagnosis], one_run
     budget = f"{'/'.join(str(e) for e in sorted(shown))} epochs" if shown else "this many epochs"
     longer = f" (e.g. -s train.epochs={2 * max(shown)})" if shown else ""
     rates = sorted({format_value(run.settings.get("train.lr")) for cell in cells for run in cell.runs})
+    who = listing(named)
+    if len(named) == len(cells) > 2 and len(total) == 1:  # every configuration, one finding: say so
+        runs = sum(len(cell.runs) for cell in cells)
+        kinds_said = ", ".join(f"{kind} in {n} of {runs} runs" for kind, n in total.most_common())
+        who = f"all {len(cells)} configurations ({kinds_said})"
     return (
-        f"Budget caveat: {listing(named)} had not finished learning when they stopped, so every "
+        f"Budget caveat: {who} had not finished learning when they stopped, so every "
         f"comparison involving them holds for this budget ({budget}) and these learning rates "
         f"({', '.join(rates)}) only, not for their settings in general. To find out, train longer{longer} "
         "and follow each run's cure in `cnnlab diagnose RUN`."

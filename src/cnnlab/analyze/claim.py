@@ -124,11 +124,13 @@ def claim_sentence(
     if budget_differs:
         why.append(budget_differs)
     if unfinished:
-        why.append(f"{', '.join(unfinished)} had not finished learning (see the budget caveat)")
+        named = "; ".join(unfinished)
+        why.append(f"{len(unfinished)} of the configurations it compares had not finished learning ({named})")
     data = [p for p in pairs if p.outcome == "contradicted"] or list(pairs)
     shown = "; ".join(f"{p.above} against {p.below}: {p.text}, {p.outcome}" for p in data)
     at = "At this budget, by " if verdict == NOT_COMPARABLE else "By "
-    pairs_verdict = claim_verdict(pairs, [], None)
-    tail = f" {at}{metric}, the data would have it {pairs_verdict}: {shown}." if shown else ""
+    said = {REPRODUCED: "reproduce it", CONTRADICTED: "contradict it", NOT_SHOWN: "cannot tell"}
+    data_say = said[claim_verdict(pairs, [], None)]
+    tail = f" {at}{metric}, the data {data_say}: {shown}." if shown else ""
     because = f": {'; '.join(why)}." if why else "."
     return f"{head} {verdict[0].upper()}{verdict[1:]}{because}{tail}"

@@ -116,7 +116,7 @@ def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
         elif not d.has_interval:
             said = "not tested"
         elif verdict(d) == APART:
-            said = "lower, by more than measuring on these images explains"
+            said = "lower on these images"
         else:
             said = "cannot be told apart on these images"
         shown = difference_text(metric, d, missing=UNKNOWN_SPLIT)

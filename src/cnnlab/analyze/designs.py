@@ -192,22 +192,21 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
                 continue
             if replicated:
                 d = ranking.comparison.difference(values, base_values)
-                said = "apart" if d.excludes_zero else "cannot be told apart"
+                said = _direction(metric, d.diff) if d.excludes_zero else "cannot be told apart"
                 parts.append(
                     f"{level} {metric.format(sum(values) / len(values))}, "
                     f"{difference_text(metric, d, ranking.comparison.short_name)}: {said}"
                 )
             else:
                 d, _ = measured_difference(metric, cell.runs[0], base.runs[0])
-                said = (
-                    "tied"
-                    if d.diff == 0
-                    else "apart"
-                    if verdict(d) == APART
-                    else "cannot be told apart on these images"
-                    if d.has_interval
-                    else "not tested"
-                )
+                if d.diff == 0:
+                    said = "tied"
+                elif not d.has_interval:
+                    said = "not tested"
+                elif verdict(d) == APART:
+                    said = f"{_direction(metric, d.diff)} on these images"
+                else:
+                    said = "cannot be told apart on these images"
                 parts.append(
                     f"{level} {metric.format(values[0])}, "
                     f"{difference_text(metric, d, missing=UNKNOWN_SPLIT)}: {said}"
@@ -238,6 +237,12 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
             )
         )
     return DesignAnalysis(factorial, sentences, effects)
+
+
+def _direction(metric: Metric, diff: float) -> str:
+    """``higher`` or ``lower`` than the base cell, for the metric's direction (``better``/``worse``)."""
+    word = "higher" if diff > 0 else "lower"
+    return word if metric.higher_is_better else f"{word} (so {'worse' if diff > 0 else 'better'})"
 
 
 def _others(design: Design, factor: Factor) -> str:

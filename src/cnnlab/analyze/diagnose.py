@@ -523,6 +523,12 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     )
 
 
+def expected_split_size(settings: Mapping[str, Any], split: str) -> int | None:
+    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it (None
+    when it cannot be told from the settings)."""
+    return _expected_size(settings, split)
+
+
 def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
     """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
     total = DATASET_SIZES.get(str(settings.get("data.dataset")))

@@ -66,6 +66,14 @@ class Ranking:
     @property
     def method(self) -> str:
         """What is ranked and how significance is judged, in one paragraph."""
+        if self.one_seed:
+            return (
+                f"Configurations are ranked by {self.metric.description} ({self.metric.name}), one run "
+                "each. With one run per configuration nothing measures how much a configuration's result "
+                "varies, so no difference is tested: each is given with the 95% interval of measuring two "
+                "accuracies on the split's images (two proportions), which leaves run-to-run variation "
+                f"out; runs with status {', '.join(RANKED_STATUSES)} are ranked."
+            )
         return (
             f"Configurations are ranked by {self.metric.description} ({self.metric.name}), mean over "
             f"seeds, with the sample standard deviation and the {CONFIDENCE:.0%} confidence interval "
@@ -80,14 +88,14 @@ class Ranking:
         """A plain warning when seeds are too few to tell real differences from noise."""
         if self.one_seed and len(self.rows) == 1:
             return (
-                "The one configuration has one seed: its result says nothing about seed-to-seed "
-                "noise; run at least 2 seeds (3 or more is better) to measure it."
+                "The one configuration has one run: nothing measures how much its result varies from "
+                "run to run; run at least 2 seeds (3 or more is better) to measure it."
             )
         if self.one_seed:
             return (
-                f"Each of the {len(self.rows)} configurations has one seed, so this ranking cannot "
-                "separate real differences from seed-to-seed noise; run at least 2 seeds per "
-                "configuration (3 or more is better) to test them."
+                f"Each of the {len(self.rows)} configurations has one run, so nothing measures how much a "
+                "result varies from run to run and no difference between them is tested; run at least "
+                "2 seeds per configuration (3 or more is better) to test them."
             )
         single = [row for row in self.rows if row.summary.n == 1]
         if single and self.comparison.pooled_sd is not None:

@@ -18,7 +18,7 @@ from cnnlab.analyze.conclusions import (
     fastest_falling,
     learns_best,
 )
-from cnnlab.analyze.design import NOT_COMPARABLE, Design, classify
+from cnnlab.analyze.design import NOT_COMPARABLE, ONE_FACTOR, Design, classify
 from cnnlab.analyze.designs import DesignAnalysis, analyze_design
 from cnnlab.analyze.diagnose import Diagnosis, diagnose_run
 from cnnlab.analyze.effects import Effect
@@ -91,7 +91,9 @@ def analyze_runs(
     comparable = design.kind != NOT_COMPARABLE
     one_loss = len({str(run.settings.get("train.loss")) for run in runs}) == 1
     conclusions = Conclusions(
-        learns_best=learns_best(ranking) if comparable else None,
+        # one factor at a time: each level is compared with the base cell (the design's sentences),
+        # not with the best configuration, which may differ from it in another factor
+        learns_best=learns_best(ranking) if comparable and design.kind != ONE_FACTOR else None,
         fastest_falling=fastest_falling(speeds, ranking, one_loss) if comparable else None,
         best_configuration=best_configuration(ranking) if comparable else None,
         effects=analysis.sentences,

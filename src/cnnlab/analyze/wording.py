@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from scipy import stats as scipy_stats
 
-from cnnlab.analyze.diagnose import CHANCE_MARGIN, CLASSES, split_size
+from cnnlab.analyze.diagnose import CHANCE_MARGIN, CLASSES, expected_split_size, split_size
 from cnnlab.analyze.factors import EVALUATION_KEYS
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
@@ -65,7 +65,11 @@ def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Differe
     diff = va - vb
     if not metric.higher_is_better:
         return Difference(diff, math.nan, math.nan, None), None
-    sizes = [split_size(run.series(metric.column)) for run in (a, b)]
+    split = next((name for name in ("val", "train") if metric.column.startswith(name)), None)
+    sizes = [
+        split_size(run.series(metric.column), expected_split_size(run.settings, split) if split else None)
+        for run in (a, b)
+    ]
     if sizes[0] is None and sizes[1] is None:
         return Difference(diff, math.nan, math.nan, None), None
     if evaluation_key(a) == evaluation_key(

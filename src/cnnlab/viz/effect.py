@@ -54,7 +54,7 @@ def effect_figure(effect: Effect) -> Figure:
                 color=color(i),
                 marker="o",
                 markersize=5,
-                capsize=4,
+                capsize=4 if any(e != (0.0, 0.0) for e in errors) else 0,
                 linewidth=1.4,
                 linestyle="-" if effect.numeric and len(labels) <= MAX_VALUE_TICKS else "none",
                 zorder=3,
@@ -103,7 +103,8 @@ def effect_figure(effect: Effect) -> Figure:
         ax.set_xlabel(effect.title + (" (log scale)" if effect.log_scale else ""))
         ax.set_ylabel(metric.axis_label)
         ax.set_title(shorten(f"{metric.description} against {effect.title}", 90))
-        title = "other settings" if count > 1 else (effect.series[0].label if effect.others else None)
+        only = effect.series[0].label if effect.series else "all runs"
+        title = "other settings" if count > 1 else (only if only != "all runs" else None)
         fig.legend(handles=handles, loc="outside right upper", title=wrap_label(title) if title else None)
     return fig
 
