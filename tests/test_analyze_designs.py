@@ -443,3 +443,32 @@ def test_seed_002_ablation_fixture_is_unreplicated_and_draws_its_strongest_inter
     assert f"Interaction of {x} and {lines}" in markdown or f"Interaction of {lines} and {x}" in markdown
     assert "over seeds" not in markdown.split("## Method")[0]
     assert "### Effect estimates (one run per configuration: not tested)" in markdown
+
+
+def test_figures_name_what_they_show(store):
+    """Zipped factors keep every key in their labels, legends wrap instead of cutting, accuracy panels
+    that reach chance draw it, and an interaction plot without replication draws no interval."""
+    from cnnlab.viz import effect_figure, overlay_figure
+    from cnnlab.viz.interaction import interaction_figure
+    from cnnlab.viz.style import wrap_label
+
+    sweep = load_fixture(store, "seed000-loss-x-optimizer")
+    study = analyze_stored(store, [sweep])
+    zipped = next(e for e in study.effects if e.name)
+    assert [lv.label for lv in zipped.levels] == ["adam+0.001", "sgd+0.01"]
+    tick_labels = [t.get_text() for t in effect_figure(zipped).axes[0].get_xticklabels()]
+    assert tick_labels == ["adam+0.001", "sgd+0.01"]
+    label = "pool=2, filters=[32, 64, 64], optimizer=rmsprop, dropout=0.5 (n=1)"
+    assert wrap_label(label).replace("\n", " ") == label
+    fig = overlay_figure([(cell.label, cell.runs) for cell in study.cells], "t")
+    acc = fig.axes[0]
+    assert any(line.get_label() == "chance (10%)" for line in acc.lines)  # MSE+SGD sits at chance
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("optimizer+lr=sgd+0.01" in text.replace("\n", " ") for text in legend)
+    loss, optimizer = study.factors
+    drawn = interaction_figure(study.runs, loss, optimizer, study.metric, intervals=False)
+    ax = drawn.axes[0]
+    assert "no interval" in ax.get_title()
+    for container in ax.containers:
+        for segments in container.lines[2]:
+            assert all(abs(a[1] - b[1]) < 1e-9 for a, b in segments.get_segments())

@@ -114,9 +114,10 @@ def overlay_figure(
                         )
                         banded = True
             handles.append(Line2D([], [], color=color(i), label=wrap_label(f"{label} (n={len(runs)})")))
+        mean = "" if all(len(runs) <= 1 for _, runs in groups) else " (mean)"
         handles += [
-            Line2D([], [], color="black", linestyle=LINESTYLES["val"], label="validation (mean)"),
-            Line2D([], [], color="black", linestyle=LINESTYLES["train"], label="training (mean)"),
+            Line2D([], [], color="black", linestyle=LINESTYLES["val"], label=f"validation{mean}"),
+            Line2D([], [], color="black", linestyle=LINESTYLES["train"], label=f"training{mean}"),
         ]
         if banded:
             handles.append(Patch(color="grey", alpha=0.3, label="validation: lowest to highest run"))
