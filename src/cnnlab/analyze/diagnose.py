@@ -565,7 +565,7 @@ def _small_step_advice(settings: Mapping[str, Any], last: int | None = None) -> 
             "with the mse loss the gradients are small near chance: train.loss=cross_entropy learns faster"
         )
     if isinstance(epochs, int) and epochs > 0:
-        steps = optimizer_steps(settings, epochs)
+        steps = optimizer_steps(settings, last or epochs)  # the steps it took, not the ones planned
         longer = f"train longer first (train.epochs={2 * epochs}"
         if steps is not None and steps < FEW_STEPS:
             return f"{longer}): the run took only {steps} optimizer steps; then " + "; ".join(parts)
