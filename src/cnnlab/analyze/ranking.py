@@ -78,8 +78,9 @@ class Ranking:
             f"Configurations are ranked by {self.metric.description} ({self.metric.name}), mean over "
             f"seeds, with the sample standard deviation and the {CONFIDENCE:.0%} confidence interval "
             f"of the mean (Student's t, n − 1 degrees of freedom). Each is compared with the best by "
-            f"{self.comparison.name}, at α = {ALPHA}, its p-values corrected for multiple comparisons "
-            f"by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with the best; "
+            f"{self.comparison.name}. Significance is judged at α = {ALPHA}, the p-values corrected for "
+            f"multiple comparisons by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with "
+            "the best; "
             f"runs with status {', '.join(RANKED_STATUSES)} are ranked."
         )
 

@@ -202,8 +202,8 @@ def comparison_for(
     critical = hartley_critical(len(replicated), df_each)
     between = f"sd {spread(low)} to {spread(high)}"
     test = (
-        f"the critical value {critical:.3g} of Hartley's F-max test for {len(replicated)} configurations "
-        f"with {df_each} degree{'s' if df_each > 1 else ''} of freedom each at α = {ALPHA}"
+        f"the critical value {critical:.3g} of Hartley's F-max test (α = {ALPHA}) for {len(replicated)} "
+        f"configurations with {df_each} degree{'s' if df_each > 1 else ''} of freedom each"
     )
     if ratio**2 > critical:
         fmax = "infinite" if math.isinf(ratio) else f"{ratio**2:.3g}"

@@ -198,7 +198,8 @@ def _anova(study: Study) -> Table:
     ]
     if rows and analysis.residual_df is not None:
         spread = study.metric.format_diff(analysis.residual_sd or 0.0)
-        rows.append(["residual (seed-to-seed)", f"{analysis.residual_df:g}", "–", "–", "–", f"sd {spread}"])
+        name = "residual (seed-to-seed" + ("; the tests use HC3 errors)" if analysis.robust else ")")
+        rows.append([name, f"{analysis.residual_df:g}", "–", "–", "–", f"sd {spread}"])
     classes = ["best" if row.significant else "" for row in analysis.table] + ([""] if rows else [])
     return Table(["source", "df", "F", "p", "partial η²", f"significant (α = {ALPHA})"], rows, classes)
 
