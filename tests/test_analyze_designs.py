@@ -472,3 +472,18 @@ def test_figures_name_what_they_show(store):
     for container in ax.containers:
         for segments in container.lines[2]:
             assert all(abs(a[1] - b[1]) < 1e-9 for a, b in segments.get_segments())
+
+
+def test_a_sweep_files_claim_reaches_the_analysis_through_its_study(tmp_path):
+    from cnnlab.analyze import stored_claim
+    from cnnlab.sweep import Location
+    from cnnlab.sweep.optuna_study import queue_sweep
+    from cnnlab.sweep.spec import load_sweep
+
+    spec = load_sweep(Path(__file__).parents[1] / "examples" / "sweeps" / "loss-x-optimizer.toml")
+    queue_sweep(spec, Location(root=str(tmp_path)))
+    with RunStore(root=tmp_path) as store:
+        claim = stored_claim(store, "loss-x-optimizer")
+        assert claim is not None and claim.text == "MSE+Adam → CE+Adam → MSE+SGD → CE+SGD"
+        assert claim.order[0] == {"train.loss": "mse", "train.optimizer": "adam"}
+        assert stored_claim(store, "no-such-sweep") is None

@@ -158,7 +158,7 @@ def stored_claim(store: RunStore, sweep: str, storage: str | None = None) -> Cla
             return None
         with quiet_optuna():
             _, spec = open_study(location, sweep)
-    except (CnnlabError, KeyError, ValueError):
+    except (CnnlabError, KeyError, ValueError, OSError):  # no study, or one that cannot be read here
         return None
     raw = getattr(spec, "claim", None)
     return parse_claim(raw) if raw else None
