@@ -127,7 +127,12 @@ def claim_sentence(
         named = "; ".join(unfinished)
         why.append(f"{len(unfinished)} of the configurations it compares had not finished learning ({named})")
     data = [p for p in pairs if p.outcome == "contradicted"] or list(pairs)
-    shown = "; ".join(f"{p.above} against {p.below}: {p.text}, {p.outcome}" for p in data)
+    words = {
+        "supported": "as claimed",
+        "contradicted": "the reverse of the claim",
+        "not shown": "cannot be told apart",
+    }
+    shown = "; ".join(f"{p.above} against {p.below}: {p.text}, {words[p.outcome]}" for p in data)
     at = "At this budget, by " if verdict == NOT_COMPARABLE else "By "
     said = {REPRODUCED: "reproduce it", CONTRADICTED: "contradict it", NOT_SHOWN: "cannot tell"}
     data_say = said[claim_verdict(pairs, [], None)]
