@@ -97,6 +97,7 @@ def _overrides(sets: list[str] | None, data_dir: Path | None) -> list[str]:
 @_user_errors
 def quickstart(
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 15,
+    set_: SetOpt = None,
     store: StoreOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -105,15 +106,43 @@ def quickstart(
     from cnnlab.config import QUICKSTART
     from cnnlab.train import train_experiment
 
-    exp = load_experiment(base=QUICKSTART, overrides={"train.epochs": epochs})
+    exp = load_experiment(base=QUICKSTART, overrides=[f"train.epochs={epochs}", *(set_ or [])])
     outcome = train_experiment(exp, _store(store), console=console, progress=not quiet)
     _exit_if_interrupted(outcome.record.status)
     console.print(
         f"\nNext: [bold]cnnlab show {outcome.record.id}[/] for its epochs, "
-        "[bold]cnnlab runs[/] for all runs, [bold]cnnlab train examples/book-cnn-mnist.toml "
-        "--data-dir DIR[/] for full MNIST.",
+        "[bold]cnnlab runs[/] for all runs, [bold]cnnlab train book-cnn-mnist --data-dir DIR[/] for "
+        "full MNIST, [bold]cnnlab examples[/] for the other experiments, studies and notebooks.",
         highlight=False,
     )
+
+
+@app.command()
+@_user_errors
+def examples(
+    copy: Annotated[Path | None, typer.Option(
+        "--copy", help="Write every example into this folder (files already there are kept).")] = None,
+) -> None:
+    """The example experiments, sweeps and notebooks shipped with cnnlab; their names work wherever
+    a file is expected (`cnnlab train book-cnn-mnist`, `cnnlab sweep loss-x-optimizer`)."""
+    from rich.table import Table
+
+    from cnnlab.example_files import EXAMPLES, copy_examples, list_examples
+
+    if copy is not None:
+        written, kept = copy_examples(copy)
+        console.print(f"wrote {_count(len(written), 'file')} into {copy}/"
+                      + (f"; kept {_count(len(kept), 'file')} already there" if kept else ""),
+                      highlight=False, markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "kind", "what it is"):
+        table.add_column(column, overflow="fold")
+    for example in list_examples():
+        table.add_row(escape(example.name), example.kind, escape(example.description))
+    console.print(table)
+    console.print(f"in {EXAMPLES}; `cnnlab examples --copy DIR` writes them out", highlight=False,
+                  markup=False)
 
 
 @app.command()
@@ -681,8 +710,8 @@ def samples(
     seed: Annotated[int, typer.Option(help="With --dataset: seed of the alterations.")] = 0,
     size: Annotated[int | None, typer.Option(help="With --dataset: resize to size×size.")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Folder for the figure (default: the run's), or with --dataset a .png "
-        "file or folder (default: here).")] = None,
+        "--output", "-o", help="The figure's file (.png, .svg or .pdf; with --dataset .png), or a folder "
+        "for it (default: the run's folder, or with --dataset here).")] = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -709,8 +738,11 @@ def samples(
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
     result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
                          data_root=_data_root(data_dir))
-    what = "mistakes" if errors else "images"
-    console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
+    if errors:
+        console.print(f"the {result.shown} most confident of {result.mistakes:,} mistakes on "
+                      f"{result.total:,} test images", highlight=False)
+    else:
+        console.print(f"{result.shown} images of {result.total:,} test images", highlight=False)
     _print_written(result.files)
 
 

@@ -588,6 +588,13 @@ def _raise_lr(lr: Any) -> str:
     return "raise the learning rate (train.lr), e.g. 10×"
 
 
+def _more_epochs(last: int, settings: Mapping[str, Any]) -> int:
+    """Twice the epochs trained, or twice the run's setting when it is larger (a run still training or
+    stopped early): never the setting it already has."""
+    planned = settings.get("train.epochs")
+    return 2 * max(last, planned if isinstance(planned, int) else 0)
+
+
 def _not_converged(c: _Curves, settings: Mapping[str, Any] | None = None) -> Finding | None:
     metric, name = (
         ("val_acc", "validation accuracy") if c.has("val_acc") else ("train_acc", "training accuracy")
@@ -612,7 +619,7 @@ def _not_converged(c: _Curves, settings: Mapping[str, Any] | None = None) -> Fin
         f"{name} is still rising at the end: {_signed_pts(slope)} points per epoch over epochs "
         f"{first}–{last} (from {_pct(values[-window])} to {_pct(values[-1])}), and {where}",
         (first, last),
-        f"train for more epochs, e.g. train.epochs={2 * max(last, _planned(settings))}",
+        f"train for more epochs, e.g. train.epochs={_more_epochs(last, settings or {})}",
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from cnnlab.checks import validate_experiment
 from cnnlab.config import apply_overrides, parse_override, read_toml
 from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.example_files import find_file
 
 MODES = ("grid", "random", "tpe")
 SECTIONS = ("data", "model", "train")
@@ -68,7 +69,7 @@ def load_sweep(path: str | Path, name: str | None = None, overrides: list[str] |
     """Read a sweep file; ``base = "file.toml"`` is relative to the sweep file; ``overrides``
     (``key=value``, from `sweep -s`) are set in every cell. Raises ConfigError with one Problem
     per bad key (cells are checked by `expand_cells`)."""
-    path = Path(path)
+    path = find_file(path, "sweep file")
     raw = read_toml(path)
     return parse_sweep(raw, default_name=name or path.stem, folder=path.parent, overrides=overrides)
 

@@ -63,8 +63,9 @@ def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None)
     load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else load
     if load is None or load < physical_cores():
         return None
-    return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores); "
-            "training with -s train.threads=1 is often several times faster then")
+    return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores), and one "
+            "thread is often several times faster while it is: -s train.threads=1 on the command line, "
+            'train={"threads": 1} in Python')
 
 
 def resolve_device(device: str) -> torch.device:
