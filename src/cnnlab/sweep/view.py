@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnnlab.store.liveness import GONE
-from cnnlab.sweep.status import SweepStatus, sweep_status
+from cnnlab.sweep.status import CellStatus, SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
 from cnnlab.terminal.format import format_metric
 
@@ -53,14 +53,17 @@ def status_table(status: SweepStatus, wide: bool = False) -> Table:
     the metric over finished seeds; with ``wide`` also the run ids. A cell's settings take a line each."""
     best = status.best()
     rows: list[dict[str, Text]] = []
-    for cell in status.cells:
+    for cell, shown_label in _cells_in_order(status):
+        if cell is None:  # a grid's title
+            rows.append({"cell": Text(shown_label, style="italic")})
+            continue
         running = [r for r in cell.runs if r.state == "running"]
         running_text = str(len(running)) if running else ""
         if running:
             running_text += " (" + ", ".join(f"ep {r.epochs_done}/{r.epochs_planned or '?'}"
                                              for r in running) + ")"
         rows.append({
-            "cell": Text(cell_lines(cell.label), style="bold" if cell is best else ""),
+            "cell": Text(cell_lines(shown_label), style="bold" if cell is best else ""),
             "runs": Text(str(len(cell.runs))),
             "done": Text(_count(cell.count("done"))),
             "running": Text(running_text),
@@ -97,6 +100,27 @@ def status_table(status: SweepStatus, wide: bool = False) -> Table:
     if not status.cells and not status.unsampled:
         table.caption = "no cells queued"
     return table
+
+
+def _cells_in_order(status: SweepStatus) -> list[tuple[CellStatus | None, str]]:
+    """The cells with the label to show: one after another, or grouped under each of several
+    ``[[grid]]`` tables (a grid's title row, then its cells), a cell shared by grids listed under each
+    and marked ``(base cell)`` when every grid shares it."""
+    if not status.grids:
+        return [(cell, cell.label) for cell in status.cells]
+    by_hash = {cell.cell_hash: cell for cell in status.cells}
+    shared = status.shared_cells()
+    everywhere = {h for h in shared if all(h in {m for _, m in members} for _, members in status.grids)}
+    out: list[tuple[CellStatus | None, str]] = []
+    listed: set[str] = set()
+    for title, members in status.grids:
+        out.append((None, f"{title}:"))
+        for shown, cell_hash in members:
+            if cell_hash in by_hash:
+                out.append((by_hash[cell_hash], shown + (" (base cell)" if cell_hash in everywhere else "")))
+                listed.add(cell_hash)
+    out += [(cell, cell.label) for cell in status.cells if cell.cell_hash not in listed]  # left the file
+    return out
 
 
 def cell_lines(label: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.analyze import RunData, analyze_runs, diagnose_run, varying_keys
+from cnnlab.analyze import RunData, analyze_runs, diagnose_run, stored_claim, varying_keys
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.diagnose import NOT_CONVERGED
 from cnnlab.analyze.study import Study
@@ -190,7 +190,7 @@ class Analyses:
             cached = self._cache.get(name)
             if cached is None or cached[0] != key:
                 runs = load_run_data(self.store, records)
-                cached = (key, analyze_runs(runs) if runs else None)
+                cached = (key, analyze_runs(runs, claim=stored_claim(self.store, name)) if runs else None)
                 self._cache[name] = cached
         return cached[1]
 
