@@ -56,6 +56,7 @@ def test_run_stores_config_versions_and_summary(store):
     assert record.versions["torch"] == metadata.version("torch")
     assert record.epochs_done == 1
     assert 0.0 <= record.final_test_acc <= 1.0
+    assert record.data_facts == {"classes": 10, "train": 640, "val": 400, "test": 200}
     (epoch,) = store.epochs(record.id)
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr",
             "seconds", "images_per_s"} <= set(epoch)

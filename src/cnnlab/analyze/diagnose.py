@@ -1,8 +1,7 @@
 """Diagnosis of one run's curves as named states, each with the epochs and values behind it and advice.
 
 States, checked in this order; the first four exclude every later one, since they contradict them
-(accuracies are fractions, so 0.10 is 10 points; chance is 1 / the run's class count, which the
-run stored with its split sizes, or `cnnlab.data.facts` knows for a built-in dataset):
+(accuracies are fractions, so 0.10 is 10 points; chance is 1 / ``CLASSES``):
 
 - diverged (below).
 - step too large: training (or validation) accuracy ends within ``CHANCE_MARGIN`` of chance, and
@@ -54,7 +53,6 @@ from typing import Any
 import numpy as np
 
 from cnnlab.analyze.rundata import RunData
-from cnnlab.data.facts import DATASETS
 
 DIVERGED_LOSS_RATIO = 2.0
 DIVERGED_ACC_DROP = 0.30
@@ -67,15 +65,26 @@ NOT_CONVERGED_SLOPE = 0.003
 NOT_CONVERGED_MIN_WINDOW = 2
 UNSTABLE_MIN_WINDOW = 5
 UNSTABLE_NOISE = 0.01
+CLASSES = 10  # every built-in dataset has 10 classes
 CHANCE_MARGIN = 0.05
 UNIFORM_LOSS_RATIO = 1.2
 LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
 SMALL_STEP_FALL = 0.10
+FEW_STEPS = 1000  # a run with fewer optimizer steps than this is told to train longer before anything else
+FEW_EPOCHS = 5  # ... and so is one of this many epochs or fewer when its step count is unknown
 NOISE_Z = 2.0
 MIN_IMAGES = 3
 FALLBACK_NOISE = 0.005
 MIN_SPLIT, MAX_SPLIT = 20, 100_000  # split sizes looked for in the accuracies
 MAX_SPLIT_VALUES = 8  # distinct accuracies used to find the split size
+# Training-pool sizes of the built-in datasets (mnist-sample's test split comes out of its 5,000).
+DATASET_SIZES = {
+    "mnist-sample": 5000,
+    "mnist": 60000,
+    "fashion-mnist": 60000,
+    "cifar10": 50000,
+    "svhn": 73257,
+}
 
 DIVERGED, STEP_TOO_LARGE, STEP_TOO_SMALL, NOT_LEARNING = (
     "diverged",
@@ -146,8 +155,8 @@ def thresholds() -> list[str]:
     """The diagnosis thresholds in words, for the report's method section."""
     return [
         f"step too large: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
-        f"(1 / the number of classes) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × "
-        "ln(classes) or a training loss that ends above its epoch-1 value",
+        f"({_pct(1 / CLASSES)}) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × ln {CLASSES} "
+        "or a training loss that ends above its epoch-1 value",
         f"step too small: training accuracy within {_pts(CHANCE_MARGIN)} points of chance with a training "
         f"loss that fell less than {SMALL_STEP_FALL:.0%}, or below {_pct(UNDERFIT_TRAIN_ACC)} and still "
         "rising by more than the noise",
@@ -173,8 +182,7 @@ def thresholds() -> list[str]:
 
 def diagnose_run(run: RunData) -> Diagnosis:
     """Diagnose a stored run."""
-    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings,
-                               facts=run.record.data_facts)
+    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings)
     return Diagnosis(run, findings, _outcome(run))
 
 
@@ -183,13 +191,11 @@ def diagnose_epochs(
     status: str | None = None,
     error: str | None = None,
     settings: Mapping[str, Any] | None = None,
-    facts: Mapping[str, int] | None = None,
 ) -> list[Finding]:
     """Findings for one run's epochs (dicts with ``epoch``, ``train_loss``, ``val_acc``, ...); ``settings``
-    (dotted config keys) name the learning rate and loss in the advice; ``facts``: the class count
-    and split sizes the run stored (None: `data_facts` finds them for a built-in dataset)."""
+    (dotted config keys) name the learning rate and loss in the advice."""
+    curves = _Curves(epochs)
     settings = settings or {}
-    curves = _Curves(epochs, data_facts(settings, facts))
     diverged = _diverged(curves, status, error)
     if diverged:
         return [diverged]
@@ -199,7 +205,8 @@ def diagnose_epochs(
     low = _low_accuracy(curves, settings)
     if low:
         return [low]
-    found = [finding for check in (_overfitting, _not_converged, _unstable) if (finding := check(curves))]
+    checks = (_overfitting(curves, settings), _not_converged(curves, settings), _unstable(curves))
+    found = [finding for finding in checks if finding]
     if any(f.kind == OVERFITTING for f in found):
         found = [f for f in found if f.kind != NOT_CONVERGED]
     return found
@@ -240,37 +247,12 @@ def noise_of(values: np.ndarray, level: float, expected: int | None = None) -> f
     return max(NOISE_Z * math.sqrt(2 * p * (1 - p) / n), MIN_IMAGES / n)
 
 
-def data_facts(settings: Mapping[str, Any], stored: Mapping[str, int] | None = None) -> dict[str, int]:
-    """A run's class count and split sizes (``classes``, ``train``, ``val``): as the run stored them,
-    else as `cnnlab.data.facts` knows its built-in dataset, the splits as its config makes them;
-    empty for user data (imagefolder, npz) of a run stored before runs kept them."""
-    if stored:
-        return {key: int(value) for key, value in stored.items()}
-    name = str(settings.get("data.dataset"))
-    known = DATASETS.get(name)
-    if known is None or known.classes is None:
-        return {}
-    facts = {"classes": known.classes}
-    val = settings.get("data.val")
-    if known.size is None or not isinstance(val, float) or not 0 < val < 1:
-        return facts
-    test_fraction = settings.get("data.test_fraction") or 0.0
-    pool = known.size - round(known.size * test_fraction) if name == "mnist-sample" else known.size
-    facts["val"] = round(pool * val)
-    limit = settings.get("data.train_limit")
-    facts["train"] = min(pool - facts["val"], limit) if isinstance(limit, int) else pool - facts["val"]
-    return facts
-
-
 class _Curves:
-    """A run's metric columns as arrays, NaN where missing, with its data facts (`data_facts`)."""
+    """A run's metric columns as arrays, NaN where missing."""
 
-    def __init__(self, epochs: Sequence[Mapping[str, float | None]],
-                 facts: Mapping[str, int] | None = None) -> None:
+    def __init__(self, epochs: Sequence[Mapping[str, float | None]]) -> None:
         self.epoch = np.array([int(row["epoch"]) for row in epochs], dtype=int)  # type: ignore[arg-type]
         self._rows = epochs
-        self.classes = (facts or {}).get("classes")
-        self.sizes = {split: n for split, n in (facts or {}).items() if split != "classes" and n}
 
     def __len__(self) -> int:
         return len(self.epoch)
@@ -336,7 +318,7 @@ def _diverged(c: _Curves, status: str | None, error: str | None) -> Finding | No
     )
 
 
-def _overfitting(c: _Curves) -> Finding | None:
+def _overfitting(c: _Curves, settings: Mapping[str, Any] | None = None) -> Finding | None:
     parts: list[str] = []
     epochs: list[int] = []
     val_loss, train_loss = c["val_loss"], c["train_loss"]
@@ -367,29 +349,43 @@ def _overfitting(c: _Curves) -> Finding | None:
         epochs.append(int(c.epoch[-1]))
     if not parts:
         return None
-    if epochs and epochs[0] != epochs[-1]:
+    best = _best_epoch(c, settings or {})
+    if epochs and epochs[0] != epochs[-1] and best is not None:
+        patience = "" if (settings or {}).get("train.patience") else " (train.patience)"
         advice = (
-            f"keep the model of epoch {epochs[0]} by stopping early (train.patience), or regularise "
-            "more (dropout, weight decay, data augmentation)"
+            f"keep the model of epoch {best[0]}, the best by {best[1]}, by stopping early{patience}, or "
+            "regularise more (dropout, weight decay, data augmentation)"
         )
     else:
         advice = "regularise more (dropout, weight decay, data augmentation) or use more training data"
     return Finding(OVERFITTING, "; ".join(parts), tuple(epochs), advice)
 
 
+def _best_epoch(c: _Curves, settings: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The best epoch by the metric early stopping monitors (``train.monitor``, validation loss by
+    default), and that metric's name as the setting says it."""
+    monitor = str(settings.get("train.monitor") or "val_loss")
+    values = c[monitor]
+    if not np.isfinite(values).any():
+        return None
+    i = int(np.nanargmax(values) if monitor.endswith("acc") else np.nanargmin(values))
+    return int(c.epoch[i]), f"{monitor} (train.monitor)"
+
+
 def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     """Step too large, step too small or not learning, for a run whose training accuracy ends at chance."""
     acc, loss, val = c["train_acc"], c["train_loss"], c["val_acc"]
-    if not len(c) or not math.isfinite(acc[-1]) or not c.classes:
-        return None  # chance is unknown without the class count
-    chance = 1.0 / c.classes
+    chance = 1.0 / CLASSES
+    if not len(c) or not math.isfinite(acc[-1]):
+        return None
     last = int(c.epoch[-1])
-    level = f"chance level ({_pct(chance)}) for {c.classes} classes"
     if acc[-1] <= chance + CHANCE_MARGIN:
-        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, {level}"
+        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, chance level for {CLASSES} classes"
     elif math.isfinite(val[-1]) and val[-1] <= chance + CHANCE_MARGIN:
-        at = (f"validation accuracy is {_pct(val[-1])} at epoch {last}, {level} "
-              f"(training accuracy {_pct(acc[-1])})")
+        at = (
+            f"validation accuracy is {_pct(val[-1])} at epoch {last}, chance level for {CLASSES} classes "
+            f"(training accuracy {_pct(acc[-1])})"
+        )
     else:
         return None
     lr = settings.get("train.lr")
@@ -408,7 +404,8 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             f"the training loss moved only from {first:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
             f"{c.epoch[0]}–{last}"
         )
-        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), _small_step_advice(settings))
+        advice = _small_step_advice(settings, last)
+        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), advice)
     fell = f" although the training loss fell {fall:.0%}" if math.isfinite(fall) else ""
     return Finding(
         NOT_LEARNING,
@@ -423,14 +420,14 @@ def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
     """Evidence that the steps are too large: an epoch-1 cross-entropy above guessing, or a learning
     rate at or above ``LARGE_LR`` for its optimizer with a validation loss that ends above its minimum."""
     first = c["train_loss"][0] if len(c) else math.nan
-    uniform = math.log(c.classes) if c.classes else math.nan
+    uniform = math.log(CLASSES)
     if (
         settings.get("train.loss", "cross_entropy") == "cross_entropy"
         and first > UNIFORM_LOSS_RATIO * uniform
     ):
         return (
             f"the epoch-1 training loss {first:.3g} is above {uniform:.3g}, the loss of guessing every "
-            f"class equally (ln {c.classes}): the first steps threw the model off"
+            f"class equally (ln {CLASSES}): the first steps threw the model off"
         )
     lr, optimizer = settings.get("train.lr"), str(settings.get("train.optimizer", "sgd"))
     val_loss = c["val_loss"]
@@ -443,6 +440,13 @@ def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
     low = int(np.nanargmin(val_loss))
     if low == len(c) - 1:
         return None
+    accuracy = c["val_acc"][np.isfinite(c["val_acc"])]
+    if len(accuracy) >= 2 and np.ptp(accuracy) == 0:
+        return (
+            f"train.lr={lr:g} is large for {optimizer} (from {LARGE_LR[optimizer]:g} on) and validation "
+            f"accuracy is exactly {_pct(accuracy[0])} at every epoch, as when the network predicts the "
+            "same class for every image"
+        )
     return (
         f"train.lr={lr:g} is large for {optimizer} (from {LARGE_LR[optimizer]:g} on) and the validation "
         f"loss bounces: its minimum {val_loss[low]:.4g} at epoch {c.epoch[low]}, {val_loss[-1]:.4g} at "
@@ -460,7 +464,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     if not math.isfinite(start):
         return None
     gain = float(acc[-1] - start)
-    noise = noise_of(acc, float(acc[-1]), c.sizes.get("train"))
+    noise = noise_of(acc, float(acc[-1]), _expected_size(settings, "train"))
     first, last = int(c.epoch[-window]), int(c.epoch[-1])
     evidence = (
         f"training accuracy is {_pct(acc[-1])} at epoch {last}, {_signed_pts(gain)} points since epoch "
@@ -482,7 +486,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             STEP_TOO_SMALL,
             "learning, but slowly: " + evidence,
             (first, last),
-            _raise_lr(settings.get("train.lr")) + f", or train longer (train.epochs={2 * last})",
+            _small_step_advice(settings, last),
         )
     if math.isfinite(fall) and fall < SMALL_STEP_FALL:
         moved = (
@@ -490,7 +494,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             f"{c.epoch[0]}–{last}; "
         )
         return Finding(
-            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings)
+            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings, last)
         )
     if len(c) < UNDERFIT_WINDOW:
         return None
@@ -509,7 +513,7 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     if len(finite) < 2:
         return ""
     a, b = val[finite[0]], val[finite[-1]]
-    noise = noise_of(val, float(max(a, b)), c.sizes.get("val"))
+    noise = noise_of(val, float(max(a, b)), _expected_size(settings, "val"))
     if abs(b - a) <= noise:
         return f"; validation accuracy {_pct(a)} → {_pct(b)}, within the noise (±{_pts(noise)} points)"
     moved = "fell" if b < a else "rose"
@@ -519,11 +523,57 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     )
 
 
-def _small_step_advice(settings: Mapping[str, Any]) -> str:
-    advice = _raise_lr(settings.get("train.lr"))
+def expected_split_size(settings: Mapping[str, Any], split: str) -> int | None:
+    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it (None
+    when it cannot be told from the settings)."""
+    return _expected_size(settings, split)
+
+
+def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
+    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
+    total = DATASET_SIZES.get(str(settings.get("data.dataset")))
+    val = settings.get("data.val")
+    if total is None or not isinstance(val, float) or not 0 < val < 1:
+        return None
+    test_fraction = settings.get("data.test_fraction") or 0.0
+    pool = total - round(total * test_fraction) if settings.get("data.dataset") == "mnist-sample" else total
+    val_size = round(pool * val)
+    if split == "val":
+        return val_size
+    limit = settings.get("data.train_limit")
+    return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
+
+
+def optimizer_steps(settings: Mapping[str, Any], epochs: int) -> int | None:
+    """How many optimizer steps ``epochs`` epochs take with these settings (None when the training
+    split's size is unknown)."""
+    size, batch = _expected_size(settings, "train"), settings.get("train.batch_size")
+    if size is None or not isinstance(batch, int) or batch < 1:
+        return None
+    return epochs * math.ceil(size / batch)
+
+
+def _small_step_advice(settings: Mapping[str, Any], last: int | None = None) -> str:
+    """Raise the learning rate (or switch to Adam, unless the run uses it; cross-entropy, unless it
+    uses it) — after training longer when the run took few optimizer steps."""
+    epochs = max(last or 0, _planned(settings)) or None
+    parts = [_raise_lr(settings.get("train.lr"))]
+    if settings.get("train.optimizer", "sgd") not in ("adam", "adamw"):
+        parts[0] += ", or use train.optimizer=adam"
     if settings.get("train.loss") == "mse":
-        advice += "; with train.loss=mse the gradients are small near chance: cross_entropy learns faster"
-    return advice
+        parts.append(
+            "with the mse loss the gradients are small near chance: train.loss=cross_entropy learns faster"
+        )
+    if isinstance(epochs, int) and epochs > 0:
+        steps = optimizer_steps(settings, last or epochs)  # the steps it took, not the ones planned
+        longer = f"train longer first (train.epochs={2 * epochs}"
+        if steps is not None and steps < FEW_STEPS:
+            return f"{longer}): the run took only {steps} optimizer steps; then " + "; ".join(parts)
+        if steps is None and epochs <= FEW_EPOCHS:
+            few = f"{epochs} epoch{'s' if epochs > 1 else ''} may be too few"
+            return f"{longer}): {few}; then " + "; ".join(parts)
+        parts.append(f"or train longer (train.epochs={2 * epochs})")
+    return "; ".join(parts)
 
 
 def _lower_lr(lr: Any) -> str:
@@ -534,11 +584,18 @@ def _lower_lr(lr: Any) -> str:
 
 def _raise_lr(lr: Any) -> str:
     if isinstance(lr, int | float) and lr > 0:
-        return f"raise the learning rate, e.g. 10× to train.lr={lr * 10:g}, or use train.optimizer=adam"
-    return "raise the learning rate (train.lr), e.g. 10×, or use train.optimizer=adam"
+        return f"raise the learning rate, e.g. 10× to train.lr={lr * 10:g}"
+    return "raise the learning rate (train.lr), e.g. 10×"
 
 
-def _not_converged(c: _Curves) -> Finding | None:
+def _more_epochs(last: int, settings: Mapping[str, Any]) -> int:
+    """Twice the epochs trained, or twice the run's setting when it is larger (a run still training or
+    stopped early): never the setting it already has."""
+    planned = settings.get("train.epochs")
+    return 2 * max(last, planned if isinstance(planned, int) else 0)
+
+
+def _not_converged(c: _Curves, settings: Mapping[str, Any] | None = None) -> Finding | None:
     metric, name = (
         ("val_acc", "validation accuracy") if c.has("val_acc") else ("train_acc", "training accuracy")
     )
@@ -562,8 +619,13 @@ def _not_converged(c: _Curves) -> Finding | None:
         f"{name} is still rising at the end: {_signed_pts(slope)} points per epoch over epochs "
         f"{first}–{last} (from {_pct(values[-window])} to {_pct(values[-1])}), and {where}",
         (first, last),
-        f"train for more epochs, e.g. train.epochs={2 * last}",
+        f"train for more epochs, e.g. train.epochs={_more_epochs(last, settings or {})}",
     )
+
+
+def _planned(settings: Mapping[str, Any] | None) -> int:
+    epochs = (settings or {}).get("train.epochs")
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0
 
 
 def _unstable(c: _Curves) -> Finding | None:

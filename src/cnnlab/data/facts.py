@@ -25,16 +25,14 @@ class DatasetFacts:
     shape: tuple[int, int, int] | None  # (C, H, W); None: user data, known once read
     needs_path: bool = False  # data.path names the user's folder or file
     has_extra: bool = False  # data.extra adds the dataset's extra training images
-    classes: int | None = None  # None: user data, known once read
-    size: int | None = None  # images in its training pool (mnist-sample: its whole 5,000)
 
 
 DATASETS: dict[str, DatasetFacts] = {facts.name: facts for facts in (
-    DatasetFacts("cifar10", load_cifar10, (3, 32, 32), classes=10, size=50000),
-    DatasetFacts("fashion-mnist", load_fashion_mnist, (1, 28, 28), classes=10, size=60000),
+    DatasetFacts("cifar10", load_cifar10, (3, 32, 32)),
+    DatasetFacts("fashion-mnist", load_fashion_mnist, (1, 28, 28)),
     DatasetFacts("imagefolder", load_imagefolder, None, needs_path=True),
-    DatasetFacts("mnist", load_mnist, (1, 28, 28), classes=10, size=60000),
-    DatasetFacts("mnist-sample", load_mnist_sample, (1, 28, 28), classes=10, size=5000),
+    DatasetFacts("mnist", load_mnist, (1, 28, 28)),
+    DatasetFacts("mnist-sample", load_mnist_sample, (1, 28, 28)),
     DatasetFacts("npz", load_npz, None, needs_path=True),
-    DatasetFacts("svhn", load_svhn, (3, 32, 32), has_extra=True, classes=10, size=73257),
+    DatasetFacts("svhn", load_svhn, (3, 32, 32), has_extra=True),
 )}
