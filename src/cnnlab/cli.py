@@ -55,6 +55,24 @@ SetOpt = Annotated[
                  help="Override a setting: -s train.lr=0.001 (repeatable)."),
 ]
 
+TrustOpt = Annotated[
+    list[str] | None,
+    typer.Option("--trust-code", metavar="MODULE",
+                 help="Let a stored run whose model.name is MODULE:Class import MODULE (from the "
+                 "current folder or the installed packages) for this command; a stored run never "
+                 "decides on its own what is imported (repeatable)."),
+]
+
+
+def _trusting(modules: list[str] | None):
+    """The block in which the modules named with --trust-code may be imported (said on stderr)."""
+    from cnnlab.trust import trusting
+
+    if modules:
+        err_console.print(f"--trust-code: a stored run may import module{'s' * (len(modules) > 1)} "
+                          f"{', '.join(modules)} in this command", highlight=False, markup=False)
+    return trusting(modules)
+
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Print a CnnlabError as one clear message per problem, and a refused file operation (read-only,
@@ -130,6 +148,7 @@ def train(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name for the new run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Train a CNN from an experiment file and store the run."""
     from cnnlab.checks import load_experiment
@@ -137,12 +156,16 @@ def train(
 
     if resume is not None:
         epochs = _resume_epochs(set_)
-        outcome = resume_run(resume, _store(store), epochs=epochs, data_root=_data_root(data_dir),
-                             console=console, progress=not quiet)
+        with _trusting(trust_code):
+            outcome = resume_run(resume, _store(store), epochs=epochs, data_root=_data_root(data_dir),
+                                 console=console, progress=not quiet)
         _exit_if_interrupted(outcome.record.status)
         return
     if experiment is None:
         raise typer.BadParameter("give an experiment file, or --resume RUN", param_hint="EXPERIMENT")
+    if trust_code:
+        raise typer.BadParameter("is for a stored run (--resume RUN); your experiment file's own "
+                                 "module:Class needs no --trust-code", param_hint="--trust-code")
     overrides = _overrides(set_, data_dir)
     if name:
         overrides.append(f"name={name!r}")
@@ -559,12 +582,14 @@ def report(
                      "number (one slope; log10 for lr and weight_decay) instead of as levels; repeatable."),
     ] = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Write a report: index.html (one self-contained file) and report.md with its PNG figures."""
     from cnnlab.report import write_report
 
-    files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [],
-                         numeric=numeric or [])
+    with _trusting(trust_code):
+        files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [],
+                             numeric=numeric or [])
     console.print(f"wrote {files.html} and {files.markdown} with {len(files.pngs)} figures", highlight=False,
                   markup=False)
 
@@ -653,12 +678,14 @@ def inspect_(
     style: StyleOpt = "auto",
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Filters, feature maps (also without pooling), Grad-CAM and saliency for one image."""
     from cnnlab.inspect import inspect_run
 
-    result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
-                         style=style, data_root=_data_root(data_dir))
+    with _trusting(trust_code):
+        result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
+                             style=style, data_root=_data_root(data_dir))
     truth = f" (true {result.label})" if result.label is not None else ""
     console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False, markup=False)
     console.print(f"wrote {len(result.files)} figures:", highlight=False)
@@ -685,6 +712,7 @@ def samples(
         "file or folder (default: here).")] = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
 ) -> None:
     """A grid of test images with true and predicted classes (or the most confident mistakes) of a
     run, or with --dataset a grid of a dataset's images, altered as --alter says."""
@@ -707,8 +735,9 @@ def samples(
         return
     if alter:
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
-    result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
-                         data_root=_data_root(data_dir))
+    with _trusting(trust_code):
+        result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
+                             data_root=_data_root(data_dir))
     what = "mistakes" if errors else "images"
     console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
     _print_written(result.files)
@@ -730,11 +759,13 @@ def confusion(
     output: FiguresOpt = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Confusion matrix figure and per-class precision and recall on the run's test split."""
     from cnnlab.inspect import confusion_run, scores_table
 
-    result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
+    with _trusting(trust_code):
+        result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
     console.print(scores_table(result.classes, result.scores, title=f"run {escape(run)}: test split"))
     _print_written(result.files)
 
@@ -750,12 +781,15 @@ def predict(
     ] = None,
     style: StyleOpt = "auto",
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Class probabilities for your own images, preprocessed as the run's data was.
     Exits with 1 if any file could not be read (the others are still predicted)."""
     from cnnlab.inspect import load_run, predict_files
 
-    results = predict_files(load_run(_store(store), run), files, top=top, style=style, show_dir=show)
+    with _trusting(trust_code):
+        loaded = load_run(_store(store), run)
+    results = predict_files(loaded, files, top=top, style=style, show_dir=show)
     for result in results:
         if result.error is not None:
             err_console.print(f"[bold red]error:[/] {escape(result.error)}", highlight=False)

@@ -80,6 +80,7 @@ def train(
     run as ``interrupted`` and raises KeyboardInterrupt: continue it with `resume`."""
     from cnnlab.checks import load_experiment
     from cnnlab.train import train_experiment
+    from cnnlab.trust import code_module
 
     overrides = _dotted(settings or {})
     for section, value in (("data", data), ("model", model), ("train", train)):
@@ -101,28 +102,45 @@ def train(
     run_store = _store(store)
     out = console()
     outcome = train_experiment(exp, run_store, console=out, progress=progress and not in_notebook())
-    return _finish(Run(outcome.record, run_store, root))
+    own = code_module(exp.model.name)  # named by this call's own settings
+    return _finish(Run(outcome.record, run_store, root, trust_code=[own] if own else None))
 
 
 def resume(run: str | Run, *, epochs: int | None = None, data_dir: str | Path | None = None,
-           store: str | RunStore | None = None, progress: bool = True) -> Run:
+           store: str | RunStore | None = None, progress: bool = True,
+           trust_code: str | Sequence[str] | None = None) -> Run:
     """Continue an interrupted run from its checkpoint (`cnnlab train --resume RUN`); ``epochs``
-    raises its epoch count to train a finished run further."""
+    raises its epoch count to train a finished run further. A run whose model is your own
+    ``module:Class`` needs ``trust_code="module"``: a stored run never decides what is imported."""
     from cnnlab.train import resume_run
+    from cnnlab.trust import trusting
 
     run_store = run.store if isinstance(run, Run) and store is None else _store(store)
-    ref = run.id if isinstance(run, Run) else run
+    ref = _run_ref(run.id if isinstance(run, Run) else run)
+    trusted = run._trust_code if isinstance(run, Run) and trust_code is None else trust_code
     root = root_setting(data_dir)
-    outcome = resume_run(ref, run_store, epochs=epochs, data_root=root, console=console(),
-                         progress=progress and not in_notebook())
-    return _finish(Run(outcome.record, run_store, root))
+    with trusting(trusted) as modules:
+        outcome = resume_run(ref, run_store, epochs=epochs, data_root=root, console=console(),
+                             progress=progress and not in_notebook())
+    return _finish(Run(outcome.record, run_store, root, trust_code=modules))
 
 
-def load_run(run: str, *, store: str | RunStore | None = None, data_dir: str | Path | None = None) -> Run:
+def _run_ref(run: Any) -> str:
+    """A run reference (id, id prefix or name) checked to be a non-empty string."""
+    if not isinstance(run, str) or not run.strip():
+        raise ConfigError(Problem("run", run, "must be a run id, id prefix or run name (a non-empty "
+                                  "string, e.g. 'r1d1c8049'); cnnlab.runs() lists them"))
+    return run
+
+
+def load_run(run: str, *, store: str | RunStore | None = None, data_dir: str | Path | None = None,
+             trust_code: str | Sequence[str] | None = None) -> Run:
     """A stored run by id, unique id prefix or name; an unknown one raises `UnknownRunError` (a
-    KeyError) naming it."""
+    KeyError) naming it. If the run's model is a ``module:Class`` (your own code), its ``model``,
+    ``inspect`` and ``predict`` import that module only when you name it: ``trust_code="module"``
+    (a stored run, or a copied run folder, never decides on its own what is imported)."""
     run_store = _store(store)
-    return Run(run_store.get_run(run), run_store, root_setting(data_dir))
+    return Run(run_store.get_run(_run_ref(run)), run_store, root_setting(data_dir), trust_code)
 
 
 def runs(*, status: str | None = None, name: str | None = None, limit: int | None = None,
@@ -196,9 +214,14 @@ def sweep(
 
 
 def report(*runs: str, output: str | Path = "report", metric: str | None = None,
-           exclude: Sequence[str] = (), store: str | RunStore | None = None) -> ReportFiles:
+           exclude: Sequence[str] = (), store: str | RunStore | None = None,
+           trust_code: str | Sequence[str] | None = None, force: bool = False) -> ReportFiles:
     """Write the report on sweeps or runs (names, ids or id prefixes) into the folder ``output``, as
-    `cnnlab report` does; returns the files written (``.html``, ``.markdown``, ``.pngs``)."""
+    `cnnlab report` does; returns the files written (``.html``, ``.markdown``, ``.pngs``).
+    ``trust_code`` as for `load_run`; ``force`` replaces a folder that is not a cnnlab report."""
     from cnnlab.report import write_report
+    from cnnlab.trust import trusting
 
-    return write_report(_store(store), list(runs), output, metric=metric, exclude=list(exclude))
+    with trusting(trust_code):
+        return write_report(_store(store), list(runs), output, metric=metric, exclude=list(exclude),
+                            force=force)

@@ -56,12 +56,24 @@ class Figures:
 
 class Run:
     """A stored run: ``run.history``, ``run.plot()``, ``run.inspect()``, ``run.predict(images)``,
-    ``run.model``; shown as a summary table in a notebook."""
+    ``run.model``; shown as a summary table in a notebook.
 
-    def __init__(self, record: RunRecord, store: RunStore, data_root: str | None = None):
+    ``trust_code`` names the modules a stored ``module:Class`` model may be imported from (see
+    `cnnlab.load_run`); a run trained in this session trusts the module its own settings named."""
+
+    def __init__(self, record: RunRecord, store: RunStore, data_root: str | None = None,
+                 trust_code: str | Sequence[str] | None = None):
+        from cnnlab.trust import trust_modules
+
         self._record = record
         self.store = store
         self._data_root = data_root
+        self._trust_code = trust_modules(trust_code)
+
+    def _trusting(self):
+        from cnnlab.trust import trusting
+
+        return trusting(self._trust_code)
 
     @property
     def record(self) -> RunRecord:
@@ -129,7 +141,8 @@ class Run:
     def _loaded(self) -> LoadedRun:
         from cnnlab.inspect import load_run
 
-        return load_run(self.store, self.id)
+        with self._trusting():
+            return load_run(self.store, self.id)
 
     @property
     def model(self) -> nn.Module:
@@ -147,15 +160,17 @@ class Run:
         or your ``image`` file, written where `cnnlab inspect` writes them and shown inline."""
         from cnnlab.inspect import inspect_run
 
-        result = inspect_run(self.store, self.id, index=index, image=image, out_dir=output, layer=layer,
-                             style=style, data_root=self._data_root)
+        with self._trusting():
+            result = inspect_run(self.store, self.id, index=index, image=image, out_dir=output, layer=layer,
+                                 style=style, data_root=self._data_root)
         return Figures(result.description, result.files, result.top, result.label)
 
     def confusion(self, output: str | Path | None = None) -> Figures:
         """The confusion matrix on the run's test split (as `cnnlab confusion`), shown inline."""
         from cnnlab.inspect import confusion_run
 
-        result = confusion_run(self.store, self.id, out_dir=output, data_root=self._data_root)
+        with self._trusting():
+            result = confusion_run(self.store, self.id, out_dir=output, data_root=self._data_root)
         return Figures(f"run {self.id}: test accuracy {100 * result.scores.accuracy:.2f}%", result.files)
 
     def predict(self, images: Any, *, style: str = "auto") -> pd.DataFrame:

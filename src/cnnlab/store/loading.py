@@ -22,6 +22,7 @@ from cnnlab.models import build_model
 from cnnlab.models.build import resolve_channels_last
 from cnnlab.store.checkpoint import load_checkpoint
 from cnnlab.store.runs import RunRecord, RunStore
+from cnnlab.trust import refuse_untrusted
 
 _NEEDED = ("model", "config", "classes", "input_shape", "mean", "std")
 
@@ -63,8 +64,10 @@ class LoadedRun:
 
 def load_run(store: RunStore, ref: str) -> LoadedRun:
     """The run ``ref`` (id, id prefix or name) with its last checkpoint's weights loaded into the
-    model its stored config builds; a checkpoint whose config differs from it is refused."""
+    model its stored config builds; a checkpoint whose config differs from it is refused, and so is
+    a stored ``module:Class`` whose module the user did not name for this command (`trusting`)."""
     record = store.get_run(ref)
+    refuse_untrusted(record.config, record.id)
     path = store.checkpoint_path(record.id)
     state = load_checkpoint(path)
     missing = [key for key in _NEEDED if key not in state]

@@ -50,6 +50,7 @@ from cnnlab.train.loop import Interrupted, StopFlag, evaluate, train_one_epoch
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.progress import TrainingProgress
+from cnnlab.trust import refuse_untrusted
 
 # Statuses of a run that ended on its own; a failed attempt to continue one leaves it so.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -234,6 +235,7 @@ def resume_run(
     (the one before it when the newest is damaged); rows after it are dropped. Nothing is
     written before the run is known to be resumable."""
     record = store.get_run(ref)
+    refuse_untrusted(record.config, record.id)
     refuse_if_alive(record)
     raw = dict(record.config)
     if epochs is not None:
