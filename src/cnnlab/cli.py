@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cnnlab.errors import CnnlabError, ConfigError, Problem, user_message
+from cnnlab.terminal import printable
 
 
 def _hide_flag_types() -> None:
@@ -30,6 +31,7 @@ def _hide_flag_types() -> None:
 
 
 _hide_flag_types()
+printable.install()  # names, tags and messages reach the terminal with control characters escaped
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
     no_args_is_help=True,
