@@ -57,6 +57,10 @@ SetOpt = Annotated[
                  help="Override a setting: -s train.lr=0.001 (repeatable)."),
 ]
 
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Write into the -o folder even if it holds files cnnlab did not "
+                       "write there (a symbolic link is always refused).")
+]
 TrustOpt = Annotated[
     list[str] | None,
     typer.Option("--trust-code", metavar="MODULE",
@@ -585,13 +589,14 @@ def report(
     ] = None,
     store: StoreOpt = None,
     trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write a report: index.html (one self-contained file) and report.md with its PNG figures."""
     from cnnlab.report import write_report
 
     with _trusting(trust_code):
         files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [],
-                             numeric=numeric or [])
+                             numeric=numeric or [], force=force)
     console.print(f"wrote {files.html} and {files.markdown} with {len(files.pngs)} figures", highlight=False,
                   markup=False)
 
@@ -681,13 +686,14 @@ def inspect_(
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
     trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Filters, feature maps (also without pooling), Grad-CAM and saliency for one image."""
     from cnnlab.inspect import inspect_run
 
     with _trusting(trust_code):
         result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
-                             style=style, data_root=_data_root(data_dir))
+                             style=style, data_root=_data_root(data_dir), force=force)
     truth = f" (true {result.label})" if result.label is not None else ""
     console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False, markup=False)
     console.print(f"wrote {len(result.files)} figures:", highlight=False)
@@ -715,6 +721,7 @@ def samples(
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
     trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """A grid of test images with true and predicted classes (or the most confident mistakes) of a
     run, or with --dataset a grid of a dataset's images, altered as --alter says."""
@@ -739,7 +746,7 @@ def samples(
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
     with _trusting(trust_code):
         result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
-                             data_root=_data_root(data_dir))
+                             data_root=_data_root(data_dir), force=force)
     what = "mistakes" if errors else "images"
     console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
     _print_written(result.files)
@@ -762,12 +769,14 @@ def confusion(
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
     trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Confusion matrix figure and per-class precision and recall on the run's test split."""
     from cnnlab.inspect import confusion_run, scores_table
 
     with _trusting(trust_code):
-        result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
+        result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir),
+                               force=force)
     console.print(scores_table(result.classes, result.scores, title=f"run {escape(run)}: test split"))
     _print_written(result.files)
 

@@ -155,22 +155,24 @@ class Run:
         return self._loaded.classes
 
     def inspect(self, index: int | None = None, *, image: str | Path | None = None, layer: str | None = None,
-                output: str | Path | None = None, style: str = "auto") -> Figures:
+                output: str | Path | None = None, style: str = "auto", force: bool = False) -> Figures:
         """Filters, feature maps (also without pooling), Grad-CAM and saliency for test image ``index``
-        or your ``image`` file, written where `cnnlab inspect` writes them and shown inline."""
+        or your ``image`` file, written where `cnnlab inspect` writes them and shown inline
+        (``force``: into an ``output`` folder holding files cnnlab did not write)."""
         from cnnlab.inspect import inspect_run
 
         with self._trusting():
             result = inspect_run(self.store, self.id, index=index, image=image, out_dir=output, layer=layer,
-                                 style=style, data_root=self._data_root)
+                                 style=style, data_root=self._data_root, force=force)
         return Figures(result.description, result.files, result.top, result.label)
 
-    def confusion(self, output: str | Path | None = None) -> Figures:
+    def confusion(self, output: str | Path | None = None, force: bool = False) -> Figures:
         """The confusion matrix on the run's test split (as `cnnlab confusion`), shown inline."""
         from cnnlab.inspect import confusion_run
 
         with self._trusting():
-            result = confusion_run(self.store, self.id, out_dir=output, data_root=self._data_root)
+            result = confusion_run(self.store, self.id, out_dir=output, data_root=self._data_root,
+                                   force=force)
         return Figures(f"run {self.id}: test accuracy {100 * result.scores.accuracy:.2f}%", result.files)
 
     def predict(self, images: Any, *, style: str = "auto") -> pd.DataFrame:
