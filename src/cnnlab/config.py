@@ -32,19 +32,26 @@ MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 DEVICES: tuple[str, ...] = get_args(DeviceName)
 
 
-def _not_bool(kind: str) -> BeforeValidator:
-    """TOML's true/false is not a number (pydantic would read it as 1/0)."""
+def _number_only(kind: str) -> BeforeValidator:
+    """TOML's true/false is not a number (pydantic would read it as 1/0), and neither is a string
+    (pydantic would read "3" as 3): `-s "train.epochs='3'"` is refused, not trained."""
 
     def check(value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"is not {kind}")
+        if isinstance(value, str | bytes):
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(f"is not {kind}") from None
+            raise ValueError(f"is a string, not {kind}: write the number without quotes")
         return value
 
     return BeforeValidator(check)
 
 
-Int = Annotated[int, _not_bool("an integer")]
-Number = Annotated[float, _not_bool("a number")]
+Int = Annotated[int, _number_only("an integer")]
+Number = Annotated[float, _number_only("a number")]
 
 # The embedded offline default that `cnnlab quickstart` trains: real digits, no download.
 QUICKSTART: dict[str, Any] = {
@@ -123,6 +130,13 @@ class DataConfig(_Section):
     def _domain_strings(cls, v: Any) -> Any:
         return _domains(v)
 
+    @field_validator("val", mode="before")
+    @classmethod
+    def _val_word(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "test":
+            raise ValueError("must be a fraction in [0, 1) of the training set, or 'test'")
+        return v
+
     @field_validator("val")
     @classmethod
     def _val_fraction(cls, v: float | str) -> float | str:
@@ -150,20 +164,22 @@ class TrainConfig(_Section):
 
     loss: Loss = "cross_entropy"
     optimizer: OptimizerName = "sgd"
-    lr: Number = Field(0.01, gt=0, allow_inf_nan=False)
+    # Upper bounds keep a typo (1e308, an extra zero or ten) from training: far past any rate or
+    # size that trains a CNN, well inside what the arithmetic and the memory can take.
+    lr: Number = Field(0.01, gt=0, le=10, allow_inf_nan=False)
     momentum: Number = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: Number = Field(0.0, ge=0, allow_inf_nan=False)
-    batch_size: Int = Field(64, ge=1)
+    weight_decay: Number = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    batch_size: Int = Field(64, ge=1, le=1_000_000)
     epochs: Int = Field(10, ge=1, le=100_000)
-    patience: Int = Field(0, ge=0)
+    patience: Int = Field(0, ge=0, le=100_000)
     monitor: Monitor = "val_loss"
-    min_delta: Number = Field(0.0, ge=0, allow_inf_nan=False)
+    min_delta: Number = Field(0.0, ge=0, le=1e6, allow_inf_nan=False)
     eval_test: bool = True
-    eval_batch_size: Int = Field(1024, ge=1)
+    eval_batch_size: Int = Field(1024, ge=1, le=1_000_000)
     precision: Precision = "auto"
     memory_format: MemoryFormat = "auto"
-    threads: Int = Field(0, ge=0)
+    threads: Int = Field(0, ge=0, le=4096)
     device: DeviceName = "auto"
 
 
@@ -301,11 +317,9 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
             continue
         if kind == "value_error" and isinstance(ctx.get("error"), ValueError):
             text = str(ctx["error"])
-        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-            op = {"greater_than": ">", "greater_than_equal": "≥",
-                  "less_than": "<", "less_than_equal": "≤"}[kind]
+        elif kind in _BOUND_SIGNS:
             bound = next(iter(ctx.values()))
-            text = f"is out of range: must be {op} {bound}"
+            text = f"is out of range: must be {_allowed_range(loc) or f'{_BOUND_SIGNS[kind]} {bound}'}"
         elif kind == "literal_error":
             expected = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
             text = one_of([quoted or number for quoted, number in expected], err.get("input"))
@@ -314,6 +328,25 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
         # A union (float | "test") reports each arm; keep the first message per key.
         problems.setdefault(key, Problem(key, err.get("input"), text))
     return list(problems.values())
+
+
+_BOUND_SIGNS = {"greater_than": ">", "greater_than_equal": "≥", "less_than": "<", "less_than_equal": "≤"}
+
+
+def _allowed_range(loc: tuple[Any, ...]) -> str | None:
+    """Both bounds of the numeric field at ``loc`` ("> 0 and ≤ 10"), or None when it has one."""
+    model: Any = Experiment
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    bounds = [f"{sign} {getattr(meta, name)}" for meta in (info.metadata if info else [])
+              for name, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
+              if getattr(meta, name, None) is not None]
+    return " and ".join(bounds) if len(bounds) > 1 else None
 
 
 def _known_fields() -> dict[str, Any]:

@@ -53,6 +53,22 @@ def _open(file: str) -> Image.Image:
         raise DataError(f"{file}: not a readable image ({exc})") from exc
 
 
+# At most this many unreadable files are named, one line each (then a count of the others).
+_SHOWN_UNREADABLE = 20
+
+
+def _refuse_unreadable(errors: list[DataError]) -> None:
+    """One DataError naming every unreadable image (a line each, up to _SHOWN_UNREADABLE)."""
+    if not errors:
+        return
+    if len(errors) == 1:
+        raise errors[0]
+    lines = [str(exc) for exc in errors[:_SHOWN_UNREADABLE]]
+    if len(errors) > _SHOWN_UNREADABLE:
+        lines.append(f"… and {len(errors) - _SHOWN_UNREADABLE} more unreadable images")
+    raise DataError("\n".join(lines))
+
+
 def _pixels(file: str, mode: str, size: int | None) -> np.ndarray:
     """The decoded image as H×W×C uint8, resized to size×size when ``size`` is given."""
     try:
@@ -84,10 +100,15 @@ def load_imagefolder(cfg: DataConfig) -> Source:
 
     files = train_files + test_files
     modes, sizes = set(), set()
+    unreadable: list[DataError] = []
     for file, _ in files:
-        with _open(file) as image:
-            modes.add(image.mode)
-            sizes.add(image.size)
+        try:
+            with _open(file) as image:
+                modes.add(image.mode)
+                sizes.add(image.size)
+        except DataError as exc:
+            unreadable.append(exc)
+    _refuse_unreadable(unreadable)
     channels = cfg.channels or (1 if modes <= _GRAY_MODES else 3)
     if cfg.size is None and len(sizes) > 1:
         examples = ", ".join(f"{w}×{h}" for w, h in sorted(sizes)[:4])
@@ -95,7 +116,14 @@ def load_imagefolder(cfg: DataConfig) -> Source:
         raise DataError(f"{root}: images have different sizes ({examples}{more}); set data.size "
                         f"to resize them all to one square size")
     mode = "L" if channels == 1 else "RGB"
-    pixels = np.stack([_pixels(file, mode, cfg.size) for file, _ in files])
+    decoded = []
+    for file, _ in files:
+        try:
+            decoded.append(_pixels(file, mode, cfg.size))
+        except DataError as exc:
+            unreadable.append(exc)
+    _refuse_unreadable(unreadable)
+    pixels = np.stack(decoded)
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     count = len(train_files)
