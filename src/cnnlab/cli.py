@@ -89,8 +89,8 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except (CnnlabError, OSError) as exc:
-            for line in user_message(exc).splitlines():
-                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+            for line in user_message(exc).splitlines():  # each a line, however long
+                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -52,11 +52,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
 from cnnlab.files import write_atomic
+from cnnlab.store.damage import refuse_damaged, sqlite_path
 from cnnlab.store.schema import (
     EPOCH_METRICS,
     STATUSES,
@@ -188,6 +189,8 @@ class RunStore:
         # disk is full, is still read; writing to it says why it cannot be written.
         self.read_only = _unwritable_sqlite(self._url)
         self._why_read_only = READ_ONLY
+        if (database := sqlite_path(self._url)) is not None:  # a damaged file: one line, untouched
+            refuse_damaged(database, immutable=self.read_only or "immutable" in str(self._url))
         self._open()
         if not self.read_only:
             try:
@@ -603,6 +606,13 @@ class RunStore:
         except OperationalError as exc:
             why = self._why_read_only if self.read_only else _explain(exc)
             raise StoreError(f"store {self.url}: {why}") from exc
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:  # damaged while this process had it open
+            database = sqlite_path(self._url)
+            if database is not None:
+                refuse_damaged(database, immutable=self.read_only)
+            raise StoreError(f"store {self.url}: {exc.orig}") from exc
 
     def _upsert(self, session: Session, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
         """INSERT, or UPDATE the row with the same ``key`` columns, as one statement."""
