@@ -48,7 +48,7 @@ class QueueResult:
 def open_study(location: Location, name: str, storage: optuna.storages.BaseStorage | None = None,
                **kwargs: Any) -> tuple[optuna.Study, SweepSpec]:
     """Load an existing sweep's study and its spec; StoreError when there is no such sweep."""
-    storage = storage or location.open_storage(create=False)
+    storage = storage or location.open_storage(create=False, repair=False)
     if storage is None:
         raise StoreError(f"no sweeps at {location.describe()} yet: start one with `cnnlab sweep FILE`")
     try:

@@ -18,6 +18,8 @@ from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
 
 STATES = ("done", "running", "pending", "interrupted", GONE, "failed", "pruned", "diverged")
+# Run statuses that are a finished result of a config and seed.
+FINISHED = ("completed", "stopped_early", "diverged")
 
 
 @dataclass
@@ -131,7 +133,7 @@ def sweep_status(location: Location, name: str) -> SweepStatus:
 def list_sweeps(location: Location) -> list[SweepStatus]:
     """Every sweep in the storage, by name."""
     with quiet_optuna():
-        storage = location.open_storage(create=False)
+        storage = location.open_storage(create=False, repair=False)
         if storage is None:
             return []
         out = []
@@ -168,11 +170,10 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
             cell = cells.setdefault(attrs["cell_hash"], CellStatus(attrs["label"], attrs["cell_hash"]))
             record = _record(trial, runs, by_trial, store)
             run = _seed_run(trial, record)
-            if run.state == "running" and record is not None and process_gone(record):
-                run.state = GONE
-            if run.state == "done" and record is not None and _has_domains(record):
-                run.domains = _domain_accuracies(store.epochs(record.id))
+            _settle(run, record, spec, store)
             cell.runs.append(run)
+        if spec.mode != "tpe" and queued is not None and set(queued) - set(latest):
+            _add_untracked(cells, first, set(latest), runs, spec, store)
         status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
         if spec.mode == "tpe":
             real = [t for t in sampled(trials) if t.user_attrs.get("outcome") not in SKIPPED]
@@ -180,6 +181,50 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
         return status
     finally:
         store.close()
+
+
+def _settle(run: SeedRun, record: RunRecord | None, spec: SweepSpec, store: RunStore) -> None:
+    """The run store is the truth: a run it holds as finished is done (or diverged) whatever its
+    trial says (the trial's end may be lost with a damaged journal); a running run whose process
+    died is said so."""
+    if record is None:
+        return
+    if record.status in FINISHED and run.state not in ("done", "diverged"):
+        run.state = "diverged" if record.status == "diverged" else "done"
+        epochs = store.epochs(record.id)
+        value = epochs[-1].get(spec.metric) if epochs else None
+        run.value = float(value) if value is not None else None
+        run.error = None
+    if run.state == "running" and process_gone(record):
+        run.state = GONE
+    if run.state == "done" and _has_domains(record):
+        run.domains = _domain_accuracies(store.epochs(record.id))
+
+
+def _add_untracked(cells: dict[str, CellStatus], first: dict[str, int], tracked: set[str],
+                   runs: dict[str, RunRecord], spec: SweepSpec, store: RunStore) -> None:
+    """Cells × seeds the sweep queued that no trial holds (lost with a damaged journal): as the run
+    store has them, else pending."""
+    from cnnlab.sweep.cells import planned_cells
+
+    by_hash: dict[str, RunRecord] = {}
+    for record in runs.values():  # newest first: keep the newest run of each config
+        by_hash.setdefault(record.config_hash, record)
+    after = max(first.values(), default=0) + 1  # cells no trial holds come after the others
+    for planned in planned_cells(spec):
+        if planned.config_hash in tracked:
+            continue
+        cell = cells.setdefault(planned.cell_hash, CellStatus(planned.label, planned.cell_hash))
+        first.setdefault(planned.cell_hash, after + len(first))
+        record = by_hash.get(planned.config_hash)
+        run = SeedRun(seed=planned.seed, state="pending", trial=-1)
+        if record is not None:
+            run.run_id, run.epochs_done = record.id, record.epochs_done
+            run.epochs_planned = record.planned_epochs
+            run.state = {"running": "running", "interrupted": "interrupted", "failed": "failed",
+                         "pruned": "pruned"}.get(record.status, "pending")
+            _settle(run, record, spec, store)
+        cell.runs.append(run)
 
 
 def _has_domains(record: RunRecord) -> bool:

@@ -58,8 +58,11 @@ class Location:
             return make_url(url).render_as_string(hide_password=True)
         return str(self.journal_path)
 
-    def open_storage(self, create: bool = True) -> optuna.storages.BaseStorage | None:
-        """The Optuna storage; None when ``create`` is false and a local journal does not exist."""
+    def open_storage(self, create: bool = True, repair: bool = True) -> optuna.storages.BaseStorage | None:
+        """The Optuna storage; None when ``create`` is false and a local journal does not exist.
+        A damaged journal (`cnnlab.sweep.journal`) is said in one line and, with ``repair``, cut
+        back to its readable records (the damaged file kept beside it); without, it is read from
+        those records and nothing can be written to it."""
         url = self.storage_url
         if url is None:
             path = self.journal_path
@@ -68,6 +71,14 @@ class Location:
             path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
+            from cnnlab.sweep.journal import ReadableRecords, journal_damage, repair_journal, say
+
+            if path.exists() and (damage := journal_damage(path)) is not None:
+                if not repair:
+                    say(damage, None)
+                    return optuna.storages.JournalStorage(ReadableRecords(damage))
+                if (repaired := repair_journal(path)) is not None:
+                    say(*repaired)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         return _rdb_storage(url, self.describe())
 
