@@ -31,7 +31,7 @@ def test_a_quoted_number_and_a_huge_rate_are_refused_before_anything_is_stored(t
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.splitlines() == [
         "error: seed: '1' is a string, not an integer: write the number without quotes",
-        "error: train.lr: 1e+308 is out of range: must be > 0 and ≤ 10",
+        "error: train.lr: 1e+308 is out of range: must be > 0 and ≤ 1000",
         "error: train.epochs: '3' is a string, not an integer: write the number without quotes",
     ]
     stored = tmp_path / "home" / "runs.sqlite"

@@ -10,18 +10,21 @@ without a validation split). The trainer, the sweep planner, the API and the CLI
 from __future__ import annotations
 
 import copy
+import inspect
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from cnnlab.config import (
+    HASH_VERSION,
     DataConfig,
     DomainConfig,
     Experiment,
     ModelConfig,
     TrainConfig,
     apply_overrides,
+    config_hash,
     field_problems,
     read_toml,
 )
@@ -31,15 +34,52 @@ from cnnlab.data.facts import DATASETS
 from cnnlab.errors import ConfigError, Problem, one_of
 from cnnlab.models import validate_model_config
 
+if TYPE_CHECKING:
+    from cnnlab.store import RunStore
+
 Section = TypeVar("Section", bound=BaseModel)
 
 
+def fill_defaults(raw: Any) -> Any:
+    """A config with every model default written out: a registered model's keyword arguments it
+    leaves out, at their defaults, and each layer of a layer list with its fields' defaults. So a
+    config that sets a default explicitly is the same config (one hash) as one that leaves it out.
+    Training, data and seed defaults come from the schema. Anything unknown is left as it is
+    (validation names it); ``module:Class`` models are left as written (nothing is imported)."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("model", {}), dict):
+        return raw
+    from cnnlab.models.layers import LAYER_TYPES, REQUIRED
+    from cnnlab.models.registry import list_models, model_kwargs
+
+    model = dict(raw.get("model", {}))
+    name = model.get("name", ModelConfig.model_fields["name"].default)
+    if isinstance(name, str) and name in list_models():
+        for key, default in model_kwargs(name).items():
+            if default is not None and default is not inspect.Parameter.empty:
+                model.setdefault(key, _plain(default))
+    layers = model.get("layers")
+    if name == "layers" and isinstance(layers, list):
+        model["layers"] = [
+            {**{field: _plain(default) for field, (default, _) in LAYER_TYPES[layer["type"]].fields.items()
+                if default is not REQUIRED and default is not None}, **layer}
+            if isinstance(layer, dict) and layer.get("type") in LAYER_TYPES else layer
+            for layer in layers]
+    return {**raw, "model": model}
+
+
+def _plain(value: Any) -> Any:
+    """A default as the plain data a TOML file gives (tuples as lists)."""
+    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
+
+
 def experiment_problems(raw: dict[str, Any]) -> tuple[Experiment | None, list[Problem]]:
-    """The validated experiment (None when its fields are invalid) and every problem found.
+    """The validated experiment (None when its fields are invalid) and every problem found, its
+    model defaults filled in (`fill_defaults`).
 
     Each section is also checked against the registries and for settings that conflict with its
     keys that had field errors left out, so one pass reports the dataset, the model keys, the
     cross-checks and the field errors."""
+    raw = fill_defaults(raw)
     problems: list[Problem] = []
     try:
         exp: Experiment | None = Experiment.model_validate(raw)
@@ -78,6 +118,21 @@ def built_problems(exp: Experiment) -> list[Problem]:
     that cannot run together."""
     return (data_problems(exp.data) + validate_model_config(exp.model) + train_problems(exp.train)
             + run_problems(exp.data, exp.train))
+
+
+def filled_hashes(config: dict[str, Any]) -> tuple[str, str]:
+    """The config hash and cell hash (without the seed) of a stored config, defaults filled in."""
+    filled = fill_defaults(config)
+    return config_hash(filled), config_hash(filled, include_seed=False)
+
+
+def upgrade_hashes(store: RunStore) -> int:
+    """Compute again the hashes a store holds from before defaults were filled in
+    (`cnnlab.config.HASH_VERSION`), so its runs are found by the config they compute; each keeps
+    its old hash as ``legacy_hash``. Nothing for a read-only store; returns how many changed."""
+    if store.read_only:
+        return 0
+    return store.rehash(filled_hashes, HASH_VERSION)
 
 
 def check_experiment(exp: Experiment) -> None:

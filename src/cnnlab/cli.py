@@ -97,9 +97,12 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _store(url: str | None):
+    from cnnlab.checks import upgrade_hashes
     from cnnlab.store import RunStore
 
-    return RunStore(url)
+    store = RunStore(url)
+    upgrade_hashes(store)  # a store from before defaults were filled in: found by what runs compute
+    return store
 
 
 def _data_root(data_dir: Path | None) -> str | None:

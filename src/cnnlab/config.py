@@ -74,6 +74,11 @@ LATER_KEYS = {("data", "train"): None, ("data", "eval"): None, ("data", "alter")
 # picks the machine's fast path, as `train.device = "auto"` does, so it hashes as the old default:
 # runs stored before the change keep their hashes. The resolved precision is stored with each run.
 HASHED_AS = {("train", "precision"): {"auto": "fp32"}}
+# What a stored run's config_hash is the hash of: 1, the config as written; 2 (since issue 23), the
+# config with every model default filled in (`cnnlab.checks.fill_defaults`), so an explicit default
+# is the same computation as leaving it out. A store's older hashes are computed again on opening
+# (`cnnlab.checks.upgrade_hashes`), the old one kept as the run's `legacy_hash`.
+HASH_VERSION = 2
 
 
 class _Section(BaseModel):
@@ -166,7 +171,7 @@ class TrainConfig(_Section):
     optimizer: OptimizerName = "sgd"
     # Upper bounds keep a typo (1e308, an extra zero or ten) from training: far past any rate or
     # size that trains a CNN, well inside what the arithmetic and the memory can take.
-    lr: Number = Field(0.01, gt=0, le=10, allow_inf_nan=False)
+    lr: Number = Field(0.01, gt=0, le=1000, allow_inf_nan=False)
     momentum: Number = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: Number = Field(0.0, ge=0, le=1, allow_inf_nan=False)

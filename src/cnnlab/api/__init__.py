@@ -30,9 +30,12 @@ __all__ = ["Figures", "Run", "Study", "load_run", "report", "resume", "runs", "s
 
 
 def _store(store: str | RunStore | None) -> RunStore:
+    from cnnlab.checks import upgrade_hashes
     from cnnlab.store import RunStore
 
-    return store if isinstance(store, RunStore) else RunStore(store)
+    opened = store if isinstance(store, RunStore) else RunStore(store)
+    upgrade_hashes(opened)  # a store from before defaults were filled in: found by what runs compute
+    return opened
 
 
 def _dotted(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

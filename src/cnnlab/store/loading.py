@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from cnnlab.checks import validate_experiment
+from cnnlab.checks import fill_defaults, validate_experiment
 from cnnlab.config import config_hash
 from cnnlab.data import Split, load_data
 from cnnlab.data.transforms import Normalizer
@@ -111,7 +111,7 @@ def check_checkpoint_config(state: dict[str, Any], record: RunRecord, path: Path
 def _comparable(config: Any) -> dict[str, Any]:
     if not isinstance(config, dict):
         return {}
-    config = copy.deepcopy(config)
+    config = copy.deepcopy(fill_defaults(config))  # a run continued since defaults were filled in
     if isinstance(config.get("train"), dict):
         config["train"].pop("epochs", None)
     return config

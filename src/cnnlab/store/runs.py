@@ -27,7 +27,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from functools import partial
@@ -55,6 +55,7 @@ from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cnnlab.config import HASH_VERSION
 from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
 from cnnlab.files import write_atomic
 from cnnlab.store.damage import refuse_damaged, sqlite_path
@@ -126,6 +127,8 @@ class RunRecord:
     pid: int | None = None
     heartbeat_at: datetime | None = None
     lease: int | None = None
+    hash_version: int | None = None
+    legacy_hash: str | None = None
 
     @property
     def model(self) -> str:
@@ -244,6 +247,7 @@ class RunStore:
         status: str = "running",
         sweep: str | None = None,
         trial: int | None = None,
+        hash_version: int = HASH_VERSION,
     ) -> str:
         """Store a new run and return its id (``r`` + 8 hex digits)."""
         now = datetime.now(UTC)
@@ -262,6 +266,7 @@ class RunStore:
                 "epochs_done": 0,
                 "sweep": sweep,
                 "trial": trial,
+                "hash_version": hash_version,
             }
         )
         self.check_writable()
@@ -274,6 +279,22 @@ class RunStore:
                 continue
             return run_id
         raise StoreError(f"store {self.url}: could not find a free run id")
+
+    def rehash(self, hashes: Callable[[dict[str, Any]], tuple[str, str]], version: int) -> int:
+        """Compute ``config_hash`` and ``cell_hash`` again, as ``hashes(config)`` says, for every run
+        whose hashes are of an older ``hash_version``; each keeps its first hash as ``legacy_hash``.
+        One transaction; returns how many runs changed (0 at once when none is older)."""
+        older = (RunRow.hash_version.is_(None)) | (RunRow.hash_version < version)
+        with self._session() as session:
+            if not session.scalar(select(func.count()).select_from(RunRow).where(older)):
+                return 0
+        with self._session(write=True) as session:
+            rows = session.scalars(select(RunRow).where(older)).all()
+            for row in rows:
+                row.legacy_hash = row.legacy_hash or row.config_hash
+                row.config_hash, row.cell_hash = hashes(row.config)
+                row.hash_version = version
+            return len(rows)
 
     def check_writable(self) -> None:
         """Fail before anything is written when runs cannot be stored here: a read-only store

@@ -100,8 +100,12 @@ class Location:
         url = self.store
         if url is None and self.storage_url is not None:
             url = self.storage_url
+        from cnnlab.checks import upgrade_hashes
+
         root = self.root_path if self.root else None
-        return RunStore((database_url(url) or url) if url else None, root=root)
+        store = RunStore((database_url(url) or url) if url else None, root=root)
+        upgrade_hashes(store)  # runs stored before defaults were filled in are found by their config
+        return store
 
 
 def database_url(text: str) -> str | None:

@@ -290,7 +290,8 @@ def _summary(run: RunRecord, tags: Sequence[str] = ()) -> Table:
         grid.add_row("finished", format_time(run.finished_at))
     if run.duration_s is not None:
         grid.add_row("duration", format_duration(run.duration_s))
-    grid.add_row("config hash", f"{run.config_hash} (cell {run.cell_hash})")
+    legacy = f"; {run.legacy_hash} before defaults were filled in" if run.legacy_hash else ""
+    grid.add_row("config hash", f"{run.config_hash} (cell {run.cell_hash}{legacy})")
     for label, value in (
         ("parameters", f"{run.n_params:,}" if run.n_params is not None else None),
         ("precision", run.precision),
