@@ -196,3 +196,38 @@ def test_the_dashboard_imports_nothing_answers_only_its_names_and_serves_only_ar
         output = server.communicate(timeout=30)[0]
     assert ZEN not in output
     assert not planted["marker"].exists()
+
+
+WORKER_SWEEP = """
+name = "mine"
+[base.data]
+dataset = "npz"
+path = "{npz}"
+val = "test"
+[base.model]
+name = "markmod:Net"
+[base.train]
+epochs = 1
+[grid]
+"train.lr" = [0.01]
+"""
+
+
+def test_a_worker_imports_a_module_the_sweeps_storage_names_only_with_trust_code(planted, tmp_path):
+    code, marker = planted["code"], planted["marker"]
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "w.npz"
+    np.savez(npz, x=rng.integers(0, 255, (32, 12, 12), dtype=np.uint8), y=rng.integers(0, 3, 32),
+             x_test=rng.integers(0, 255, (8, 12, 12), dtype=np.uint8), y_test=rng.integers(0, 3, 8))
+    (code / "mine.toml").write_text(WORKER_SWEEP.format(npz=npz))
+    queued = _cnnlab(planted, "sweep", "mine.toml", "--workers", "0")  # the file names it: queued
+    assert queued.returncode == 0, queued.stderr
+    assert not marker.exists()
+    refused = _cnnlab(planted, "worker", "--study", "mine", "--workers", "1", "-q")
+    assert not marker.exists()
+    status = " ".join(_cnnlab(planted, "sweep-status", "mine").stdout.split())
+    assert refused.returncode == 1 and "1 failed" in status, refused.stdout + refused.stderr
+    assert "would import module markmod" in status and "--trust-code markmod" in status, status
+    again = _cnnlab(planted, "sweep", "mine.toml", "--workers", "1", "-q")  # the user's file: trusted
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert marker.exists()

@@ -488,14 +488,16 @@ def sweep(
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
     vmap: VmapOpt = 0,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Run a sweep: queue every cell × seed in an Optuna study, train what is missing with local
-    workers (again: finished cells are skipped, interrupted ones resumed)."""
+    workers (again: finished cells are skipped, interrupted ones resumed). A module:Class model
+    the sweep file names is imported; --trust-code is for others the sweep's storage names."""
     from cnnlab.sweep import run_sweep
 
     outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
                         data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap,
-                        overrides=set_)
+                        overrides=set_, trust_code=trust_code or ())
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
@@ -516,12 +518,16 @@ def worker(
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
     vmap: VmapOpt = 0,
+    trust_code: TrustOpt = None,
 ) -> None:
-    """Train a queued sweep's cells until none is left (on any machine that reaches --sweep-storage)."""
+    """Train a queued sweep's cells until none is left (on any machine that reaches --sweep-storage).
+    A cell whose model is a module:Class is trained only with --trust-code MODULE."""
     from cnnlab.sweep import run_worker
 
-    outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
-                         data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap)
+    with _trusting(trust_code):
+        outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
+                             data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap,
+                             trust_code=trust_code or ())
     _print_sweep(outcome)
 
 

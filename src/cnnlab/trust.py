@@ -54,15 +54,25 @@ def trusting(modules: str | Iterable[str] | None) -> Iterator[frozenset[str]]:
         _TRUSTED.reset(token)
 
 
-def refuse_untrusted(config: Mapping[str, Any] | None, run: str) -> None:
-    """Raise UntrustedCodeError when the stored ``config`` of run ``run`` names a ``module:Class``
-    whose module the user did not name for this command (see `trusting`). A store, a checkpoint
-    and a copied run folder are data: they never decide on their own what is imported."""
+def refuse_untrusted(config: Mapping[str, Any] | None, where: str) -> None:
+    """Raise UntrustedCodeError when a stored ``config`` (of ``where``: "run r1234abcd", a sweep's
+    cell) names a ``module:Class`` whose module the user did not name for this command (see
+    `trusting`). A store, a checkpoint, a sweep's storage and a copied run folder are data: they
+    never decide on their own what is imported."""
     module = config_module(config)
     if module is None or module in _TRUSTED.get():
         return
     name = config["model"]["name"]  # type: ignore[index]  # config_module found it
     raise UntrustedCodeError(
-        f"run {run}: model.name = {name!r} would import module {module}, and a stored run never "
+        f"{where}: model.name = {name!r} would import module {module}, and a stored run never "
         f"decides what cnnlab imports: if you trust {module}, say so for this command with "
         f"--trust-code {module} (trust_code={module!r} in Python)")
+
+
+def named_modules(config: Mapping[str, Any], varied: Mapping[str, Any]) -> frozenset[str]:
+    """The modules a config file the user gave names as models: its own ``model.name`` and every
+    value ``varied`` (a sweep's grids, zip rows and choices) gives ``model.name``."""
+    names = [(config.get("model") or {}).get("name")]
+    for values in varied.values():
+        names += values if isinstance(values, list) else [values]
+    return frozenset(module for name in names if isinstance(name, str) and (module := code_module(name)))

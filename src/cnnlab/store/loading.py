@@ -67,7 +67,7 @@ def load_run(store: RunStore, ref: str) -> LoadedRun:
     model its stored config builds; a checkpoint whose config differs from it is refused, and so is
     a stored ``module:Class`` whose module the user did not name for this command (`trusting`)."""
     record = store.get_run(ref)
-    refuse_untrusted(record.config, record.id)
+    refuse_untrusted(record.config, f"run {record.id}")
     path = store.checkpoint_path(record.id)
     state = load_checkpoint(path)
     missing = [key for key in _NEEDED if key not in state]

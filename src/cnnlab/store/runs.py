@@ -59,6 +59,7 @@ from cnnlab.config import HASH_VERSION
 from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
 from cnnlab.files import write_atomic
 from cnnlab.store.damage import refuse_damaged, sqlite_path
+from cnnlab.store.liveness import grace_s
 from cnnlab.store.schema import (
     EPOCH_METRICS,
     STATUSES,
@@ -325,6 +326,34 @@ class RunStore:
         with self._session(write=True) as session:
             _check_lease(_get_row(session, run_id, lock=True), lease)
             yield
+
+    def put_fenced(self, run_id: str, lease: int, staged: Path, target: Path,
+                   keep_previous: Path | None = None) -> None:
+        """Rename the complete file ``staged`` to ``target`` (the file there first renamed to
+        ``keep_previous``) while this process holds the run (``lease``, its row locked). If the
+        lock turns out lost when its transaction ends (a process paused inside here past the
+        server's idle-in-transaction timeout, which ended its session so another could take the
+        run over), both renames are undone and LeaseLost raised: the late file never stays."""
+        moved: list[tuple[Path, Path]] = []
+        try:
+            with self.fenced(run_id, lease):
+                if keep_previous is not None and target.exists():
+                    os.replace(target, keep_previous)
+                    moved.append((target, keep_previous))
+                os.replace(staged, target)
+                moved.append((staged, target))
+        except StoreError as exc:
+            for source, destination in reversed(moved):
+                with contextlib.suppress(OSError):
+                    os.replace(destination, source)
+            if isinstance(exc, LeaseLost) or not moved:
+                raise
+            raise LeaseLost(f"run {run_id}: this process lost its hold on the run while it wrote "
+                            f"{target.name} (its database session ended: {exc}); the file was put back") \
+                from exc
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
 
     def update_run(self, run_id: str, lease: int | None = None, **fields: Any) -> None:
         """Set run fields (status, finished_at, duration_s, summary metrics, ...); with ``lease``,
@@ -710,7 +739,13 @@ def _make_engine(url: URL, shown: str, read_only: bool = False) -> Engine:
     so commits still in a WAL that was never checkpointed are not seen."""
     try:
         if url.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True, json_serializer=_json_dumps)
+            # A process paused (SIGSTOP, a frozen VM) inside a transaction holds its row locks:
+            # the server ends its session after the heartbeat grace, so another process can take
+            # the run over, and the paused one's late writes fail (see put_fenced).
+            options = " ".join([*([str(url.query["options"])] if "options" in url.query else []),
+                                f"-c idle_in_transaction_session_timeout={grace_s() * 1000}"])
+            return create_engine(url.difference_update_query(["options"]), pool_pre_ping=True,
+                                 json_serializer=_json_dumps, connect_args={"options": options})
         if read_only:
             url = URL.create("sqlite", database=f"file:{url.database}",
                              query={"mode": "ro", "immutable": "1", "uri": "true"})

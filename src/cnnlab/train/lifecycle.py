@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -101,10 +102,10 @@ class Checkpointer(EpochCallback):
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         if not end.diverged:  # a diverged epoch's weights are not worth resuming from
-            state = self.state(end.epoch)
-            with run.fenced():  # renamed into place only while this process owns the run
-                save_checkpoint(run.stored.checkpoint_path(run.id), state,
-                                keep_previous=run.stored.previous_checkpoint_path(run.id))
+            path = run.stored.checkpoint_path(run.id)
+            staged = path.with_name(f".{path.name}.staged")
+            save_checkpoint(staged, self.state(end.epoch))  # written whole before the run is locked
+            run.put_file(staged, path, run.stored.previous_checkpoint_path(run.id))
 
 
 class StoreLogger(EpochCallback):
@@ -207,11 +208,15 @@ class RunLife:
         if self.store is not None:
             self.store.update_run(self.id, lease=self.lease, heartbeat_at=datetime.now(UTC))
 
-    def fenced(self) -> contextlib.AbstractContextManager[None]:
-        """The run's row locked and its token checked while the caller changes the run's files."""
+    def put_file(self, staged: Path, target: Path, keep_previous: Path | None = None) -> None:
+        """Rename a complete file into place (the one there kept as ``keep_previous``) only while
+        this process owns the run: `RunStore.put_fenced`."""
         if self.lease is None:
-            return contextlib.nullcontext()
-        return self.stored.fenced(self.id, self.lease)
+            if keep_previous is not None and target.exists():
+                os.replace(target, keep_previous)
+            os.replace(staged, target)
+            return
+        self.stored.put_fenced(self.id, self.lease, staged, target, keep_previous)
 
     def finish(self, status: str, error: str | None, seconds: float) -> None:
         """Store the run's end and summary; the process no longer owns it."""

@@ -235,7 +235,7 @@ def resume_run(
     (the one before it when the newest is damaged); rows after it are dropped. Nothing is
     written before the run is known to be resumable."""
     record = store.get_run(ref)
-    refuse_untrusted(record.config, record.id)
+    refuse_untrusted(record.config, f"run {record.id}")
     refuse_if_alive(record)
     raw = dict(record.config)
     if epochs is not None:
