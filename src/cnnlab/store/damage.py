@@ -49,19 +49,37 @@ def damage(path: Path, immutable: bool = False) -> str | None:
     # adds): it names truncation once SQLite has found the file damaged.
     short = valid_count and size < pages * page_size
     cut = f"is truncated ({size:,} of {pages * page_size:,} bytes)" if short else ""
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
     try:
-        connection = sqlite3.connect(uri, uri=True, timeout=30)
+        rows = _quick_check(path, immutable)
+    except sqlite3.OperationalError:
+        # SQLite could not read it beside its -wal/-shm (a full or read-only disk): read the file
+        # alone; the store's own open then says what is wrong with the disk.
         try:
-            rows = connection.execute("PRAGMA quick_check(3)").fetchall()
-        finally:
-            connection.close()
+            rows = _quick_check(path, True)
+        except sqlite3.DatabaseError as exc:
+            return _damaged(cut, exc)
     except sqlite3.DatabaseError as exc:
-        if immutable or "readonly" not in str(exc):
-            return f"{cut or 'is damaged'} ({exc})"
-        return None  # SQLite could not read it read-only (its -shm): the store's own open says why
+        return _damaged(cut, exc)
     problems = [str(row[0]).splitlines()[0] for row in rows if row and row[0] != "ok"]
     return f"{cut or 'is damaged'} ({' · '.join(problems)})" if problems else None
+
+
+def _quick_check(path: Path, immutable: bool) -> list[tuple[object, ...]]:
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+    connection = sqlite3.connect(uri, uri=True, timeout=30)
+    try:
+        return connection.execute("PRAGMA quick_check(3)").fetchall()
+    finally:
+        connection.close()
+
+
+def _damaged(cut: str, exc: sqlite3.DatabaseError) -> str | None:
+    """What a SQLite error says about the file: damaged, or None for errors of the disk or of
+    access (the store's own open explains those)."""
+    text = str(exc)
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return f"{cut or 'is damaged'} ({text})"
+    return None
 
 
 def refuse_damaged(path: Path, immutable: bool = False) -> None:
