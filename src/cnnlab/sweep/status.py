@@ -12,14 +12,13 @@ from cnnlab.analyze.stats import summarize
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import GONE, process_gone
+from cnnlab.store.schema import FINISHED
 from cnnlab.sweep.optuna_study import open_study, quiet_optuna, sampled
 from cnnlab.sweep.retry import SKIPPED, SPEC_ATTR
 from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
 
 STATES = ("done", "running", "pending", "interrupted", GONE, "failed", "pruned", "diverged")
-# Run statuses that are a finished result of a config and seed.
-FINISHED = ("completed", "stopped_early", "diverged")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""One epoch of training and one pass of evaluation over in-memory uint8 tensors."""
+"""One epoch of training and the evaluation of a model, over in-memory uint8 tensors."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from cnnlab.data import DataBundle, Split
 from cnnlab.data.transforms import Normalizer
 from cnnlab.train.losses import LossFn
 
@@ -22,6 +24,12 @@ class EpochResult:
     images: int
     seconds: float
     diverged: bool
+
+
+# A learning-rate schedule: optimizer step (0-based, counted over the run) -> factor of the base rate.
+Schedule = Callable[[int], float]
+# A batch augmentation: normalised images [B, C, H, W] -> the images the model trains on.
+Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 class StopFlag:
@@ -55,10 +63,15 @@ def train_one_epoch(
     precision: str = "fp32",
     stop: StopFlag | None = None,
     on_batch: Callable[[int, float, float], None] | None = None,
+    before_step: Callable[[int], None] | None = None,
+    augment: Augment | None = None,
+    first_step: int = 0,
 ) -> EpochResult:
     """Shuffle with ``generator``, then one optimizer step per batch; stops early on NaN/inf loss.
 
     ``on_batch(images_done, running_loss, running_acc)`` is called every few batches for progress.
+    ``before_step(first_step + i)`` is called before batch i's forward pass (a stepper sets the
+    scheduled learning rate there); ``augment`` changes each normalised batch before it.
     """
     model.train()
     n = len(labels)
@@ -78,6 +91,10 @@ def train_one_epoch(
         idx = order[begin : begin + batch_size]
         x = normalize(images[idx])
         y = labels[idx]
+        if augment is not None:
+            x = augment(x)
+        if before_step is not None:
+            before_step(first_step + step)
         with autocast_context(precision, device.type):
             logits = model(x)
             loss = loss_fn(logits, y)
@@ -126,3 +143,59 @@ def evaluate(
         correct += (logits.argmax(1) == y).sum()
     n = max(len(labels), 1)
     return loss_sum.item() / n, correct.item() / n
+
+
+def on_device(split: Split | None, device: torch.device, channels_last: bool = False) -> Split | None:
+    """The split with its tensors on ``device`` (the same object on the CPU without channels_last).
+
+    With channels_last, gathering a batch from a channels_last uint8 tensor gives a
+    channels_last batch directly."""
+    if split is None or (device.type == "cpu" and not channels_last):
+        return split
+    images = split.images.to(device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    moved = Split.__new__(Split)  # skip __post_init__'s contiguous(): keep the memory format
+    moved.images, moved.labels = images, split.labels.to(device)
+    return moved
+
+
+def evaluation_metrics(
+    model: nn.Module,
+    data: DataBundle,
+    splits: dict[str, Split | None],
+    *,
+    loss_fn: Any,
+    normalize: Normalizer,
+    batch_size: int,
+    precision: str,
+) -> dict[str, float]:
+    """``val_loss``/``val_acc`` and ``test_loss``/``test_acc`` for the splits given (None: skipped;
+    test evaluated once when it is the validation set), plus ``val/<domain>_acc`` … for each
+    evaluation domain of a mixture, whose image-weighted means are the overall numbers."""
+    metrics: dict[str, float] = {}
+    domains = data.domains if len(data.domains) > 1 else []
+    done: dict[int, str] = {}  # id of an evaluated split -> its name
+    for name, split in splits.items():
+        if split is None:
+            continue
+        if id(split) in done:  # data.val = "test": copy the numbers instead of evaluating again
+            first = done[id(split)]
+            metrics.update({name + key[len(first):]: value for key, value in list(metrics.items())
+                            if key.startswith((f"{first}_", f"{first}/"))})
+            continue
+        if not domains:
+            loss, acc = evaluate(model, split.images, split.labels, loss_fn=loss_fn, normalize=normalize,
+                                 batch_size=batch_size, precision=precision)
+        else:
+            loss = acc = 0.0
+            for domain in domains:
+                part = getattr(domain, name)
+                dl, da = evaluate(model, part.images, part.labels, loss_fn=loss_fn, normalize=normalize,
+                                  batch_size=batch_size, precision=precision)
+                metrics[f"{name}/{domain.name}_loss"], metrics[f"{name}/{domain.name}_acc"] = dl, da
+                loss += dl * len(part) / len(split)
+                acc += da * len(part) / len(split)
+        metrics[f"{name}_loss"], metrics[f"{name}_acc"] = loss, acc
+        done[id(split)] = name
+    return metrics
