@@ -43,7 +43,7 @@ def prune(i: int, epoch: int, metrics: dict) -> None:
 END_STATES = {
     "completed": ({}, None),
     "stopped_early": ({"epochs": 3, "patience": 1, "min_delta": 10.0}, None),
-    "diverged": ({"lr": 1e12, "momentum": 0.0}, None),
+    "diverged": ({"lr": 1000.0, "momentum": 0.0}, None),
     "pruned": ({}, prune),
     "interrupted": ({}, sigterm),
 }
