@@ -35,6 +35,11 @@ def _folder(store: RunStore, run: LoadedRun, out_dir: str | Path | None) -> Path
     return output_dir(out_dir if out_dir is not None else store.run_dir(run.record.id) / "inspect")
 
 
+def _is_folder(output: str | Path | None) -> bool:
+    """``-o`` names a folder (not one image file: .png, .svg, .pdf)."""
+    return output is not None and Path(output).suffix.lower() not in FIGURE_SUFFIXES
+
+
 def _output(out_dir: str | Path | None, force: bool) -> OutputFolder | None:
     """The user's ``-o DIR`` as an OutputFolder (checked now: a link, a file or a folder of other
     files is refused unless ``force``), or None for the run's own inspect folder."""
@@ -52,6 +57,18 @@ def _writing(store: RunStore, run: LoadedRun, out: OutputFolder | None,
     with out as staging:
         yield staging
     files[:] = [dataclasses.replace(written, path=out.final(written.path)) for written in files]
+
+
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _figure_path(store: RunStore, run: LoadedRun, output: str | Path | None, default_name: str) -> Path:
+    """Where a command that writes one figure writes it: ``output`` when it names an image file
+    (.png, .svg, .pdf), else ``default_name`` inside the folder ``output`` (default: the run's)."""
+    if output is not None and Path(output).suffix.lower() in FIGURE_SUFFIXES:
+        output_dir(Path(output).parent)
+        return Path(output)
+    return _folder(store, run, output) / default_name
 
 
 def _register(store: RunStore, run: LoadedRun, files: list[Written]) -> None:
@@ -148,6 +165,7 @@ class SamplesResult:
 
     shown: int
     total: int
+    mistakes: int = 0  # test images the run gets wrong
     files: list[Written] = field(default_factory=list)
 
 
@@ -157,7 +175,7 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
     """The first test images with their true and predicted classes (``samples.png``), or with
     ``errors`` the most confident mistakes with their probabilities (``mistakes.png``)."""
     rows, cols = parse_grid(grid)
-    out = _output(out_dir, force)
+    out = _output(out_dir, force) if _is_folder(out_dir) else None
     run = load_run(store, ref)
     split = load_test_split(run, data_root)
     probabilities = run.probabilities(split.images)
@@ -168,7 +186,7 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
     else:
         chosen = torch.arange(min(rows * cols, len(split)))
         stem, what = "samples", "first test images"
-    result = SamplesResult(len(chosen), len(split))
+    result = SamplesResult(len(chosen), len(split), int((predictions != split.labels).sum()))
     if not len(chosen):
         return result
     names = run.classes
@@ -180,11 +198,17 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
             captions.append(f"true {true}\npred {pred} {confidence[i]:.2f}")
         else:
             captions.append(true if true == pred else f"{true} → {pred}")
-    title = (f"run {run.record.id} · {what} ({len(chosen)} of {len(split):,} test images)"
+    counted = (f"{len(chosen)} of {result.mistakes:,} mistakes on {len(split):,} test images" if errors
+               else f"{len(chosen)} of {len(split):,} test images")
+    title = (f"run {run.record.id} · {what} ({counted})"
              + ("" if errors else "\ncaption: true class, → prediction when wrong"))
     fig = image_grid_figure(split.images[chosen], captions, rows, cols, title, wrong)
-    with _writing(store, run, out, result.files) as folder:
-        result.files.append(Written(what, save_figure(fig, folder / f"{stem}.png"), f"inspect-{stem}"))
+    if out is None:  # the run's folder, or one image file named with -o
+        path = save_figure(fig, _figure_path(store, run, out_dir, f"{stem}.png"))
+        result.files.append(Written(what, path, f"inspect-{stem}"))
+    else:
+        with _writing(store, run, out, result.files) as folder:
+            result.files.append(Written(what, save_figure(fig, folder / f"{stem}.png"), f"inspect-{stem}"))
     _register(store, run, result.files)
     return result
 
