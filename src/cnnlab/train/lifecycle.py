@@ -247,8 +247,9 @@ class Heartbeat:
                     life.beat()
 
 
-def closing_line(record: RunRecord, store: RunStore) -> str:
-    """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
+def closing_line(record: RunRecord, store: RunStore, note: str | None = None) -> str:
+    """The line printed when a run ends: status, epochs, time, accuracies, error, ``note`` (which
+    epoch's weights were stored, with train.restore_best), where it is stored."""
     epochs = f"{record.epochs_done} epoch{'s' * (record.epochs_done != 1)}"
     parts = [f"run {record.id} {record.status} after {epochs} in {record.duration_s or 0:.1f} s"]
     if record.final_test_acc is not None:
@@ -257,11 +258,15 @@ def closing_line(record: RunRecord, store: RunStore) -> str:
         parts.append(f"best val accuracy {100 * record.best_val_acc:.2f}% (epoch {record.best_epoch})")
     if record.error:
         parts.append(record.error)
+    if note:
+        parts.append(note)
     return "; ".join(parts) + f"\nstored in {store.url}"
 
 
-def print_closing(life: RunLife, console: Console) -> RunRecord:
-    """Print the run's closing line; returns the stored run."""
+def print_closing(life: RunLife, console: Console, note: Callable[[RunRecord], str | None] | None = None,
+                  ) -> RunRecord:
+    """Print the run's closing line (``note`` adds to it from the stored run); returns the stored run."""
     record = life.record()
-    console.print(closing_line(record, life.stored), highlight=False, soft_wrap=True, markup=False)
+    text = closing_line(record, life.stored, note(record) if note is not None else None)
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
     return record

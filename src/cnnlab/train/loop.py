@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnlab.data.augment import Augment
 from cnnlab.data.transforms import Normalizer
 from cnnlab.train.losses import LossFn
+from cnnlab.train.schedules import Schedule, set_lr
 
 
 @dataclass
@@ -55,9 +57,14 @@ def train_one_epoch(
     precision: str = "fp32",
     stop: StopFlag | None = None,
     on_batch: Callable[[int, float, float], None] | None = None,
+    augment: Augment | None = None,
+    schedule: Schedule | None = None,
+    epoch: int = 1,
 ) -> EpochResult:
     """Shuffle with ``generator``, then one optimizer step per batch; stops early on NaN/inf loss.
 
+    ``augment`` transforms each uint8 batch (drawing from ``generator``) before normalisation;
+    ``schedule`` sets the lr before each step of epoch ``epoch`` (1-based).
     ``on_batch(images_done, running_loss, running_acc)`` is called every few batches for progress.
     """
     model.train()
@@ -72,11 +79,16 @@ def train_one_epoch(
     diverged = False
     start = time.perf_counter()
     report_every = max(1, 2048 // batch_size)
+    steps_per_epoch = -(-n // batch_size)
+    scheduled = schedule is not None and not schedule.constant
     for step, begin in enumerate(range(0, n, batch_size)):
         if stop is not None and stop.requested:
             raise Interrupted
+        if scheduled and (step == 0 or schedule.per_batch):  # type: ignore[union-attr]
+            set_lr(optimizer, schedule.lr((epoch - 1) * steps_per_epoch + step))  # type: ignore[union-attr]
         idx = order[begin : begin + batch_size]
-        x = normalize(images[idx])
+        batch = images[idx]
+        x = normalize(augment(batch, generator) if augment is not None else batch)
         y = labels[idx]
         with autocast_context(precision, device.type):
             logits = model(x)

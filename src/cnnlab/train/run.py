@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ from torch import nn
 from cnnlab.checks import check_experiment, validate_experiment
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, input_shape, load_data
+from cnnlab.data.augment import Augment, make_augment
 from cnnlab.data.labels import data_label
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import CheckpointError, LeaseLost
@@ -27,6 +30,7 @@ from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_checkpoint, load_resumable_checkpoint
 from cnnlab.store.liveness import refuse_if_alive
 from cnnlab.store.loading import check_checkpoint_config
+from cnnlab.train.best import RESTORED_STATUSES, BestWeights, stored_model_note
 from cnnlab.train.hardware import (
     busy_cpu_hint,
     physical_cores,
@@ -50,6 +54,17 @@ from cnnlab.train.loop import Interrupted, StopFlag, evaluate, train_one_epoch
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.progress import TrainingProgress
+from cnnlab.train.schedules import Schedule, describe
+
+
+def recipe_text(exp: Experiment, augment: Augment | None) -> str:
+    """The run's training recipe in a few words ('' when it has none): schedule, augmentation,
+    label smoothing, restore_best."""
+    cfg = exp.train
+    parts = [describe(cfg), augment.describe() if augment is not None else "",
+             f"label smoothing {cfg.label_smoothing:g}" if cfg.label_smoothing else "",
+             f"restore best {cfg.monitor}" if cfg.restore_best else ""]
+    return ", ".join(part for part in parts if part)
 
 # Statuses of a run that ended on its own; a failed attempt to continue one leaves it so.
 FINISHED = ("completed", "stopped_early", "diverged")
@@ -297,10 +312,14 @@ def _fit(
     run_id = life.id
     optimizer = make_optimizer(cfg, model.parameters())
     loss_fn = make_loss(cfg.loss)
+    train_loss_fn = make_loss(cfg.loss, cfg.label_smoothing)
+    schedule = Schedule(cfg, math.ceil(len(data.train) / cfg.batch_size))
+    augment = make_augment(exp.data, data.input_shape[-1])
     device = prepared.device
     normalize = Normalizer(data.mean, data.std, prepared.channels_last, device)
     generator = torch.Generator().manual_seed(exp.seed)
     early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, enabled=data.val is not None)
+    best = BestWeights(early, model.state_dict) if cfg.restore_best else None
     start_epoch = 1
     previous_seconds = 0.0
     if resume_state is not None:
@@ -311,6 +330,10 @@ def _fit(
             torch.cuda.set_rng_state(resume_state["rng"]["cuda"], device)
         early = EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, enabled=data.val is not None,
                               **resume_state["early_stopping"])
+        schedule.load_state(resume_state.get("schedule"))
+        if best is not None:
+            best = BestWeights(early, model.state_dict)
+            best.load_state(resume_state.get("best_weights"))
         start_epoch = resume_state["epoch"] + 1
         previous_seconds = float(resume_state.get("train_seconds", 0.0))
 
@@ -321,6 +344,8 @@ def _fit(
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
                 + (device_label(device) if device.type == "cuda"
                    else f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}")]
+    if recipe := recipe_text(exp, augment):
+        messages.append(f"recipe: {recipe}")
     if resume_state is not None:
         messages.append(f"resuming run {run_id} after epoch {start_epoch - 1}")
     if device.type == "cpu" and (hint := busy_cpu_hint(cfg.threads, torch.get_num_threads())):
@@ -345,8 +370,9 @@ def _fit(
         with stop_on_signals(stop), Heartbeat([life]), TrainingProgress(console, total, show_progress) as bar:
             life.callbacks = [
                 early,
+                *([best] if best is not None else []),
                 Checkpointer(lambda epoch: checkpoint_state(exp, data, model, optimizer, generator, early,
-                                                            epoch, run_seconds, device)),
+                                                            epoch, run_seconds, device, schedule, best)),
                 StoreLogger(),
                 ProgressLine(cfg.epochs, bar.log),
                 *([Pruning(on_epoch)] if on_epoch is not None else []),
@@ -360,9 +386,9 @@ def _fit(
 
                 result = train_one_epoch(
                     model, train.images, train.labels, batch_size=cfg.batch_size,
-                    optimizer=optimizer, loss_fn=loss_fn, normalize=normalize,
+                    optimizer=optimizer, loss_fn=train_loss_fn, normalize=normalize,
                     generator=generator, precision=prepared.precision, stop=stop,
-                    on_batch=on_batch,
+                    on_batch=on_batch, augment=augment, schedule=schedule, epoch=epoch,
                 )
                 metrics: dict[str, float] = {
                     "train_loss": result.loss, "train_acc": result.acc,
@@ -375,6 +401,8 @@ def _fit(
                     precision=prepared.precision))
                 metrics["seconds"] = time.perf_counter() - epoch_start
                 run_seconds += metrics["seconds"]
+                if not result.diverged:
+                    schedule.end_epoch(epoch, metrics)
                 ended = life.end_epoch(epoch, metrics, diverged=result.diverged)
                 if ended == "diverged":
                     status = "diverged"
@@ -400,11 +428,14 @@ def _fit(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if best is not None and status in RESTORED_STATUSES:
+            with contextlib.suppress(LeaseLost):
+                best.restore(life, status)
         _end(life, status, error, run_seconds, restore)
     if status == LOST:
         console.print(error, highlight=False, soft_wrap=True, markup=False)
         return RunOutcome(life.record(), data.description, messages, lost=True)
-    record = print_closing(life, console)
+    record = print_closing(life, console, partial(stored_model_note, life.stored))
     return RunOutcome(record, data.description, messages)
 
 
@@ -427,13 +458,20 @@ def device_label(device: torch.device) -> str:
 
 def checkpoint_state(exp: Experiment, data: DataBundle, model: nn.Module, optimizer: torch.optim.Optimizer,
                      generator: torch.Generator, early: EarlyStopping, epoch: int, train_seconds: float,
-                     device: torch.device) -> dict[str, Any]:
+                     device: torch.device, schedule: Schedule | None = None,
+                     best: BestWeights | None = None) -> dict[str, Any]:
     """What a checkpoint holds after ``epoch``: weights, optimizer state, every RNG state the next
     epoch draws from, early-stopping state, and the data facts `cnnlab inspect` needs."""
     rng: dict[str, Any] = {"torch": torch.get_rng_state(), "shuffle": generator.get_state()}
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
+    extra: dict[str, Any] = {}
+    if schedule is not None and schedule.name == "plateau":
+        extra["schedule"] = schedule.state()
+    if best is not None:
+        extra["best_weights"] = best.state()
     return {
+        **extra,
         "epoch": epoch,
         "config": exp.resolved(),
         "model": model.state_dict(),
