@@ -232,6 +232,14 @@ def test_augmentation_is_reproducible_by_seed_and_differs_between_seeds():
     assert not torch.equal(a, augment(x, torch.Generator().manual_seed(6)))
 
 
+def test_blocks_with_a_generator_each_draw_what_each_block_alone_draws():
+    x, augment = images(96, 8, 3), Augment(2, True)
+    together = augment(x, [torch.Generator().manual_seed(seed) for seed in (1, 2, 3)])
+    alone = [augment(x[32 * i: 32 * (i + 1)], torch.Generator().manual_seed(seed))
+             for i, seed in enumerate((1, 2, 3))]
+    assert torch.equal(together, torch.cat(alone))
+
+
 # -- label smoothing --------------------------------------------------------------------------
 
 

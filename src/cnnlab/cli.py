@@ -198,7 +198,10 @@ def lr_find(
     ] = Path("lr-find.png"),
     start: Annotated[float, typer.Option("--start", help="Learning rate of the first step.")] = 1e-7,
     end: Annotated[float, typer.Option("--end", help="Learning rate of the last step.")] = 10.0,
-    steps: Annotated[int, typer.Option("--steps", help="Batches to train (one step each).")] = 100,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Batches to train, one step each (default: 100, at most "
+                                 "one epoch).", show_default=False)
+    ] = None,
 ) -> None:
     """Learning-rate range test: loss against an exponentially growing lr on a copy of the model
     (nothing is stored); prints the suggested lr as `-s train.lr=...`."""

@@ -94,7 +94,7 @@ def lr_find(
     data_dir: str | Path | None = None,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
-    steps: int = 100,
+    steps: int | None = None,
 ) -> LrFinding:
     """The learning-rate range test of `cnnlab lr-find` on a copy of the experiment's model
     (arguments as `train`); nothing is stored. The result has ``suggestion``, ``line()`` (the

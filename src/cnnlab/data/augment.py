@@ -21,6 +21,7 @@ vmapped cell draws exactly what its separate run draws.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -36,9 +37,24 @@ class Augment:
     padding: int
     flip: bool
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augmented copies of uint8 N×C×H×W ``images`` (same shape and dtype)."""
-        n, channels, height, width = images.shape
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | Sequence[torch.Generator],
+                 ) -> torch.Tensor:
+        """Augmented copies of uint8 N×C×H×W ``images`` (same shape and dtype). With a list of
+        generators (vmapped cells), the images are that many equal blocks, one per generator, and
+        each block draws from its own generator exactly what a call on the block alone draws."""
+        n, height, width = len(images), images.shape[2], images.shape[3]
+        generators = [generator] if isinstance(generator, torch.Generator) else list(generator)
+        block = n // len(generators)
+        rows, cols = [], []
+        for g in generators:
+            r, c = self._draw(block, height, width, g)
+            rows.append(r)
+            cols.append(c)
+        return self._apply(images, torch.cat(rows), torch.cat(cols))
+
+    def _draw(self, n: int, height: int, width: int, generator: torch.Generator,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The source rows (n×H) and columns (n×W) of each image's output, in the padded image."""
         p = self.padding
         # Offsets and flips are drawn on the CPU (the generator's device) and moved once.
         rows = torch.arange(height).expand(n, height)
@@ -49,6 +65,11 @@ class Augment:
         if self.flip:
             flipped = torch.rand(n, 1, generator=generator) < 0.5
             cols = torch.where(flipped, cols.flip(1), cols)
+        return rows, cols
+
+    def _apply(self, images: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        n, channels, height, width = images.shape
+        p = self.padding
         source = F.pad(images, (p, p, p, p)) if p else images
         device = images.device
         # Two gathers (rows, then columns) cost half of one four-index gather on the CPU.

@@ -1,10 +1,11 @@
 """The learning-rate range test (Leslie Smith, 2015; fastai's ``lr_find``): which lr to train with.
 
-A copy of the experiment's model is trained for ``steps`` batches (100: a tenth of an MNIST epoch
-at batch 64, two thirds of a CIFAR-10 epoch at batch 256) while the lr grows exponentially from
-``start_lr`` to ``end_lr``, one step per batch; the loss is smoothed (an exponential moving
-average with bias correction, β = 0.98, as fastai does) and the test stops when the smoothed loss
-passes ``stop_factor`` × its minimum (divergence) or turns non-finite.
+A copy of the experiment's model is trained for ``steps`` batches (by default 100 as fastai, but
+never more than one epoch: a tenth of an MNIST epoch at batch 64, two thirds of a CIFAR-10 epoch
+at batch 256) while the lr grows exponentially from ``start_lr`` to ``end_lr``, one step per
+batch; the loss is smoothed (an exponential moving average with bias correction, β = 0.98 for
+100 steps as fastai, 1 − 2/steps for fewer) and the test stops when the smoothed loss passes
+``STOP_FACTOR`` × its minimum (divergence) or turns non-finite.
 Nothing is stored and no weights of the caller's model change: the model is a copy, the global
 random state is put back afterwards.
 
@@ -123,19 +124,20 @@ def lr_find(
     *,
     start_lr: float = 1e-7,
     end_lr: float = 10.0,
-    steps: int = MAX_STEPS,
+    steps: int | None = None,
     model: nn.Module | None = None,
     data: DataBundle | None = None,
 ) -> LrFinding:
     """Run the range test for ``exp`` (its model, data, optimizer, loss, batch size, precision and
     augmentation) on a copy of ``model`` (default: the experiment's model built from its seed),
-    for ``steps`` batches (drawn as a run draws them). Nothing is stored."""
+    for ``steps`` batches (None: 100, at most one epoch; more than an epoch only when asked for),
+    drawn as a run draws them. Nothing is stored."""
     problems = []
     if not (math.isfinite(start_lr) and start_lr > 0):
         problems.append(Problem("--start", start_lr, "must be a positive number"))
     if not (math.isfinite(end_lr) and end_lr > start_lr):
         problems.append(Problem("--end", end_lr, f"must be a number above --start ({start_lr:g})"))
-    if steps < 5:
+    if steps is not None and steps < 5:
         problems.append(Problem("--steps", steps, "must be at least 5"))
     if problems:
         raise ConfigError(problems)
@@ -157,13 +159,14 @@ def lr_find(
 
 def _range_test(exp: Experiment, model: nn.Module, data: DataBundle, device: torch.device,
                 precision: str, channels_last: bool, start_lr: float, end_lr: float,
-                steps: int) -> LrFinding:
+                steps: int | None) -> LrFinding:
     cfg = exp.train
     train = on_device(data.train, device, channels_last)
     assert train is not None
     n = len(train)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    planned = steps
+    planned = steps if steps is not None else max(5, min(MAX_STEPS, steps_per_epoch))
+    beta = min(SMOOTHING_BETA, 1 - 2 / planned)
     optimizer = make_optimizer(cfg, model.parameters())
     loss_fn = make_loss(cfg.loss, cfg.label_smoothing)
     normalize = Normalizer(data.mean, data.std, channels_last, device)
@@ -171,7 +174,7 @@ def _range_test(exp: Experiment, model: nn.Module, data: DataBundle, device: tor
     generator = torch.Generator().manual_seed(exp.seed)
     # Batches in the order a run would draw them; a small dataset is gone through again.
     order = torch.cat([torch.randperm(n, generator=generator)
-                       for _ in range(math.ceil(steps * cfg.batch_size / n))]).to(device)
+                       for _ in range(math.ceil(planned * cfg.batch_size / n))]).to(device)
     ratio = end_lr / start_lr
     lrs: list[float] = []
     losses: list[float] = []
@@ -196,8 +199,8 @@ def _range_test(exp: Experiment, model: nn.Module, data: DataBundle, device: tor
             smoothed.append(math.inf)
             stop_reason = f"the loss became {value}"
             break
-        average = SMOOTHING_BETA * average + (1 - SMOOTHING_BETA) * value
-        smooth = average / (1 - SMOOTHING_BETA ** (step + 1))
+        average = beta * average + (1 - beta) * value
+        smooth = average / (1 - beta ** (step + 1))
         smoothed.append(smooth)
         best = min(best, smooth)
         if step > 0 and smooth > STOP_FACTOR * best:

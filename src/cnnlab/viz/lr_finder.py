@@ -27,7 +27,7 @@ def lr_find_figure(finding: LrFinding) -> Figure:
         smooth = [(lr, s) for lr, s in zip(finding.lrs, finding.smoothed, strict=True) if math.isfinite(s)]
         if smooth:
             ax.plot(*zip(*smooth, strict=True), color=color(0), linewidth=1.8,
-                    label="smoothed loss (moving average, β 0.98)")
+                    label="smoothed loss (exponential moving average)")
             low = min(s for _, s in smooth)
             first = smooth[0][1]
             ax.set_ylim(low - 0.1 * abs(first - low) - 1e-3, max(first, low) * 1.5 + 1e-3)
