@@ -43,11 +43,12 @@ from cnnlab.data.augment import make_augment
 from cnnlab.data.transforms import Normalizer
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
-from cnnlab.train.loop import train_one_epoch
+from cnnlab.train.hardware import set_threads
+from cnnlab.train.loop import on_device, train_one_epoch
 from cnnlab.train.losses import make_loss
 from cnnlab.train.lr_find import lr_find
 from cnnlab.train.optimizers import make_optimizer
-from cnnlab.train.run import on_device, prepare, set_threads
+from cnnlab.train.run import prepare
 
 from _common import DATA_DIR, machine
 

@@ -1,9 +1,10 @@
 """Several cells of one architecture trained together (`--vmap`) against one after another.
 
 K book_cnn cells (Adam, lr spread over the cells, seeds 0..K-1) trained for some epochs on real
-MNIST, each stored as its own run, as a sweep would: `train_sweep_cells` with ``batched=True``
-(one torch.vmap over stacked weights) and with ``batched=False`` (`train_experiment` per cell).
-Prints wall times and the largest difference of final validation accuracy between the two.
+MNIST, each stored as its own run, as a sweep would: `cnnlab.train.run.train_sweep_cells` with
+``batched=True`` (one torch.vmap over stacked weights) and with ``batched=False``
+(`train_experiment` per cell). Prints wall times and the largest difference of final validation
+accuracy between the two.
 
     python benchmarks/vmap.py [--cells 8] [--epochs 1] [--device auto|cpu|cuda] [--train-limit N]
 """
@@ -18,7 +19,7 @@ from rich.console import Console
 
 from cnnlab.checks import validate_experiment
 from cnnlab.store import RunStore
-from cnnlab.train.vmap import train_sweep_cells
+from cnnlab.train.run import train_sweep_cells
 
 from _common import DATA_DIR, machine
 
@@ -45,7 +46,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             store = RunStore(root=tmp)
             start = time.perf_counter()
-            records = train_sweep_cells(exps, store, console=quiet, batched=batched)
+            records = [o.record for o in train_sweep_cells(exps, store, console=quiet, batched=batched) if o]
             walls[batched] = time.perf_counter() - start
             finals[batched] = [r.final_val_acc for r in records]
             devices |= {r.device or "?" for r in records}

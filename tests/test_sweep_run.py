@@ -17,7 +17,7 @@ from cnnlab.store import RunStore
 from cnnlab.sweep import Location, expand_cells, parse_sweep, run_sweep
 from cnnlab.sweep.optuna_study import pop_waiting, recover_stale
 from cnnlab.sweep.retry import SPEC_ATTR, RetryFailed
-from cnnlab.train import run as run_module
+from cnnlab.train import single
 
 BASE = {
     "data": {"dataset": "mnist-sample", "train_limit": 256, "test_limit": 64, "val": 0.02},
@@ -80,7 +80,7 @@ def test_runs_are_linked_to_trials_and_a_second_run_trains_nothing(home):
 
 
 def test_an_interrupted_run_is_resumed_by_the_next_sweep_command(home, monkeypatch):
-    real_epoch = run_module.train_one_epoch
+    real_epoch = single.train_one_epoch
     calls = {"n": 0}
 
     def sigterm_in_second_epoch(*args, **kwargs):
@@ -89,10 +89,10 @@ def test_an_interrupted_run_is_resumed_by_the_next_sweep_command(home, monkeypat
             os.kill(os.getpid(), signal.SIGTERM)  # as Ctrl-C or a scheduler would send it
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", sigterm_in_second_epoch)
+    monkeypatch.setattr(single, "train_one_epoch", sigterm_in_second_epoch)
     raw = {"seeds": [0], "grid": {"train.lr": [0.003, 0.002]}, "set": {"train.epochs": 3}}
     cut = sweep(home, **raw)
-    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(single, "train_one_epoch", real_epoch)
     assert cut.interrupted and not cut.ok
     assert cut.status.counts()["interrupted"] == 1
     (run,) = store(home).list_runs()
@@ -110,14 +110,14 @@ def test_an_interrupted_run_is_resumed_by_the_next_sweep_command(home, monkeypat
 
 
 def test_a_cell_that_always_raises_is_retried_then_stored_failed_with_its_traceback(home, monkeypatch):
-    real_epoch = run_module.train_one_epoch
+    real_epoch = single.train_one_epoch
 
     def broken_for_one_lr(*args, optimizer, **kwargs):
         if optimizer.param_groups[0]["lr"] == 0.002:
             raise RuntimeError("boom")
         return real_epoch(*args, optimizer=optimizer, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", broken_for_one_lr)
+    monkeypatch.setattr(single, "train_one_epoch", broken_for_one_lr)
     outcome = sweep(home, seeds=[0], retries=1, grid={"train.lr": [0.003, 0.002]})
     assert not outcome.ok
     counts = outcome.status.counts()

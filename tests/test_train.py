@@ -15,8 +15,7 @@ from rich.console import Console
 from cnnlab.checks import validate_experiment
 from cnnlab.errors import CheckpointError, ConfigError
 from cnnlab.store import RunStore
-from cnnlab.train import Pruned, load_checkpoint, resume_run, save_checkpoint, train_experiment
-from cnnlab.train import run as run_module
+from cnnlab.train import Pruned, load_checkpoint, resume_run, save_checkpoint, single, train_experiment
 from cnnlab.train.losses import cross_entropy, mse, nll
 
 from realdata import SHARED, needs_shared
@@ -71,7 +70,7 @@ def test_different_seed_gives_different_metrics(store):
 def test_resumed_run_equals_uninterrupted_run(store, monkeypatch):
     full = train(store, small(epochs=3)).record
 
-    real_epoch = run_module.train_one_epoch
+    real_epoch = single.train_one_epoch
     calls = {"n": 0}
 
     def interrupt_in_third_epoch(*args, **kwargs):
@@ -81,9 +80,9 @@ def test_resumed_run_equals_uninterrupted_run(store, monkeypatch):
             os.kill(os.getpid(), signal.SIGTERM)
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", interrupt_in_third_epoch)
+    monkeypatch.setattr(single, "train_one_epoch", interrupt_in_third_epoch)
     cut = train(store, small(epochs=3)).record
-    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(single, "train_one_epoch", real_epoch)
     assert cut.status == "interrupted"
     assert cut.epochs_done == 2
     assert "--resume" in cut.error
@@ -219,15 +218,15 @@ def test_epoch_hook_sees_every_epoch_and_can_prune(store):
 
 def test_run_cut_in_its_first_epoch_resumes_from_scratch(store, monkeypatch):
     full = train(store, small(epochs=2)).record
-    real_epoch = run_module.train_one_epoch
+    real_epoch = single.train_one_epoch
 
     def interrupt_first_epoch(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)
         return real_epoch(*args, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", interrupt_first_epoch)
+    monkeypatch.setattr(single, "train_one_epoch", interrupt_first_epoch)
     cut = train(store, small(epochs=2)).record
-    monkeypatch.setattr(run_module, "train_one_epoch", real_epoch)
+    monkeypatch.setattr(single, "train_one_epoch", real_epoch)
     assert (cut.status, cut.epochs_done) == ("interrupted", 0)
     resumed = resume_run(cut.id, store, console=QUIET, progress=False).record
     assert resumed.status == "completed"

@@ -14,17 +14,19 @@ from rich.console import Console
 
 from cnnlab.checks import validate_experiment
 from cnnlab.config import Experiment, TrainConfig
+from cnnlab.errors import VmapUnsupported
 from cnnlab.models import build_model
-from cnnlab.store import RunStore
+from cnnlab.store import RunRecord, RunStore
 from cnnlab.train import Pruned, load_checkpoint, resume_run, train_experiment
+from cnnlab.train.engine import CellRun, Engine
+from cnnlab.train.lifecycle import RunLife
 from cnnlab.train.losses import mse
 from cnnlab.train.optimizers import make_optimizer
+from cnnlab.train.run import train_sweep_cells
+from cnnlab.train.stacked_optimizer import StackedOptimizer
 from cnnlab.train.vmap import (
-    StackedOptimizer,
     VmapCells,
-    VmapUnsupported,
     train_cells_vmapped,
-    train_sweep_cells,
     vmap_groups,
     vmap_loss,
     vmap_unsupported,
@@ -58,6 +60,11 @@ def cell(seed: int = 1, model: dict | None = None, **train) -> Experiment:
 @pytest.fixture
 def store(tmp_path) -> RunStore:
     return RunStore(root=tmp_path / "runs")
+
+
+def sweep_cells(exps, store, **kwargs) -> list[RunRecord]:
+    """The stored runs `train_sweep_cells` trained (cells never started left out)."""
+    return [o.record for o in train_sweep_cells(exps, store, **kwargs) if o is not None]
 
 
 def close(a: float, b: float) -> bool:
@@ -183,7 +190,8 @@ def test_stacked_sgd_first_momentum_buffer_is_the_gradient():
 def test_vmapped_cells_equal_separately_trained_runs(store, kind, cells):
     exps = [cell(**c, optimizer=kind) for c in cells]
     group = VmapCells(exps)
-    results = group.run()
+    results = Engine(group, [CellRun(RunLife(None, ""), group.early_stopping(c)) for c in range(len(exps))],
+                     epochs=2).run()
     for exp, result, model in zip(exps, results, group.models, strict=True):
         record = train_experiment(exp, store, console=QUIET, progress=False).record
         alone = store.epochs(record.id)
@@ -220,7 +228,7 @@ def test_dropout_cells_draw_their_own_masks_and_learn():
 
 def test_sweep_cells_store_runs_with_summaries_and_resumable_checkpoints(store):
     exps = [cell(1, optimizer="sgd", lr=0.05, momentum=0.9), cell(2, optimizer="sgd", lr=0.02, momentum=0.9)]
-    records = train_sweep_cells(exps, store, sweep="s1", trials=[3, 4], console=QUIET, batched=True)
+    records = sweep_cells(exps, store, sweep="s1", trials=[3, 4], console=QUIET, batched=True)
     assert [r.status for r in records] == ["completed", "completed"]
     for exp, record, trial in zip(exps, records, (3, 4), strict=True):
         assert (record.sweep, record.trial, record.seed) == ("s1", trial, exp.seed)
@@ -247,8 +255,8 @@ def test_interrupted_group_marks_runs_interrupted_and_each_cell_resumes_alone(st
         if i == 1:  # a real SIGTERM, as `kill` or a cluster scheduler sends it
             os.kill(os.getpid(), signal.SIGTERM)
 
-    records = train_sweep_cells(exps, store, console=QUIET, on_epoch=sigterm_after_first_epoch,
-                                batched=True)
+    records = sweep_cells(exps, store, console=QUIET, on_epoch=sigterm_after_first_epoch,
+                           batched=True)
     assert [r.status for r in records] == ["interrupted", "interrupted"]
     assert [r.epochs_done for r in records] == [1, 1]
     assert all("--resume " + r.id in r.error for r in records)
@@ -272,7 +280,7 @@ def test_diverged_cell_is_frozen_and_stored_while_the_others_go_on(store):
         if i == 2:
             raise Pruned(epoch)
 
-    records = train_sweep_cells(exps, store, console=QUIET, on_epoch=prune_third, batched=True)
+    records = sweep_cells(exps, store, console=QUIET, on_epoch=prune_third, batched=True)
     assert [r.status for r in records] == ["completed", "diverged", "pruned"]
     assert [r.epochs_done for r in records] == [2, 1, 1]
     assert "train.lr" in records[1].error and records[2].error == "pruned after epoch 1"
@@ -300,7 +308,7 @@ def test_batchnorm_cells_fall_back_to_one_at_a_time(store):
     with pytest.raises(VmapUnsupported, match="running statistics"):
         VmapCells(exps)
     out = io.StringIO()
-    records = train_sweep_cells(exps, store, console=Console(file=out, width=200), batched=True)
+    records = sweep_cells(exps, store, console=Console(file=out, width=200), batched=True)
     assert "one at a time" in out.getvalue()
     assert [r.status for r in records] == ["completed", "completed"]
     assert [r.seed for r in records] == [1, 2]
@@ -312,6 +320,6 @@ def test_batchnorm_cells_fall_back_to_one_at_a_time(store):
 def test_sweep_cells_on_the_cpu_train_one_at_a_time_unless_batched(store):
     exps = [cell(s, optimizer="sgd", lr=0.05, epochs=1) for s in (1, 2)]
     out = io.StringIO()
-    records = train_sweep_cells(exps, store, console=Console(file=out, width=200))
+    records = sweep_cells(exps, store, console=Console(file=out, width=200))
     assert "slower than separate runs on the CPU" in out.getvalue()
     assert [(r.status, r.seed, r.epochs_done) for r in records] == [("completed", 1, 1), ("completed", 2, 1)]

@@ -206,8 +206,8 @@ def lr_find(
     """Learning-rate range test: loss against an exponentially growing lr on a copy of the model
     (nothing is stored); prints the suggested lr as `-s train.lr=...`."""
     from cnnlab.checks import load_experiment
+    from cnnlab.train.hardware import set_threads
     from cnnlab.train.lr_find import lr_find as range_test
-    from cnnlab.train.run import set_threads
 
     exp = load_experiment(experiment, _overrides(set_, data_dir))
     set_threads(exp.train.threads)

@@ -56,6 +56,11 @@ class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupt or unsafe to load."""
 
 
+class VmapUnsupported(ValueError):
+    """These cells cannot be trained together under vmap faithfully; the message says why (they
+    are then trained one at a time)."""
+
+
 def did_you_mean(value: Any, choices: Iterable[str]) -> str:
     """`` (did you mean X?)`` when ``value`` is a string close to one of ``choices``, else ""."""
     if not isinstance(value, str):

@@ -11,10 +11,7 @@ from cnnlab.analyze.cells import Cell
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import ALPHA, CONFIDENCE, Comparison, Summary, comparison_for, holm, summarize
-
-# Runs whose metric says something about their configuration. Diverged runs count: diverging is
-# what that configuration does. Running, interrupted, failed and pruned runs are listed, not ranked.
-RANKED_STATUSES = ("completed", "stopped_early", "diverged")
+from cnnlab.store.schema import FINISHED
 
 BEST, TIED, WORSE, UNTESTED, NO_VALUE = "best", "tied", "worse", "untested", "no value"
 
@@ -72,7 +69,7 @@ class Ranking:
             f"of the mean (Student's t, n − 1 degrees of freedom). Each is compared with the best by "
             f"{self.comparison.name} at α = {ALPHA}, its p-values corrected for multiple comparisons "
             f"by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with the best; "
-            f"runs with status {', '.join(RANKED_STATUSES)} are ranked."
+            f"runs with status {', '.join(FINISHED)} are ranked."
         )
 
     @property
@@ -105,7 +102,7 @@ class Ranking:
 
 def rankable(runs: Sequence[RunData]) -> list[RunData]:
     """The runs whose status lets them be ranked."""
-    return [run for run in runs if run.status in RANKED_STATUSES]
+    return [run for run in runs if run.status in FINISHED]
 
 
 def rank_cells(cells: Sequence[Cell], metric: Metric) -> Ranking:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import html
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab._notebook import in_notebook
+from cnnlab.ticker import Ticker
 
 # How often a sweep's progress line is read again from its study.
 SWEEP_POLL_S = 2.0
@@ -69,17 +69,5 @@ def polled_line(read: Callable[[], str], enabled: bool = True) -> Iterator[None]
         return HTML(f"<pre style=\"margin:0\">{html.escape(text)}</pre>")
 
     handle = display(render(), display_id=True)
-    done = threading.Event()
-
-    def poll() -> None:
-        while not done.wait(SWEEP_POLL_S):
-            handle.update(render())
-
-    thread = threading.Thread(target=poll, name="cnnlab-progress", daemon=True)
-    thread.start()
-    try:
+    with Ticker(lambda: handle.update(render()), SWEEP_POLL_S, name="cnnlab-progress", last=True):
         yield
-    finally:
-        done.set()
-        thread.join()
-        handle.update(render())

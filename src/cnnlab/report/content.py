@@ -11,13 +11,13 @@ import cnnlab
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.diagnose import thresholds
 from cnnlab.analyze.factor_text import describe_f, describe_p
-from cnnlab.analyze.ranking import RANKED_STATUSES
 from cnnlab.analyze.speed import DEFINITION as FALL_DEFINITION
 from cnnlab.analyze.stats import ALPHA
 from cnnlab.analyze.study import Study
 from cnnlab.report import figures as figs
 from cnnlab.report.sections import ReportFigure, Section, Table, extra_sections
 from cnnlab.store import RunStore
+from cnnlab.store.schema import FINISHED
 
 FACTORIAL_METHOD = (
     "Factors: every setting that varies, keys that always change together (a [zip] group) merged into "
@@ -221,7 +221,7 @@ def _statuses(study: Study) -> Table:
     rows, classes = [], []
     for run in study.runs:
         value = metric.of(run)
-        ranked = "" if run.status in RANKED_STATUSES else " (not ranked)"
+        ranked = "" if run.status in FINISHED else " (not ranked)"
         rows.append(
             [
                 run.id,

@@ -29,6 +29,12 @@ STATUSES = (
     "stopped_early",
     "pruned",
 )
+# Runs that ended on their own: the final result of their config and seed. A sweep reuses them
+# instead of training again, the ranking ranks them (diverging is what that configuration does),
+# and a failed attempt to continue one leaves it as it was.
+FINISHED = ("completed", "stopped_early", "diverged")
+# Runs a new attempt continues from their checkpoint.
+RESUMABLE = ("interrupted", "failed", "pruned")
 
 # Per-epoch metrics with their own column; any other metric key goes into `EpochRow.extra`.
 EPOCH_METRICS = (

@@ -1,4 +1,5 @@
-"""A sweep worker: take the study's waiting cells one at a time and train, resume or reuse each run.
+"""A sweep worker: take the study's waiting cells (one, or up to ``--vmap`` at once) and train,
+resume or reuse each run.
 
 Each trial is one stored run, linked both ways (trial user attribute ``run_id``; the run's
 ``sweep`` and ``trial``). Before training, the run store is searched by config hash: a finished
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -27,6 +27,7 @@ from cnnlab.config import Experiment
 from cnnlab.errors import CheckpointError, ConfigError, LeaseLost
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import process_gone
+from cnnlab.store.schema import FINISHED, RESUMABLE
 from cnnlab.sweep.cells import experiment, make_cell
 from cnnlab.sweep.optuna_study import (
     enqueue_repeats,
@@ -42,15 +43,13 @@ from cnnlab.sweep.retry import SPEC_ATTR, requeue
 from cnnlab.sweep.space import suggest
 from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
-from cnnlab.train import Pruned, RunOutcome, resume_run, train_experiment
-from cnnlab.train.hardware import physical_cores
+from cnnlab.ticker import NullTicker, Ticker
+from cnnlab.train.engine import stop_on_signals
+from cnnlab.train.hardware import physical_cores, resolve_device
+from cnnlab.train.lifecycle import Pruned
 from cnnlab.train.loop import StopFlag
-from cnnlab.train.run import stop_on_signals
+from cnnlab.train.run import RunOutcome, resume_run, train_sweep_cells
 
-# Run statuses that are final results of a config and seed: reused, never trained again.
-FINISHED = ("completed", "stopped_early", "diverged")
-# Run statuses a new attempt continues from the run's checkpoint.
-RESUMABLE = ("interrupted", "failed", "pruned")
 POLL_S = 2.0
 # Lines a worker prints even when quiet: it lost a run to another worker.
 _notice = Console(stderr=True)
@@ -115,8 +114,8 @@ def _loop(study: optuna.Study, storage: optuna.storages.BaseStorage, store: RunS
         batch = [trial]
         while len(batch) < options.vmap and (more := pop_waiting(study, storage)) is not None:
             batch.append(more)
-        runs = [_TrialRun(study, storage, spec, t, store, options, console, stop) for t in batch]
-        outcomes = [runs[0].run()] if len(runs) == 1 else _run_together(runs)
+        outcomes = _run_group([_TrialRun(study, storage, spec, t, store, options, console, stop)
+                               for t in batch])
         for outcome in outcomes:
             report.add(outcome)
         if "interrupted" in outcomes:
@@ -124,11 +123,10 @@ def _loop(study: optuna.Study, storage: optuna.storages.BaseStorage, store: RunS
             return
 
 
-def _run_together(runs: list[_TrialRun]) -> list[str]:
-    """Several trials taken at once (``--vmap``): reuse and resume as one trial would, then train
-    the new runs with `train_sweep_cells`, which vmaps those of one architecture together."""
-    from cnnlab.train.vmap import train_sweep_cells
-
+def _run_group(runs: list[_TrialRun]) -> list[str]:
+    """Trials taken together (one, or up to ``--vmap``): reuse or resume each as its run allows,
+    then train the new runs with `train_sweep_cells`, which vmaps those of one architecture
+    together (a lone trial is a group of one, trained alone); returns each trial's outcome."""
     first = runs[0]
     outcomes: dict[int, str] = {}
     fresh: list[tuple[int, Experiment]] = []
@@ -140,41 +138,28 @@ def _run_together(runs: list[_TrialRun]) -> list[str]:
             else:
                 assert exp is not None
                 fresh.append((i, exp))
-        if fresh:
-            from cnnlab.train.hardware import resolve_device
-
-            if resolve_device(fresh[0][1].train.device).type == "cpu":
-                first.console.print("vmap on the CPU: expect it slower than one cell at a time "
-                                    "(measured 0.44×, BENCHMARKS.md); it pays off on a GPU",
-                                    highlight=False, soft_wrap=True)
-
-            def on_epoch(cell: int, epoch: int, metrics: dict[str, float]) -> None:
-                runs[fresh[cell][0]]._on_epoch(epoch, metrics)
-
-            def on_create(cell: int, run_id: str) -> None:
-                runs[fresh[cell][0]]._link(run_id)
-
-            try:
-                train_sweep_cells([exp for _, exp in fresh], first.store, sweep=first.study.study_name,
-                                  trials=[runs[i].trial.number for i, _ in fresh],
-                                  console=first.console, on_epoch=on_epoch, batched=True,
-                                  on_create=on_create)
-            except ConfigError as exc:
-                for i, _ in fresh:
-                    outcomes[i] = runs[i]._fail(exc, retry=False)
-            except Exception as exc:
-                for i, _ in fresh:
-                    outcomes[i] = runs[i]._fail(exc, retry=True)
+        if not fresh:
+            return [outcomes[i] for i in range(len(runs))]
+        if len(runs) > 1 and resolve_device(fresh[0][1].train.device).type == "cpu":
+            first.console.print("vmap on the CPU: expect it slower than one cell at a time "
+                                "(measured 0.44×, BENCHMARKS.md); it pays off on a GPU",
+                                highlight=False, soft_wrap=True)
+        trained: list[RunOutcome | None] = [None] * len(fresh)
+        try:
+            trained = train_sweep_cells(
+                [exp for _, exp in fresh], first.store, sweep=first.study.study_name,
+                trials=[runs[i].trial.number for i, _ in fresh], console=first.console,
+                on_epoch=lambda cell, epoch, metrics: runs[fresh[cell][0]].on_epoch(epoch, metrics),
+                batched=True, on_create=lambda cell, run_id: runs[fresh[cell][0]].link(run_id))
+        except ConfigError as exc:  # the same settings would fail again: no retry
             for i, _ in fresh:
-                if i in outcomes:
-                    continue
-                record = runs[i]._linked_run()
-                if record is None:
-                    outcomes[i] = runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False)
-                elif not runs[i].holds_trial():  # Optuna failed it as stale: another worker took over
-                    outcomes[i] = runs[i]._lost(record.id)
-                else:
-                    outcomes[i] = runs[i]._tell(record, "trained")
+                outcomes[i] = runs[i].fail(exc, retry=False)
+        except Exception as exc:
+            for i, _ in fresh:
+                outcomes[i] = runs[i].fail(exc, retry=True)
+        for (i, _), outcome in zip(fresh, trained, strict=True):
+            if i not in outcomes:
+                outcomes[i] = runs[i].settle(outcome)
     return [outcomes[i] for i in range(len(runs))]
 
 
@@ -219,11 +204,6 @@ class _TrialRun:
         self.linked: str | None = None
         self.epochs = 0
 
-    def run(self) -> str:
-        """Run the trial to its end; returns its outcome."""
-        with _holding([self]):
-            return self._run()
-
     def give_back(self) -> None:
         """End the trial as interrupted and queue its cell again (not counting a retry), unless it
         has already ended."""
@@ -237,7 +217,7 @@ class _TrialRun:
         try:
             exp = self._experiment()
         except ConfigError as exc:
-            return None, self._fail(exc, retry=False)
+            return None, self.fail(exc, retry=False)
         if exp is None:
             return None, self._finish("removed", TrialState.FAIL)
         self.epochs = exp.train.epochs
@@ -245,7 +225,7 @@ class _TrialRun:
             action, record = self._find_run(exp.hash())
             if action == "reuse":
                 assert record is not None
-                self._link(record.id)
+                self.link(record.id)
                 return None, self._tell(record, "reused")
             if action == "stop" or self.stop.requested:  # Ctrl-C / SIGTERM before training began
                 return None, self._finish("interrupted", TrialState.FAIL, requeue_count=False)
@@ -256,26 +236,19 @@ class _TrialRun:
                         return None, self._lost(resumed.record.id)
                     return None, self._tell(resumed.record, "resumed")
         except ConfigError as exc:
-            return None, self._fail(exc, retry=False)
+            return None, self.fail(exc, retry=False)
         except Exception as exc:
-            return None, self._fail(exc, retry=True)
+            return None, self.fail(exc, retry=True)
         return exp, None
 
-    def _run(self) -> str:
-        exp, outcome = self.prepare()
-        if outcome is not None:
-            return outcome
-        assert exp is not None
-        try:
-            trained = train_experiment(
-                exp, self.store, console=self.console, progress=False, on_epoch=self._on_epoch,
-                sweep=self.study.study_name, trial=self.trial.number, on_create=self._link,
-            )
-            return self._lost(trained.record.id) if trained.lost else self._tell(trained.record, "trained")
-        except ConfigError as exc:  # the same settings would fail again: no retry
-            return self._fail(exc, retry=False)
-        except Exception as exc:
-            return self._fail(exc, retry=True)
+    def settle(self, trained: RunOutcome | None) -> str:
+        """End the trial from the outcome of its new run (None: never started, after Ctrl-C or
+        SIGTERM stopped the group before it)."""
+        if trained is None:
+            return self._finish("interrupted", TrialState.FAIL, requeue_count=False)
+        if trained.lost or not self.holds_trial():  # Optuna failed it as stale: another worker took over
+            return self._lost(trained.record.id)
+        return self._tell(trained.record, "trained")
 
     def _experiment(self) -> Experiment | None:
         """The trial's cell as an experiment with this worker's threads and data folder; None
@@ -345,11 +318,11 @@ class _TrialRun:
         for epoch in self.store.epochs(record.id):
             self._report(epoch["epoch"], epoch)
         self.store.update_run(record.id, sweep=self.study.study_name, trial=self.trial.number)
-        self._link(record.id)
+        self.link(record.id)
         try:
             return resume_run(
                 record.id, self.store, data_root=self.options.data_root, console=self.console,
-                progress=False, on_epoch=self._on_epoch,
+                progress=False, on_epoch=self.on_epoch,
                 threads=self.options.threads or physical_cores(),
             )
         except CheckpointError as exc:
@@ -361,7 +334,7 @@ class _TrialRun:
         if record.status != "failed":  # a failed run keeps the traceback of its failure
             self.store.update_run(record.id, status="failed", error=f"cannot be resumed: {why}")
 
-    def _on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> None:
         try:
             self._report(epoch, metrics)
             # The last epoch is never pruned: the run is complete by then.
@@ -379,7 +352,7 @@ class _TrialRun:
         if value is not None and math.isfinite(value):
             self.trial.report(float(value), epoch)
 
-    def _link(self, run_id: str) -> None:
+    def link(self, run_id: str) -> None:
         self.linked = run_id
         self.trial.set_user_attr("run_id", run_id)
 
@@ -421,7 +394,7 @@ class _TrialRun:
                 self._finish("lost", TrialState.FAIL)
         return "lost"
 
-    def _fail(self, exc: BaseException, retry: bool) -> str:
+    def fail(self, exc: BaseException, retry: bool) -> str:
         text = "".join(traceback.format_exception(exc))
         run = self._linked_run()
         if run is not None and run.pid in (None, os.getpid()):  # not a run another worker took over
@@ -461,30 +434,13 @@ def _holding(runs: list[_TrialRun]) -> Iterator[None]:
             raise
 
 
-@contextlib.contextmanager
-def _heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> Iterator[None]:
+def _heartbeat(storage: optuna.storages.BaseStorage, trial_id: int) -> NullTicker:
     """Optuna's heartbeat for the trial while it runs (database storages), so a dead worker's
     trial is found stale and retried."""
     interval = storage.get_heartbeat_interval() if isinstance(storage, optuna.storages.RDBStorage) else None
     if not interval:
-        yield
-        return
-    done = threading.Event()
-
-    def beat() -> None:
-        while True:
-            with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                storage.record_heartbeat(trial_id)
-            if done.wait(interval):
-                return
-
-    thread = threading.Thread(target=beat, name="cnnlab-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
+        return NullTicker()
+    return Ticker(lambda: storage.record_heartbeat(trial_id), interval, name="cnnlab-heartbeat", first=True)
 
 
 def _sleep(seconds: float, stop: StopFlag) -> None:

@@ -47,7 +47,7 @@ class BestWeights(EpochCallback):
         if state:
             self.epoch, self.value, self.model = int(state["epoch"]), state["value"], dict(state["model"])
 
-    def restore(self, run: RunLife, status: str) -> None:
+    def on_run_end(self, run: RunLife, status: str) -> None:
         """Make the run's stored final model the best epoch's, when the run ended on its own."""
         if status in RESTORED_STATUSES and self.model and run.store is not None:
             with run.fenced():

@@ -99,3 +99,15 @@ def use_precision(device: torch.device, precision: str) -> None:
         torch.backends.cuda.matmul.allow_tf32 = fast
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+
+
+def set_threads(threads: int) -> int:
+    """Use ``threads`` intra-op threads, or the physical core count when 0."""
+    n = threads or physical_cores()
+    torch.set_num_threads(n)
+    return n
+
+
+def device_label(device: torch.device) -> str:
+    """What a run stores as its device: the GPU's name, or ``cpu``."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

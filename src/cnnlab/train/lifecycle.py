@@ -5,8 +5,9 @@ Each epoch ends in one order: early stopping decides, the checkpoint is renamed 
 pruner may stop the run. A crash between checkpoint and row leaves a checkpoint one epoch ahead
 of the rows; resume then takes the previous one, whose epoch is stored. The reverse, rows
 without a checkpoint, cannot happen. The steps are small Keras-style callbacks
-(`EpochCallback`), used by `_fit` and by the vmapped cells, and so by the sweep worker, which
-learns its run id from ``on_create`` the moment the run exists.
+(`EpochCallback`), run by the one engine (`cnnlab.train.engine`) for a lone run, vmapped cells
+and sweep trials alike; the sweep worker learns its run id from ``on_create`` the moment the run
+exists.
 
 The process that creates or takes over a run holds its fencing token (``lease``): every write
 (checkpoint rename, epoch row, heartbeat, final status) checks it in the same transaction, so a
@@ -21,8 +22,7 @@ import contextlib
 import os
 import platform
 import socket
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -30,10 +30,11 @@ from typing import Any
 
 from rich.console import Console
 
-from cnnlab.config import Experiment
+from cnnlab.config import Experiment, TrainConfig
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import save_checkpoint
 from cnnlab.store.liveness import heartbeat_interval_s
+from cnnlab.ticker import Ticker
 from cnnlab.train.hardware import physical_cores
 from cnnlab.train.progress import epoch_line
 
@@ -56,10 +57,13 @@ class EpochEnd:
 
 
 class EpochCallback:
-    """A step at the end of every epoch; the base does nothing."""
+    """A step at the end of every epoch, and one when the run ends; the base does nothing."""
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         """Called once per epoch, in the order the callbacks were given."""
+
+    def on_run_end(self, run: RunLife, status: str) -> None:
+        """Called once with the run's final status, just before it is stored."""
 
 
 @dataclass
@@ -83,6 +87,13 @@ class EarlyStopping(EpochCallback):
         else:
             self.wait += 1
         return self.patience > 0 and self.wait >= self.patience
+
+    @classmethod
+    def configured(cls, train: TrainConfig, *, enabled: bool,
+                   state: dict[str, Any] | None = None) -> EarlyStopping:
+        """Early stopping as ``train`` sets it up (``enabled``: there is a validation split),
+        continuing from a checkpoint's ``state``."""
+        return cls(train.monitor, train.patience, train.min_delta, enabled=enabled, **(state or {}))
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint keeps of it."""
@@ -214,7 +225,10 @@ class RunLife:
         return self.stored.fenced(self.id, self.lease)
 
     def finish(self, status: str, error: str | None, seconds: float) -> None:
-        """Store the run's end and summary; the process no longer owns it."""
+        """Tell the callbacks how the run ended, then store its end and summary; the process no
+        longer owns it."""
+        for callback in self.callbacks:
+            callback.on_run_end(self, status)
         self.stored.finish(self.id, status, error, seconds, lease=self.lease)
 
     def record(self) -> RunRecord:
@@ -222,29 +236,16 @@ class RunLife:
         return self.stored.get_run(self.id)
 
 
-class Heartbeat:
-    """Refreshes the heartbeat of runs from a thread while epochs train (a long epoch must not
-    make a live run look dead)."""
+def heartbeat(lives: Sequence[RunLife], interval_s: float | None = None) -> Ticker:
+    """A ticker refreshing the heartbeat of ``lives`` while epochs train (a long epoch must not make
+    a live run look dead); one run's missed beat does not skip the others'."""
 
-    def __init__(self, lives: list[RunLife], interval_s: float | None = None) -> None:
-        self.lives = lives
-        self.interval_s = interval_s if interval_s is not None else heartbeat_interval_s()
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="cnnlab-run-heartbeat", daemon=True)
+    def beat() -> None:
+        for life in lives:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                life.beat()
 
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._done.set()
-        self._thread.join()
-
-    def _beat(self) -> None:
-        while not self._done.wait(self.interval_s):
-            for life in self.lives:
-                with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                    life.beat()
+    return Ticker(beat, interval_s or heartbeat_interval_s(), name="cnnlab-run-heartbeat")
 
 
 def closing_line(record: RunRecord, store: RunStore, note: str | None = None) -> str:

@@ -33,10 +33,10 @@ from cnnlab.data import DataBundle
 from cnnlab.data.augment import make_augment
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import ConfigError, Problem
-from cnnlab.train.loop import autocast_context
+from cnnlab.train.loop import autocast_context, on_device
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
-from cnnlab.train.run import on_device, prepare
+from cnnlab.train.run import prepare
 from cnnlab.train.schedules import set_lr
 
 if TYPE_CHECKING:

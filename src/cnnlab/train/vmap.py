@@ -34,42 +34,44 @@ Faithfulness to a separate run (`cnnlab.train.run.train_experiment`) of each cel
   (two cells with the same seed get different masks);
 * BatchNorm with running statistics is not vmapped: `torch.func` needs
   ``replace_all_batch_norm_modules_``, which stops tracking them and so changes what the model
-  computes in eval mode; `vmap_unsupported` says so and `train_sweep_cells` trains such cells
-  one at a time. Models that fail a trial vmapped step (data-dependent control flow, ``.item()``,
-  in-place buffer updates) or have frozen parameters fall back the same way;
+  computes in eval mode; `vmap_unsupported` says so and `cnnlab.train.run.train_sweep_cells`
+  trains such cells one at a time. Models that fail a trial vmapped step (data-dependent
+  control flow, ``.item()``, in-place buffer updates) or have frozen parameters fall back the
+  same way;
 * divergence: a cell whose loss becomes NaN/inf is frozen at the weights before that step (its
   update is masked, as the single loop does not step on a non-finite loss), its epoch ends
   there, it is evaluated and reported ``diverged``; the other cells continue. Cells that stop
   early or are pruned leave the stack at the end of the epoch.
 
-Every epoch each cell's weights are copied into a regular model and evaluated with
-`cnnlab.train.run.evaluation_metrics`, so its metrics have the keys a separate run stores.
+`VmapCells` is the stacked stepper of the one run engine (`cnnlab.train.engine`), which ends
+each cell's epochs, statuses and runs exactly as it does a lone run's. Every epoch each cell's
+weights are copied into a regular model and evaluated with `cnnlab.train.loop.evaluation_metrics`,
+so its metrics have the keys a separate run stores.
 ``seconds`` is the group's shared training time plus the cell's own evaluation; ``images_per_s``
 is the cell's images over the shared training time (the group's throughput is the sum).
 
 Speed (`benchmarks/vmap.py`, H100, one MNIST epoch, each cell stored as a run): 8 book_cnn cells
 1.13× faster than one at a time in strict fp32, 1.39× in bf16, 16 cells 1.98×. On the CPU
-vmapping is slower (grouped convolution backward), so `train_sweep_cells` vmaps only on a GPU
-unless asked to.
+vmapping is slower (grouped convolution backward), so `cnnlab.train.run.train_sweep_cells` vmaps
+only on a GPU unless asked to.
 
-Checkpoints (`train_sweep_cells`) have the layout `_fit` writes, including a real
+Checkpoints of stored cells have the layout a lone run writes, including a real
 ``torch.optim`` state dict of the cell's optimizer and its shuffle generator, so a cell that was
 interrupted can be continued alone with `cnnlab.train.run.resume_run` (it continues as a
 separate run). Resuming a whole vmapped group mid-run is out of scope.
 """
+
 
 from __future__ import annotations
 
 import copy
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from rich.console import Console
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
@@ -77,49 +79,32 @@ from cnnlab.checks import built_problems
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, load_data
 from cnnlab.data.transforms import Normalizer
-from cnnlab.errors import ConfigError, LeaseLost
+from cnnlab.errors import ConfigError, VmapUnsupported
 from cnnlab.models import build_model
 from cnnlab.models.build import resolve_channels_last
-from cnnlab.store import RunRecord, RunStore
-from cnnlab.train.hardware import resolve_device, resolve_precision, use_precision
-from cnnlab.train.lifecycle import (
-    Checkpointer,
-    EarlyStopping,
-    EpochCallback,
-    EpochEnd,
-    Heartbeat,
-    ProgressLine,
-    Pruned,
-    Pruning,
-    RunLife,
-    StoreLogger,
-    print_closing,
-)
-from cnnlab.train.loop import Interrupted, StopFlag, autocast_context
-from cnnlab.train.losses import LossFn, make_loss
-from cnnlab.train.optimizers import make_optimizer
-from cnnlab.train.run import (
-    LOST,
-    checkpoint_state,
-    count_params,
-    device_label,
+from cnnlab.train.engine import CellRun, Engine
+from cnnlab.train.hardware import device_label, resolve_device, resolve_precision, use_precision
+from cnnlab.train.lifecycle import EarlyStopping, EpochCallback, EpochEnd, RunLife
+from cnnlab.train.loop import (
+    EpochResult,
+    Interrupted,
+    StopFlag,
+    autocast_context,
     evaluation_metrics,
     on_device,
-    set_threads,
-    stop_on_signals,
-    train_experiment,
 )
+from cnnlab.train.losses import LossFn, make_loss
+from cnnlab.train.optimizers import make_optimizer
+from cnnlab.train.recipe import Recipe
+from cnnlab.train.schedules import set_lr
+from cnnlab.train.single import checkpoint_state, count_params
+from cnnlab.train.stacked_optimizer import VMAP_OPTIMIZERS, StackedOptimizer
 
 # Experiment keys that may differ between the cells of one vmapped group.
 PER_CELL_KEYS = ("seed", "name", "train.lr", "train.momentum", "train.weight_decay", "train.nesterov")
-VMAP_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 # Called with (cell index, epoch, metrics) after each epoch of each cell; may raise Pruned.
 CellHook = Callable[[int, int, dict[str, float]], None]
-
-
-class VmapUnsupported(ValueError):
-    """These cells cannot be trained together faithfully; the message says why."""
 
 
 # -- grouping and support ---------------------------------------------------------------------
@@ -194,205 +179,6 @@ def optimizer_unsupported(exp: Experiment) -> str | None:
     return None
 
 
-# -- the functional optimizer -----------------------------------------------------------------
-
-
-def _cells(values: Tensor, like: Tensor) -> Tensor:
-    """Per-cell values of shape [K] as [K, 1, ...] in ``like``'s dtype, to broadcast over a
-    stacked [K, ...] tensor."""
-    out = values.to(like.dtype) if values.dtype != torch.bool else values
-    return out.view(-1, *([1] * (like.ndim - 1)))
-
-
-def sgd_update(
-    param: Tensor,
-    grad: Tensor,
-    momentum_buffer: Tensor | None,
-    *,
-    lr: Tensor,
-    momentum: Tensor | None = None,
-    weight_decay: Tensor | None = None,
-    nesterov: Tensor | None = None,
-) -> tuple[Tensor, Tensor | None]:
-    """One `torch.optim.SGD` step (dampening 0) of stacked [K, ...] ``param``; hyperparameters
-    are per-cell [K] tensors (None: zero / off for every cell). The first step's momentum buffer
-    is the gradient itself, as in torch. Returns the new parameter and momentum buffer."""
-    d_p = grad if weight_decay is None else grad + _cells(weight_decay, param) * param
-    buf = None
-    if momentum is not None:
-        m = _cells(momentum, param)
-        buf = d_p.clone() if momentum_buffer is None else momentum_buffer * m + d_p
-        d_p = buf if nesterov is None else torch.where(_cells(nesterov, param), d_p + m * buf, buf)
-    return param - _cells(lr, param) * d_p, buf
-
-
-def adam_update(
-    param: Tensor,
-    grad: Tensor,
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    step: int,
-    *,
-    lr: Tensor,
-    weight_decay: Tensor | None = None,
-    betas: tuple[float, float] = (0.9, 0.999),
-    eps: float = 1e-8,
-    decoupled: bool = False,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """One `torch.optim.Adam` (``decoupled``: `AdamW`) step number ``step`` (1-based) of
-    stacked [K, ...] ``param`` with per-cell [K] ``lr`` and ``weight_decay``: L2 added to the
-    gradient (Adam) or ``param *= 1 - lr·wd`` first (AdamW), bias-corrected moments, ``eps`` added
-    to the corrected square root. Returns the new parameter, exp_avg and exp_avg_sq."""
-    beta1, beta2 = betas
-    if weight_decay is not None:
-        if decoupled:
-            param = param * _cells(1 - lr * weight_decay, param)
-        else:
-            grad = grad + _cells(weight_decay, param) * param
-    exp_avg = exp_avg.lerp(grad, 1 - beta1)
-    exp_avg_sq = torch.addcmul(exp_avg_sq * beta2, grad, grad, value=1 - beta2)
-    bias_correction1 = 1 - beta1**step
-    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-    step_size = _cells(-(lr / bias_correction1), param)
-    denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
-    return param + step_size * exp_avg / denom, exp_avg, exp_avg_sq
-
-
-def rmsprop_update(
-    param: Tensor,
-    grad: Tensor,
-    square_avg: Tensor,
-    momentum_buffer: Tensor | None,
-    *,
-    lr: Tensor,
-    momentum: Tensor | None = None,
-    weight_decay: Tensor | None = None,
-    alpha: float = 0.99,
-    eps: float = 1e-8,
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One (uncentred) `torch.optim.RMSprop` step of stacked [K, ...] ``param`` with per-cell
-    [K] ``lr``, ``momentum`` and ``weight_decay``; cells with momentum 0 take torch's
-    no-momentum path. Returns the new parameter, square_avg and momentum buffer."""
-    if weight_decay is not None:
-        grad = grad + _cells(weight_decay, param) * param
-    square_avg = torch.addcmul(square_avg * alpha, grad, grad, value=1 - alpha)
-    avg = square_avg.sqrt().add_(eps)
-    neg_lr = _cells(-lr, param)
-    plain = param + neg_lr * grad / avg
-    if momentum is None:
-        return plain, square_avg, None
-    m = _cells(momentum, param)
-    buf = momentum_buffer * m + grad / avg if momentum_buffer is not None else grad / avg
-    return torch.where(m > 0, param + neg_lr * buf, plain), square_avg, buf
-
-
-class StackedOptimizer:
-    """A functional optimizer over stacked parameters ``{name: [K, ...]}``, K cells each with
-    its own lr, momentum, weight decay and nesterov taken from its `torch.optim` param group
-    (as `make_optimizer` builds it); betas, eps and alpha must be equal across cells."""
-
-    def __init__(self, kind: str, groups: Sequence[Mapping[str, Any]], device: torch.device | str = "cpu"):
-        if kind not in VMAP_OPTIMIZERS:
-            raise VmapUnsupported(f"optimizer {kind!r} has no vmapped version")
-        self.kind = kind
-        self.groups = [dict(g) for g in groups]
-
-        def per_cell(key: str, dtype: torch.dtype = torch.float64) -> Tensor:
-            return torch.tensor([g.get(key, 0) for g in groups], dtype=dtype, device=device)
-
-        self.lr = per_cell("lr")
-        self.momentum = per_cell("momentum")
-        self.weight_decay = per_cell("weight_decay")
-        self.nesterov = per_cell("nesterov", torch.bool)
-        for key in ("betas", "eps", "alpha"):
-            if len({str(g.get(key)) for g in groups}) > 1:
-                raise VmapUnsupported(f"optimizer {key} differs between cells")
-        first = groups[0]
-        self.betas: tuple[float, float] = tuple(first.get("betas", (0.9, 0.999)))  # type: ignore[assignment]
-        self.eps = float(first.get("eps", 1e-8))
-        self.alpha = float(first.get("alpha", 0.99))
-        self.steps = 0
-        self.state: dict[str, dict[str, Tensor]] = {}
-
-    def _uses(self, key: str) -> bool:
-        # From the Python copies of the groups: no device sync per step.
-        return any(group.get(key, 0) for group in self.groups)
-
-    def step(self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor],
-             mask: Tensor | None = None) -> dict[str, Tensor]:
-        """New parameters after one step; cells where the bool [K] ``mask`` is False keep their
-        parameters and optimizer state unchanged."""
-        self.steps += 1
-        momentum = self.momentum if self._uses("momentum") else None
-        weight_decay = self.weight_decay if self._uses("weight_decay") else None
-        nesterov = self.nesterov if self._uses("nesterov") else None
-        out: dict[str, Tensor] = {}
-        for name, param in params.items():
-            grad = grads[name]
-            state = self.state.setdefault(name, {})
-            new_state: dict[str, Tensor | None]
-            if self.kind == "sgd":
-                new, buf = sgd_update(param, grad, state.get("momentum_buffer"), lr=self.lr,
-                                      momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
-                new_state = {"momentum_buffer": buf}
-            elif self.kind in ("adam", "adamw"):
-                new, exp_avg, exp_avg_sq = adam_update(
-                    param, grad, state.get("exp_avg", torch.zeros_like(param)),
-                    state.get("exp_avg_sq", torch.zeros_like(param)), self.steps, lr=self.lr,
-                    weight_decay=weight_decay, betas=self.betas, eps=self.eps,
-                    decoupled=self.kind == "adamw")
-                new_state = {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
-            else:
-                new, square_avg, buf = rmsprop_update(
-                    param, grad, state.get("square_avg", torch.zeros_like(param)),
-                    state.get("momentum_buffer"), lr=self.lr, momentum=momentum,
-                    weight_decay=weight_decay, alpha=self.alpha, eps=self.eps)
-                new_state = {"square_avg": square_avg, "momentum_buffer": buf}
-            keep = None if mask is None else _cells(mask, param)
-            out[name] = new if keep is None else torch.where(keep, new, param)
-            for key, value in new_state.items():
-                if value is None:
-                    continue
-                old = state.get(key)
-                state[key] = value if keep is None or old is None else torch.where(keep, value, old)
-        return out
-
-    def select(self, index: Tensor) -> None:
-        """Keep only the cells at ``index`` (positions in the stack), in that order."""
-        index = index.to(self.lr.device)
-        self.lr, self.momentum = self.lr[index], self.momentum[index]
-        self.weight_decay, self.nesterov = self.weight_decay[index], self.nesterov[index]
-        self.groups = [self.groups[i] for i in index.tolist()]
-        for state in self.state.values():
-            for key, value in state.items():
-                state[key] = value[index.to(value.device)]
-
-    def torch_state(self, position: int,
-                    params: Sequence[tuple[str, nn.Parameter]]) -> dict[str, dict[str, Tensor]]:
-        """The state `torch.optim` would hold for the cell at ``position``, keyed by the
-        cell's own parameter names; ``params`` are that cell's named parameters."""
-        out: dict[str, dict[str, Tensor]] = {}
-        group = self.groups[position]
-        for name, _ in params:
-            state = self.state.get(name, {})
-            entry: dict[str, Tensor] = {}
-            if self.kind == "sgd":
-                if group["momentum"] != 0 and "momentum_buffer" in state:
-                    entry["momentum_buffer"] = state["momentum_buffer"][position].clone()
-            else:
-                entry["step"] = torch.tensor(float(self.steps), dtype=torch.float32)
-                if self.kind in ("adam", "adamw"):
-                    entry["exp_avg"] = state["exp_avg"][position].clone()
-                    entry["exp_avg_sq"] = state["exp_avg_sq"][position].clone()
-                else:
-                    entry["square_avg"] = state["square_avg"][position].clone()
-                    if group["momentum"] > 0:
-                        entry["momentum_buffer"] = state["momentum_buffer"][position].clone()
-            if entry and self.steps > 0:
-                out[name] = entry
-        return out
-
-
 # -- losses that work under vmap --------------------------------------------------------------
 
 
@@ -401,17 +187,8 @@ def vmap_loss(name: str) -> LossFn:
     return make_loss(name)
 
 
-# -- training ---------------------------------------------------------------------------------
 
-
-@dataclass
-class CellResult:
-    """One cell's outcome: its epochs' metrics, final status (as a stored run's) and error."""
-
-    epochs: list[dict[str, float]] = field(default_factory=list)
-    status: str = "running"
-    error: str | None = None
-    seconds: float = 0.0
+# -- the stepper ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -427,15 +204,18 @@ class _Data:
 
 
 class VmapCells:
-    """A group of cells prepared for vmapped training: data loaded, models built and checked.
+    """K cells of one group as the engine's stepper: data loaded, models built and checked, the
+    weights stacked and stepped together (cell i is ``exps[i]``).
 
     Everything that can fail on a bad setting happens in the constructor (ConfigError for bad
     settings, `VmapUnsupported` when the cells cannot be vmapped), before anything is stored;
-    `run` then trains. ``data``: None loads each distinct (data, seed) of the cells with
-    `load_data`; one bundle is used by every cell; a sequence gives one bundle per cell.
-    ``device``: None resolves the cells' ``train.device`` as a separate run would. After `run`,
-    ``models[i]`` holds cell i's final weights (those of its last evaluated epoch) and
-    ``results[i]`` its outcome."""
+    `cnnlab.train.engine.Engine` then trains. ``data``: None loads each distinct (data, seed) of
+    the cells with `load_data`; one bundle is used by every cell; a sequence gives one bundle per
+    cell. ``device``: None resolves the cells' ``train.device`` as a separate run would. Each cell
+    has its own training recipe (`cnnlab.train.recipe.Recipe`): its schedule sets its lr in the
+    stacked optimizer before every step, its augmentation draws from its own shuffle generator
+    exactly what its separate run draws. ``models[i]`` holds cell i's weights of its last
+    evaluated epoch."""
 
     def __init__(
         self,
@@ -443,7 +223,6 @@ class VmapCells:
         data: DataBundle | Sequence[DataBundle] | None = None,
         *,
         device: torch.device | str | None = None,
-        stop: StopFlag | None = None,
     ) -> None:
         if not exps:
             raise ValueError("no cells to train")
@@ -461,7 +240,6 @@ class VmapCells:
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         use_precision(self.device, self.precision)
-        self.stop = stop
         self.bundles = self._bundles(data)
 
         models = []
@@ -482,13 +260,33 @@ class VmapCells:
             models = [m.to(memory_format=torch.channels_last) for m in models]
         self.models = models
         self.n_params = count_params(models[0])
-        self.results = [CellResult() for _ in exps]
 
         unique: dict[int, _Data] = {}
         for bundle in self.bundles:
             if id(bundle) not in unique:
                 unique[id(bundle)] = self._on_device(bundle)
         self.data = [unique[id(bundle)] for bundle in self.bundles]
+        self.train_images = len(self.data[0].train)
+        if any(len(d.train) != self.train_images for d in self.data):
+            raise ValueError("the cells' training splits differ in size")
+
+        self.recipes = [Recipe(exp, self.train_images, bundle.input_shape[-1])
+                         for exp, bundle in zip(exps, self.bundles, strict=True)]
+        self.augment = self.recipes[0].augment  # data settings are equal across a group
+        self.loss_fn = self.recipes[0].loss_fn  # so are the loss and its label smoothing
+        self.eval_loss = make_loss(cfg.loss)
+        self.generators = [torch.Generator().manual_seed(exp.seed) for exp in self.exps]
+        self.optimizer = StackedOptimizer(cfg.optimizer, [o.param_groups[0] for o in self.optimizers],
+                                          self.device)
+        self.alive = list(range(len(self.exps)))  # stack position -> cell
+        base, loss_fn = self.base, self.loss_fn
+
+        def cell_loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor,
+                      y: Tensor) -> tuple[Tensor, Tensor]:
+            logits = functional_call(base, (p, b), (x,))
+            return loss_fn(logits, y), logits
+
+        self.step_fn = vmap(grad_and_value(cell_loss, has_aux=True), randomness="different")
 
     def _bundles(self, data: DataBundle | Sequence[DataBundle] | None) -> list[DataBundle]:
         if isinstance(data, DataBundle):
@@ -527,11 +325,94 @@ class VmapCells:
         return (f"vmap: {len(self.exps)} cells of {self.exps[0].model.name} together, {cfg.optimizer} "
                 f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, "
                 f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {self.precision}, "
-                f"{where}")
+                f"{where}" + (f"; recipe: {recipe}" if (recipe := self.recipes[0].describe()) else ""))
 
-    def _load_cell(self, cell: int, position: int) -> nn.Module:
+    def early_stopping(self, cell: int) -> EarlyStopping:
+        """The cell's early stopping, as a separate run of it sets it up."""
+        return EarlyStopping.configured(self.cfg, enabled=self.data[cell].val is not None)
+
+    # -- the stepper protocol (`cnnlab.train.engine.Stepper`) --
+
+    def train_epoch(self, epoch: int, stop: StopFlag,
+                    on_batch: Callable[[int, float, float], None] | None) -> dict[int, EpochResult]:
+        """One epoch of every cell in the stack, one vmapped step per batch. A cell whose loss
+        becomes NaN/inf is masked from that step on (frozen at the weights before it) and
+        reported diverged. ``on_batch`` is not called: K cells have no one running loss."""
+        cfg, device, n, k = self.cfg, self.device, self.train_images, len(self.alive)
+        start = time.perf_counter()
+        orders = torch.stack([torch.randperm(n, generator=self.generators[c]) for c in self.alive]).to(device)
+        groups = self._data_groups(self.alive)
+        loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
+        correct = torch.zeros(k, dtype=torch.int64, device=device)
+        seen = torch.zeros(k, dtype=torch.int64, device=device)
+        active = torch.ones(k, dtype=torch.bool, device=device)
+        first_step = (epoch - 1) * -(-n // cfg.batch_size)
+        scheduled = any(self.recipes[c].scheduled for c in self.alive)
+        for step, begin in enumerate(range(0, n, cfg.batch_size)):
+            if stop.requested:
+                raise Interrupted
+            idx = orders[:, begin: begin + cfg.batch_size]
+            x, y = self._batch(idx, groups)
+            if scheduled:
+                set_lr(self.optimizer, [self.recipes[c].schedule.lr(first_step + step) for c in self.alive])
+            with autocast_context(self.precision, device.type):
+                grads, (loss, logits) = self.step_fn(self.params, self.buffers, x, y)
+            ok = active & torch.isfinite(loss)
+            loss_sum += torch.where(active, loss.detach().double() * y.shape[1], 0.0)
+            seen += torch.where(active, y.shape[1], 0)
+            correct += torch.where(ok, (logits.detach().argmax(-1) == y).sum(1), 0)
+            self.params = self.optimizer.step(self.params, grads, ok)
+            active = ok
+        seconds = time.perf_counter() - start
+        sums, hits, counts = loss_sum.tolist(), correct.tolist(), seen.tolist()
+        diverged = active.logical_not().tolist()
+        return {cell: EpochResult(sums[p] / max(counts[p], 1), hits[p] / max(counts[p], 1), counts[p],
+                                  seconds, diverged[p])
+                for p, cell in enumerate(self.alive)}
+
+    def evaluate(self, cell: int) -> dict[str, float]:
+        """The cell's metrics, from its regular model with its slice of the stacked weights."""
+        data = self.data[cell]
+        splits = {"val": data.val, "test": data.test if self.cfg.eval_test else None}
+        return evaluation_metrics(
+            self._load_cell(cell), data.bundle, splits,
+            loss_fn=self.eval_loss, normalize=data.eval_norm, batch_size=self.cfg.eval_batch_size,
+            precision=self.precision)
+
+    def lr(self, cell: int) -> float:
+        """The cell's learning rate now."""
+        return float(self.optimizer.lr[self.alive.index(cell)])
+
+    def checkpoint(self, cell: int, epoch: int, early: EarlyStopping, seconds: float) -> dict[str, Any]:
+        """The cell's checkpoint with the keys and layout a lone run writes, with a real
+        `torch.optim` state of its optimizer (its model was loaded by `evaluate`)."""
+        exp, model, data = self.exps[cell], self.models[cell], self.data[cell].bundle
+        torch_opt = self.optimizers[cell]
+        named = list(model.named_parameters())
+        torch_opt.state.clear()
+        for name, state in self.optimizer.torch_state(self.alive.index(cell), named).items():
+            torch_opt.state[dict(named)[name]] = state
+        return {**checkpoint_state(exp, data, model, torch_opt, self.generators[cell], early, epoch,
+                                   seconds, self.device), **self.recipes[cell].state()}
+
+    def recipe_callbacks(self, cell: int, early: EarlyStopping) -> list[EpochCallback]:
+        """The cell's recipe steps (plateau, restore_best); its model holds its weights then."""
+        return self.recipes[cell].callbacks(early, self.models[cell].state_dict)
+
+    def drop(self, cells: Sequence[int]) -> None:
+        """Take ended cells out of the stack."""
+        if not cells:
+            return
+        keep = [p for p, cell in enumerate(self.alive) if cell not in cells]
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.params = {name: v[index] for name, v in self.params.items()}
+        self.buffers = {name: v[index] for name, v in self.buffers.items()}
+        self.optimizer.select(index)
+        self.alive = [self.alive[p] for p in keep]
+
+    def _load_cell(self, cell: int) -> nn.Module:
         """The cell's regular model with its slice of the stacked weights copied in."""
-        model = self.models[cell]
+        model, position = self.models[cell], self.alive.index(cell)
         with torch.no_grad():
             for name, p in model.named_parameters():
                 p.copy_(self.params[name][position])
@@ -539,114 +420,6 @@ class VmapCells:
                 if name in self.buffers:
                     b.copy_(self.buffers[name][position])
         return model
-
-    def run(self, lives: Sequence[RunLife] | None = None) -> list[CellResult]:
-        """Train every cell for ``train.epochs`` epochs (or until it diverges, stops early or is
-        pruned). Each epoch of each cell ends through its `RunLife` (``lives[cell]``; None: no
-        store): early stopping first, then for a stored run its checkpoint and epoch row, then the
-        callbacks the caller gave it (a `Pruning` callback may raise `Pruned` to end that cell)."""
-        cfg, device = self.cfg, self.device
-        loss_fn = vmap_loss(cfg.loss)
-        eval_loss = make_loss(cfg.loss)
-        generators = [torch.Generator().manual_seed(exp.seed) for exp in self.exps]
-        optimizer = StackedOptimizer(cfg.optimizer, [o.param_groups[0] for o in self.optimizers], device)
-        positions: dict[int, int] = {}  # cell -> its place in the stack this epoch
-        early = [EarlyStopping(cfg.monitor, cfg.patience, cfg.min_delta, enabled=d.val is not None)
-                 for d in self.data]
-        lives = list(lives) if lives is not None else [RunLife(None, "") for _ in self.exps]
-        for cell, life in enumerate(lives):
-            stored: list[EpochCallback] = [] if life.store is None else [
-                Checkpointer(lambda epoch, cell=cell: self._checkpoint(
-                    cell, positions[cell], epoch, optimizer, generators[cell], early[cell])),
-                StoreLogger(),
-            ]
-            life.callbacks = [early[cell], *stored, *life.callbacks]
-        base = self.base
-
-        def cell_loss(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor,
-                      y: Tensor) -> tuple[Tensor, Tensor]:
-            logits = functional_call(base, (p, b), (x,))
-            return loss_fn(logits, y), logits
-
-        step_fn = vmap(grad_and_value(cell_loss, has_aux=True), randomness="different")
-        alive = list(range(len(self.exps)))  # stack position -> cell index
-        n = len(self.data[0].train)
-        if any(len(d.train) != n for d in self.data):
-            raise ValueError("the cells' training splits differ in size")
-
-        for epoch in range(1, cfg.epochs + 1):
-            if not alive:
-                break
-            epoch_start = time.perf_counter()
-            k = len(alive)
-            orders = torch.stack([torch.randperm(n, generator=generators[c]) for c in alive]).to(device)
-            groups = self._data_groups(alive)
-            loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-            correct = torch.zeros(k, dtype=torch.int64, device=device)
-            seen = torch.zeros(k, dtype=torch.int64, device=device)
-            active = torch.ones(k, dtype=torch.bool, device=device)
-            for begin in range(0, n, cfg.batch_size):
-                if self.stop is not None and self.stop.requested:
-                    raise Interrupted
-                idx = orders[:, begin: begin + cfg.batch_size]
-                x, y = self._batch(idx, groups)
-                with autocast_context(self.precision, device.type):
-                    grads, (loss, logits) = step_fn(self.params, self.buffers, x, y)
-                ok = active & torch.isfinite(loss)
-                loss_sum += torch.where(active, loss.detach().double() * y.shape[1], 0.0)
-                seen += torch.where(active, y.shape[1], 0)
-                correct += torch.where(ok, (logits.detach().argmax(-1) == y).sum(1), 0)
-                self.params = optimizer.step(self.params, grads, ok)
-                active = ok
-            train_seconds = time.perf_counter() - epoch_start
-            sums, hits, counts = loss_sum.tolist(), correct.tolist(), seen.tolist()
-            finished = active.logical_not().tolist()
-            keep = []
-            for position, cell in enumerate(alive):
-                eval_start = time.perf_counter()
-                result = self.results[cell]
-                metrics: dict[str, float] = {
-                    "train_loss": sums[position] / max(counts[position], 1),
-                    "train_acc": hits[position] / max(counts[position], 1),
-                    "lr": float(self.exps[cell].train.lr),
-                    "images_per_s": counts[position] / max(train_seconds, 1e-9),
-                }
-                data = self.data[cell]
-                model = self._load_cell(cell, position)
-                metrics.update(evaluation_metrics(
-                    model, data.bundle, {"val": data.val, "test": data.test if cfg.eval_test else None},
-                    loss_fn=eval_loss, normalize=data.eval_norm, batch_size=cfg.eval_batch_size,
-                    precision=self.precision))
-                metrics["seconds"] = train_seconds + time.perf_counter() - eval_start
-                result.seconds += metrics["seconds"]
-                result.epochs.append(metrics)
-                positions[cell] = position
-                try:
-                    ended = lives[cell].end_epoch(epoch, metrics, diverged=finished[position])
-                except Pruned as exc:
-                    result.status = "pruned"
-                    result.error = f"pruned after epoch {exc}" if str(exc) else "pruned"
-                    continue
-                except LeaseLost as exc:  # another process took this cell's run over
-                    result.status, result.error = LOST, str(exc)
-                    continue
-                if ended == "diverged":
-                    result.status = "diverged"
-                    result.error = (f"loss became {metrics['train_loss']} in epoch {epoch}; stopped and "
-                                    f"kept {epoch} epochs (try a smaller train.lr)")
-                elif ended is not None:
-                    result.status = ended
-                else:
-                    keep.append(position)
-            if len(keep) < len(alive):
-                index = torch.tensor(keep, dtype=torch.long, device=device)
-                self.params = {name: v[index] for name, v in self.params.items()}
-                self.buffers = {name: v[index] for name, v in self.buffers.items()}
-                optimizer.select(index)
-                alive = [alive[p] for p in keep]
-        for cell in alive:
-            self.results[cell].status = "completed"
-        return self.results
 
     def _data_groups(self, alive: list[int]) -> list[tuple[_Data, Tensor | None]]:
         """The distinct bundles of the alive cells with their stack positions (None: all)."""
@@ -658,11 +431,12 @@ class VmapCells:
         return [(d, torch.tensor(p, dtype=torch.long, device=self.device)) for d, p in groups.values()]
 
     def _batch(self, idx: Tensor, groups: list[tuple[_Data, Tensor | None]]) -> tuple[Tensor, Tensor]:
-        """[K, B, C, H, W] normalised images and [K, B] labels of each cell's batch ``idx``."""
+        """[K, B, C, H, W] normalised (and, with augmentation, augmented) images and [K, B]
+        labels of each cell's batch ``idx``."""
         k, b = idx.shape
         if len(groups) == 1:
             data = groups[0][0]
-            x = data.train_norm(data.train.images[idx.reshape(-1)])
+            x = self._images(data, idx, self.alive)
             return x.view(k, b, *x.shape[1:]), data.train.labels[idx]
         shape = self.data[0].train.images.shape[1:]
         x = torch.empty(k, b, *shape, dtype=torch.float32, device=self.device)
@@ -670,22 +444,18 @@ class VmapCells:
         for data, positions in groups:
             assert positions is not None
             sel = idx[positions]
-            x[positions] = data.train_norm(data.train.images[sel.reshape(-1)]).view(len(positions), b, *shape)
+            cells = [self.alive[p] for p in positions.tolist()]
+            x[positions] = self._images(data, sel, cells).view(len(positions), b, *shape)
             y[positions] = data.train.labels[sel]
         return x, y
 
-    def _checkpoint(self, cell: int, position: int, epoch: int, optimizer: StackedOptimizer,
-                    generator: torch.Generator, early: EarlyStopping) -> dict[str, Any]:
-        """The cell's checkpoint with the keys and layout `_fit` writes (its model is loaded)."""
-        exp, model, data = self.exps[cell], self.models[cell], self.data[cell].bundle
-        torch_opt = self.optimizers[cell]
-        named = list(model.named_parameters())
-        torch_opt.state.clear()
-        for name, state in optimizer.torch_state(position, named).items():
-            param = dict(named)[name]
-            torch_opt.state[param] = state
-        return checkpoint_state(exp, data, model, torch_opt, generator, early, epoch,
-                                self.results[cell].seconds, self.device)
+    def _images(self, data: _Data, idx: Tensor, cells: list[int]) -> Tensor:
+        """The normalised images of ``cells``' batches ``idx`` ([cells, B]) as one [cells·B, ...]
+        tensor, each cell's block augmented from its own generator."""
+        images = data.train.images[idx.reshape(-1)]
+        if self.augment is not None:
+            images = self.augment(images, [self.generators[c] for c in cells])
+        return data.train_norm(images)
 
 
 def train_cells_vmapped(
@@ -702,11 +472,11 @@ def train_cells_vmapped(
     (as a separate run would). ``device``: None resolves ``train.device``. ``on_epoch(cell,
     epoch, metrics)`` is called per cell per epoch. A cell that diverged ends with a non-finite
     ``train_loss``. Raises `VmapUnsupported` when the cells cannot be vmapped (see
-    `vmap_unsupported`); nothing is stored (`train_sweep_cells` stores)."""
+    `vmap_unsupported`); nothing is stored (`cnnlab.train.run.train_sweep_cells` stores)."""
     cells = VmapCells(exps, data, device=device)
-    lives = [RunLife(None, "", [_CellHook(cell, on_epoch)] if on_epoch is not None else [])
-             for cell in range(len(exps))]
-    return [r.epochs for r in cells.run(lives)]
+    runs = [CellRun(RunLife(None, "", [_CellHook(cell, on_epoch)] if on_epoch is not None else []),
+                    cells.early_stopping(cell)) for cell in range(len(exps))]
+    return [run.epochs for run in Engine(cells, runs, epochs=cells.cfg.epochs).run()]
 
 
 @dataclass
@@ -718,107 +488,3 @@ class _CellHook(EpochCallback):
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         self.hook(self.cell, end.epoch, end.metrics)
-
-
-def train_sweep_cells(
-    exps: Sequence[Experiment],
-    store: RunStore,
-    *,
-    sweep: str | None = None,
-    trials: Sequence[int | None] | None = None,
-    console: Console | None = None,
-    on_epoch: CellHook | None = None,
-    batched: bool | None = None,
-    on_create: Callable[[int, str], None] | None = None,
-) -> list[RunRecord]:
-    """Train and store one run per cell of ``exps``, vmapping each `vmap_groups` group that can
-    be; returns the stored runs in the order of ``exps``.
-
-    ``batched``: None vmaps only groups whose device is a CUDA GPU (on the CPU the vmapped
-    grouped-convolution backward is slower than separate runs: measured 2× slower with one
-    thread and far worse with two), True vmaps wherever possible, False never. Groups of one
-    cell, and groups `VmapCells` refuses (BatchNorm, unsupported optimizer option, a model that
-    fails under vmap), are trained one at a time by `train_experiment`. Each
-    vmapped cell gets its own run with the arguments `train_experiment` uses (``sweep``,
-    ``trials[i]``), its epochs, `_fit`'s summary fields and a checkpoint per kept epoch at
-    ``store.checkpoint_path(id)``. ``on_epoch(cell, epoch, metrics)`` (cell: index into
-    ``exps``) sees every stored epoch that did not diverge, after its checkpoint, and may raise
-    `Pruned`. Ctrl-C or SIGTERM marks the unfinished runs interrupted (each can then be resumed
-    on its own) and starts no further cells: the list then holds only the runs that exist, in
-    the order of ``exps``. ``on_create(cell, run_id)`` learns each run's id as it is stored.
-    Mid-run resume of a vmapped group as a group is not supported."""
-    console = console or Console()
-    trials = list(trials) if trials is not None else [None] * len(exps)
-    if len(trials) != len(exps):
-        raise ValueError(f"{len(trials)} trial numbers for {len(exps)} cells")
-    records: dict[int, RunRecord] = {}
-    for group in vmap_groups(exps):
-        if any(r.status == "interrupted" for r in records.values()):
-            break
-        cells = [exps[i] for i in group]
-        prepared: VmapCells | None = None
-        why = None
-        if len(group) > 1 and batched is None and resolve_device(cells[0].train.device).type != "cuda":
-            why = "vmapped training is slower than separate runs on the CPU (batched=True forces it)"
-        elif len(group) > 1 and batched is not False:
-            set_threads(cells[0].train.threads)
-            try:
-                prepared = VmapCells(cells, stop=StopFlag())
-            except VmapUnsupported as exc:
-                why = str(exc)
-        if why is not None:
-            console.print(f"vmap: {len(group)} cells of {cells[0].model.name} train one at a time: {why}",
-                          highlight=False, soft_wrap=True, markup=False)
-        if prepared is None:
-            for i in group:
-                if any(r.status == "interrupted" for r in records.values()):
-                    break
-                hook = None if on_epoch is None else (
-                    lambda epoch, metrics, i=i: on_epoch(i, epoch, metrics))
-                records[i] = train_experiment(
-                    exps[i], store, console=console, progress=False, on_epoch=hook, sweep=sweep,
-                    trial=trials[i], on_create=None if on_create is None else partial(on_create, i)).record
-            continue
-        for i, record in zip(group, _train_group(prepared, group, store, sweep, trials, console, on_epoch,
-                                                 on_create), strict=True):
-            records[i] = record
-    return [records[i] for i in range(len(exps)) if i in records]
-
-
-def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str | None,
-                 trials: list[int | None], console: Console, on_epoch: CellHook | None,
-                 on_create: Callable[[int, str], None] | None) -> list[RunRecord]:
-    lives = []
-    for i, exp in zip(group, cells.exps, strict=True):
-        life = RunLife.create(store, exp, precision=cells.precision, n_params=cells.n_params,
-                              device=device_label(cells.device), sweep=sweep, trial=trials[i],
-                              on_create=None if on_create is None else partial(on_create, i))
-        life.callbacks = [ProgressLine(cells.cfg.epochs, partial(_print, console), prefix=f"{life.id} ")]
-        if on_epoch is not None:
-            life.callbacks.append(Pruning(partial(on_epoch, i)))
-        lives.append(life)
-    console.print(cells.describe() + f"; runs {', '.join(life.id for life in lives)}", highlight=False,
-                  soft_wrap=True, markup=False)
-    try:
-        with stop_on_signals(cells.stop or StopFlag()), Heartbeat(lives):
-            cells.run(lives)
-    except (Interrupted, KeyboardInterrupt):
-        for life, result in zip(lives, cells.results, strict=True):
-            if result.status == "running":
-                result.status = "interrupted"
-                result.error = "interrupted by Ctrl-C or SIGTERM; continue with --resume " + life.id
-    except BaseException as exc:
-        for result in cells.results:
-            if result.status == "running":
-                result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        for life, result in zip(lives, cells.results, strict=True):
-            if result.status != LOST:
-                life.finish(result.status, result.error, result.seconds)
-    return [life.record() if result.status == LOST else print_closing(life, console)
-            for life, result in zip(lives, cells.results, strict=True)]
-
-
-def _print(console: Console, line: str) -> None:
-    console.print(line, highlight=False, soft_wrap=True, markup=False)
