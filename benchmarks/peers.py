@@ -21,7 +21,10 @@ and median over all timed epochs), the ratio of Keras' median to each contender'
 average around each run.
 
     python benchmarks/peers.py --setup [--keras-venv ~/.cache/cnnlab/keras-venv] \\
-        [--data-root DIR | --train-images 10240] [--epochs 4] [--rounds 3]
+        [--data-root DIR | --train-images 10240] [--epochs 4] [--rounds 3] [--busy 0,2]
+
+``--busy 0,2`` runs every contender on its own (0) and beside two busy-looping processes (2), the
+levels interleaved within each round, one table per level.
 
 This file is also the worker (``--worker NAME``): only the standard library and NumPy are imported
 at the top, so it runs in the Keras environment, which has no torch.
@@ -106,7 +109,9 @@ def keras_worker(args: argparse.Namespace) -> None:
 
 
 def cnnlab_worker(args: argparse.Namespace) -> None:
-    """cnnlab as a user runs it: the example file, a run store, every epoch stored."""
+    """cnnlab as a user runs it: the example file, a run store, every epoch stored (cnnlab imported
+    before torch, as `cnnlab train` and `import cnnlab` do, so it chooses OpenMP's wait policy)."""
+    import cnnlab  # noqa: F401, I001  first, see above
     import torch
 
     from cnnlab.checks import load_experiment
@@ -130,17 +135,39 @@ WORKERS = {"keras": keras_worker, "cnnlab": cnnlab_worker}
 # ---- driver -----------------------------------------------------------------------------------
 
 
+def spin(seconds: float) -> None:
+    """A competing CPU-bound process: busy-loop in Python for ``seconds``."""
+    end = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < end:
+        count += 1
+
+
 def run_worker(python: str, worker: str, args: argparse.Namespace, data: Path,
-               overrides: tuple[str, ...] = ()) -> dict:
-    """Run one contender in a fresh process; returns its result or {'skipped': reason}."""
+               overrides: tuple[str, ...] = (), busy: int = 0) -> dict:
+    """Run one contender in a fresh process beside ``busy`` busy-looping processes; returns its
+    result or {'skipped': reason}."""
+    import multiprocessing
+
     cmd = [python, str(Path(__file__).resolve()), "--worker", worker, "--data", str(data),
            "--epochs", str(args.epochs), *(f"--set={o}" for o in overrides)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    load = os.getloadavg()[0]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for name in ("OMP_WAIT_POLICY", "CNNLAB_SET_OMP_WAIT_POLICY"):  # a fresh shell's environment
+        env.pop(name, None)
+    competitors = [multiprocessing.Process(target=spin, args=(24 * 3600,), daemon=True)
+                   for _ in range(busy)]
+    for process in competitors:
+        process.start()
+    try:
+        load = os.getloadavg()[0]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    finally:
+        for process in competitors:
+            process.terminate()
+            process.join()
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT):
-            return {**json.loads(line[len(RESULT):]), "load": (load, os.getloadavg()[0])}
+            return {**json.loads(line[len(RESULT):]), "load": (load, os.getloadavg()[0]), "busy": busy}
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     return {"skipped": f"worker exited with {proc.returncode}: {lines[-1] if lines else 'no output'}"}
 
@@ -190,6 +217,9 @@ def main() -> None:
                         help="size of the stand-in's training set (with no --data-root)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run; the first is warm-up")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--busy", default="0",
+                        help="competing busy-looping processes during each run, e.g. 0,2: each level "
+                        "gets its own table")
     parser.add_argument("--one-thread", action="store_true",
                         help="also run cnnlab's defaults with train.threads = 1 (for a busy machine)")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
@@ -216,7 +246,9 @@ def main() -> None:
     if args.one_thread:
         contenders.append((f"cnnlab defaults but train.threads = 1 ({auto})", "cnnlab",
                            ("train.threads=1",)))
-    results: dict[str, list[dict]] = {label: [] for label, _, _ in contenders}
+    levels = [int(level) for level in args.busy.split(",")]
+    results: dict[int, dict[str, list[dict]]] = {
+        level: {label: [] for label, _, _ in contenders} for level in levels}
     with tempfile.TemporaryDirectory() as tmp:
         if args.data_root is not None:
             data, what = args.data_root, f"CIFAR-10 pickles from {args.data_root}"
@@ -227,31 +259,38 @@ def main() -> None:
                     f"{args.train_images:,} training images)")
         for round_ in range(args.rounds):
             shift = round_ % len(contenders)
-            for label, worker, overrides in contenders[shift:] + contenders[:shift]:
-                if worker == "keras" and python is None:
-                    result = {"skipped": reason}
-                else:
-                    result = run_worker(python if worker == "keras" else sys.executable, worker, args,
-                                        data, overrides)
-                results[label].append(result)
-                done = result.get("skipped") or (
-                    "epochs " + ", ".join(f"{s:.2f}" for s in result["seconds"]) + " s; load "
-                    + "→".join(f"{x:.1f}" for x in result["load"]))
-                print(f"round {round_ + 1}, {label}: {done}", file=sys.stderr, flush=True)
+            for level in levels:
+                for label, worker, overrides in contenders[shift:] + contenders[:shift]:
+                    if worker == "keras" and python is None:
+                        result = {"skipped": reason}
+                    else:
+                        result = run_worker(python if worker == "keras" else sys.executable, worker, args,
+                                            data, overrides, busy=level)
+                    results[level][label].append(result)
+                    done = result.get("skipped") or (
+                        "epochs " + ", ".join(f"{s:.2f}" for s in result["seconds"]) + " s; load "
+                        + "→".join(f"{x:.1f}" for x in result["load"]))
+                    print(f"round {round_ + 1}, {level} busy, {label}: {done}", file=sys.stderr, flush=True)
 
-    versions = {r["version"] for runs in results.values() for r in runs if "version" in r}
+    versions = {r["version"] for level in results.values() for runs in level.values() for r in runs
+                if "version" in r}
     print(f"machine: {machine()}")
     print(f"data: {what}; 80% trained, 20% validated each epoch; batch 256, RMSprop; "
           f"{args.rounds} rounds of {args.epochs} epochs (first left out); {', '.join(sorted(versions))}")
-    print()
-    print("| contender | epochs timed | s/epoch min | s/epoch median | vs Keras (median) | "
-          "final val acc per round | load average |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
-    for row in summary_rows(results):
-        print(row)
-    params = {label: runs[0]["params"] for label, runs in results.items() if runs and "params" in runs[0]}
-    if len(set(params.values())) > 1:
-        print(f"\nwarning: parameter counts differ: {params}")
+    for level, by_label in results.items():
+        print()
+        print(f"{level} competing busy-looping process{'es' * (level != 1)}:" if level else "no competing "
+              "processes (besides whatever else runs on the machine):")
+        print()
+        print("| contender | epochs timed | s/epoch min | s/epoch median | vs Keras (median) | "
+              "final val acc per round | load average |")
+        print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+        for row in summary_rows(by_label):
+            print(row)
+        params = {label: runs[0]["params"] for label, runs in by_label.items()
+                  if runs and "params" in runs[0]}
+        if len(set(params.values())) > 1:
+            print(f"\nwarning: parameter counts differ: {params}")
 
 
 if __name__ == "__main__":

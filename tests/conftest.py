@@ -1,4 +1,5 @@
-"""Fixtures shared by the test files: a run store in a temporary folder, and CNNLAB_HOME there."""
+"""Fixtures shared by the test files: a run store in a temporary folder, CNNLAB_HOME there, and
+cnnlab's cache folder in a temporary folder for every test."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from pathlib import Path
 import pytest
 
 from cnnlab.store import RunStore
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """cnnlab's cache folder (decoded image folders) in a fresh temporary folder for every test,
+    never the user's ~/.cache/cnnlab; subprocesses a test starts inherit it."""
+    folder = tmp_path_factory.mktemp("cnnlab-cache")
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from cnnlab.analyze import diagnose
 from cnnlab.analyze.diagnose import (
@@ -292,3 +295,96 @@ def test_the_issues_slow_run_with_validation_falling_is_not_called_healthy():
     assert finding.kind == STEP_TOO_SMALL
     assert "training accuracy is 23.00% at epoch 3" in finding.evidence
     assert "validation accuracy 19.75% → 15.25%, within the noise (±5.6" in finding.evidence
+
+
+# --- advice: never the setting the run already has; train longer first; the monitored best epoch ---
+
+CURVE_SHAPES = {
+    "mse sgd at chance": REAL_MSE_SGD,
+    "slow sgd": REAL_CE_SGD,
+    "lr 1 at chance": REAL_LR_1,
+}
+
+
+def _advised(advice: str) -> list[tuple[str, str]]:
+    """``key=value`` settings an advice names."""
+    import re
+
+    return re.findall(r"\b((?:train|model|data)\.[a-z_]+)=([^\s,;:)]+)", advice)
+
+
+def _curve(shape: str, epochs: int) -> list[dict]:
+    if shape in CURVE_SHAPES:
+        return CURVE_SHAPES[shape]
+    if shape == "overfitting":
+        half = epochs // 2
+        val = np.concatenate([np.linspace(1.0, 0.3, half), np.linspace(0.32, 0.6, epochs - half)])
+        return rows(np.linspace(1.0, 0.01, epochs), val, np.linspace(0.7, 0.999, epochs), 0.9 - 0.5 * val / 3)
+    # still rising at the end
+    acc = np.linspace(0.5, 0.95, epochs)
+    return rows(1 - acc, 1.05 - acc, acc, acc - 0.01)
+
+
+
+
+@hypothesis_settings(max_examples=150, deadline=None)
+@given(
+    shape=st.sampled_from([*CURVE_SHAPES, "overfitting", "rising"]),
+    optimizer=st.sampled_from(["sgd", "adam", "adamw", "rmsprop"]),
+    loss=st.sampled_from(["mse", "cross_entropy", "nll"]),
+    lr=st.sampled_from([1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0]),
+    epochs=st.integers(1, 120),
+    planned_extra=st.integers(0, 60),
+    monitor=st.sampled_from(["val_loss", "val_acc"]),
+    patience=st.sampled_from([0, 5]),
+    batch=st.sampled_from([32, 128, 256]),
+    dataset=st.sampled_from(["mnist-sample", "mnist", "cifar10"]),
+)
+def test_advice_never_names_the_setting_the_run_already_has(
+    shape, optimizer, loss, lr, epochs, planned_extra, monitor, patience, batch, dataset
+):
+    data = _curve(shape, max(epochs, 6))
+    run = {"data.dataset": dataset, "data.val": 0.1, "train.optimizer": optimizer, "train.loss": loss,
+           "train.lr": lr, "train.epochs": len(data) + planned_extra, "train.monitor": monitor,
+           "train.patience": patience, "train.batch_size": batch}
+    for finding in diagnose_epochs(data, settings=run):
+        for key, value in _advised(finding.advice):
+            current = run.get(key)
+            assert current is None or str(value) != f"{current:g}" if isinstance(current, float) else (
+                str(value) != str(current)
+            ), (finding.kind, finding.advice)
+        if patience:
+            assert "(train.patience)" not in finding.advice
+
+
+def test_few_optimizer_steps_say_train_longer_first():
+    settings = {**SAMPLE, "train.loss": "mse", "train.optimizer": "sgd", "train.lr": 0.01, "train.epochs": 3,
+                "train.batch_size": 128}
+    (finding,) = diagnose_epochs(REAL_MSE_SGD, settings=settings)
+    assert finding.advice.startswith(
+        "train longer first (train.epochs=6): the run took only 87 optimizer steps"
+    )
+    assert "or use train.optimizer=adam" in finding.advice
+    adam = {**settings, "train.optimizer": "adam", "train.loss": "cross_entropy"}
+    (finding,) = diagnose_epochs(REAL_MSE_SGD, settings=adam)
+    assert "train.optimizer=adam" not in finding.advice and "train.loss=cross_entropy" not in finding.advice
+
+
+def test_overfitting_keeps_the_best_epoch_of_the_monitored_metric():
+    val_loss = np.concatenate([np.linspace(1.0, 0.3, 29), np.linspace(0.31, 0.8, 31)])
+    val_acc = np.concatenate([np.linspace(0.7, 0.9, 54), np.linspace(0.899, 0.89, 6)])  # peaks at epoch 54
+    data = rows(np.linspace(1.0, 0.01, 60), val_loss, np.linspace(0.7, 0.999, 60), val_acc)
+    found = diagnose_epochs(data, settings={"train.monitor": "val_acc"})
+    (by_acc,) = [f for f in found if f.kind == OVERFITTING]
+    assert "keep the model of epoch 54, the best by val_acc (train.monitor)" in by_acc.advice
+    (by_loss,) = [f for f in diagnose_epochs(data, settings={}) if f.kind == OVERFITTING]
+    assert "keep the model of epoch 29, the best by val_loss (train.monitor)" in by_loss.advice
+
+
+def test_flat_at_exactly_chance_is_not_called_bouncing():
+    data = [{"epoch": e, "train_loss": 2.31 - 0.001 * e, "train_acc": 0.1, "val_loss": 2.30 + 0.01 * (e % 2),
+             "val_acc": 0.1} for e in range(1, 6)]
+    (finding,) = diagnose_epochs(data, settings={"train.optimizer": "adam", "train.lr": 0.1})
+    assert finding.kind == STEP_TOO_LARGE
+    assert "bounces" not in finding.evidence
+    assert "validation accuracy is exactly 10.00% at every epoch" in finding.evidence

@@ -3,6 +3,7 @@ with DataFrames, figures and escaped HTML; unknown runs, bad input and Ctrl-C ha
 
 from __future__ import annotations
 
+import html
 import inspect
 import os
 import signal
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 import cnnlab
 from cnnlab.cli import app
-from cnnlab.errors import ConfigError, DataError, StoreError, UnknownRunError
+from cnnlab.errors import ConfigError, StoreError, UnknownRunError
 from cnnlab.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,15 +163,29 @@ def test_predict_arrays_and_files(trained, tmp_path):
     path = tmp_path / "bar.png"
     Image.fromarray(255 - digits[0]).save(path)
     from_file = trained.predict([path])
-    assert list(from_file.index) == [str(path)] and np.isclose(from_file.to_numpy().sum(), 1.0, atol=1e-5)
+    assert list(from_file.index) == [str(path)] and list(from_file.columns) == [*trained.classes, "error"]
+    assert np.isclose(from_file[trained.classes].to_numpy().sum(), 1.0, atol=1e-5)
+    assert from_file.loc[str(path), "error"] == ""
 
 
 def test_predict_refuses_what_does_not_fit(trained, tmp_path):
     with pytest.raises(ConfigError, match=r"images: 'array of shape \(2, 1, 32, 32\)' does not fit"):
         trained.predict(np.zeros((2, 1, 32, 32), dtype=np.uint8))
+
+
+def test_predict_gives_a_row_per_file_with_its_error_as_the_cli_does(trained, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not an image")
-    with pytest.raises(DataError, match=r"broken\.png"):
-        trained.predict([tmp_path / "broken.png"])
+    good = tmp_path / "bar.png"
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[6:22, 12:16] = 255
+    Image.fromarray(255 - digit).save(good)
+    missing, broken = tmp_path / "missing.png", tmp_path / "broken.png"
+    frame = trained.predict([missing, good, broken])
+    assert list(frame.index) == [str(missing), str(good), str(broken)]
+    assert "missing.png" in frame.loc[str(missing), "error"] and frame.loc[str(broken), "error"]
+    assert frame.loc[str(missing), trained.classes].isna().all()
+    assert frame.loc[str(good), "error"] == ""
+    assert np.isclose(frame.loc[str(good), trained.classes].sum(), 1.0, atol=1e-5)
 
 
 def test_html_tables_escape_every_text():
@@ -250,6 +265,10 @@ def test_sweep_shares_the_cli_study_and_reports(home, tmp_path):
     assert "2 of 2 runs done" in study._repr_html_()
     files = study.report(tmp_path / "report")
     assert files.html.is_file() and "api-vs-cli" in files.html.read_text()
+    shown = files._repr_html_()  # a notebook shows a link to the report and its conclusions
+    assert f'href="{files.html.absolute().as_uri()}"' in shown
+    assert all(html.escape(sentence) in shown for sentence in study.conclusions)
+    assert str(files.html) in repr(files) and study.conclusions[0] in repr(files)
     same = cnnlab.report("api-vs-cli", output=tmp_path / "again")
     assert same.markdown.read_text().count("|") == files.markdown.read_text().count("|")
     assert [run.id for run in study.runs()] == list(results["run"])

@@ -4,6 +4,7 @@ command writes its figures and registers them; unreadable files fail alone."""
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 from pathlib import Path
 
@@ -110,8 +111,13 @@ def test_samples_grid_and_most_confident_mistakes(home, stored, tmp_path):
 
     mistakes = invoke("samples", run_id, "--grid", "10x10", "--errors", "-o", tmp_path)
     assert mistakes.exit_code == 0, mistakes.output
-    count = int(mistakes.output.split()[0])
-    assert 6 <= count <= 60 and pngs(tmp_path) == {"mistakes.png"}
+    shown, wrong = re.search(r"the (\d+) most confident of (\d+) mistakes on 60 test images",
+                             mistakes.output).groups()
+    assert shown == wrong and 6 <= int(wrong) <= 60 and pngs(tmp_path) == {"mistakes.png"}
+    few = invoke("samples", run_id, "--grid", "1x2", "--errors", "-o", tmp_path / "few.png")
+    # The grid is not the count of mistakes.
+    assert f"the 2 most confident of {wrong} mistakes on 60 test images" in few.output
+    assert (tmp_path / "few.png").is_file()  # -o names the figure's file when it ends in .png
 
     bad = invoke("samples", run_id, "--grid", "ten")
     assert bad.exit_code == 2 and "grid: 'ten' must be ROWSxCOLS" in bad.output

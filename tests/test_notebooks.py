@@ -1,5 +1,6 @@
 """The example notebooks: stored without outputs, a QUICK switch at the top, and every one runs top to
-bottom in its quick version in a real Jupyter kernel (nbclient) without an error."""
+bottom in its quick version, copied alone into an empty folder, in a real Jupyter kernel (nbclient):
+no error, nothing written outside that folder, no conclusion that orders configurations at chance."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "examples" / "notebooks"
+NOTEBOOKS = ROOT / "src" / "cnnlab" / "examples" / "notebooks"
 STUDIES = ["000-loss-x-optimizer", "001-book-cnn", "002-cifar-cnn", "003-coloured-digits",
            "004-conv-arithmetic"]
 KERNEL = "cnnlab-test"
-SWEEPS = {"000-loss-x-optimizer": 8, "002-cifar-cnn": 4, "003-coloured-digits": 3}  # runs of the quick sweep
+SWEEPS = {"000-loss-x-optimizer": 8, "002-cifar-cnn": 8, "003-coloured-digits": 6}  # runs of the quick sweep
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -51,19 +52,72 @@ def kernel(tmp_path_factory) -> str:
     return str(folder)
 
 
+def _files(folder: Path, skip: Path | None = None) -> dict[str, int]:
+    """Every file under ``folder`` (but ``skip``, caches and git's own) with its modification time."""
+    found = {}
+    for path in folder.rglob("*"):
+        parts = path.relative_to(folder).parts
+        if (skip is not None and path.is_relative_to(skip)) or {".git", "__pycache__", ".pytest_cache",
+                                                                 ".ruff_cache", ".hypothesis"} & set(parts):
+            continue
+        if path.is_file():
+            found[str(path)] = path.stat().st_mtime_ns
+    return found
+
+
+def _top_level(folder: Path) -> dict[str, int]:
+    """The files directly in ``folder`` (the repository's root, where the tests start)."""
+    return {str(path): path.stat().st_mtime_ns for path in folder.iterdir() if path.is_file()}
+
+
+def _ranked_at_chance(store_root: Path) -> list[str]:
+    """Conclusions of the quick studies that put a configuration sitting at chance into an order
+    (``A (x%) > B (y%)``), or two configurations with equal means on either side of ``>``."""
+    from cnnlab.analyze import analyze_stored
+    from cnnlab.store import RunStore
+
+    wrong = []
+    with RunStore(root=store_root) as store:
+        sweeps = sorted({r.sweep for r in store.list_runs() if r.sweep})
+        for sweep in sweeps:
+            study = analyze_stored(store, [sweep])
+            chance = 1 / 10  # every quick study classifies ten digits
+            means = {row.cell.label: row.summary.mean for row in study.ranking.rows}
+            at_chance = {label for label, mean in means.items() if mean is not None and mean < 1.5 * chance}
+            for sentence in study.conclusions.sentences():
+                if " > " not in sentence:
+                    continue
+                ordered = [label for label in means if label in sentence]
+                for part in sentence.split(" > "):
+                    if any(label in part for label in at_chance):
+                        wrong.append(f"{sweep}: at chance yet ordered: {sentence}")
+                equal = [a for a in ordered for b in ordered if a < b and means[a] == means[b]]
+                if equal:
+                    wrong.append(f"{sweep}: equal means ordered: {sentence}")
+    return wrong
+
+
 @pytest.mark.parametrize("name", STUDIES)
-def test_notebook_runs_top_to_bottom_in_a_kernel(name, kernel, tmp_path, monkeypatch):
+def test_notebook_runs_from_a_copy_writes_only_there_and_concludes_no_order_at_chance(
+        name, kernel, tmp_path, monkeypatch):
+    """The notebook alone, copied into an empty folder (as `cnnlab examples --copy` or a download
+    leaves it), finds its example files through the installed package, writes only into that folder,
+    and its quick study learns: no conclusion orders configurations that sit at chance."""
     from nbclient import NotebookClient
 
-    # A copy of examples/ so that the figures and reports a notebook writes stay out of the tree.
-    examples = tmp_path / "examples"
-    shutil.copytree(ROOT / "examples", examples, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    folder = tmp_path / "notebook"
+    folder.mkdir()
+    shutil.copy(NOTEBOOKS / f"{name}.ipynb", folder)
     monkeypatch.setenv("JUPYTER_PATH", kernel)
-    monkeypatch.setenv("CNNLAB_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.delenv("CNNLAB_HOME", raising=False)  # the run store: ./cnnlab-runs in the folder
     monkeypatch.delenv("CNNLAB_DATA_DIR", raising=False)
-    notebook = _read(name)
-    client = NotebookClient(notebook, kernel_name=KERNEL, timeout=300,
-                            resources={"metadata": {"path": str(examples / "notebooks")}})
+    watched = [(NOTEBOOKS.parent, None), (tmp_path, folder)]  # the examples, the folder around the copy
+    before = {path: mtime for top, skip in watched for path, mtime in _files(top, skip).items()}
+    before.update(_top_level(ROOT))
+    notebook = nbformat.read(folder / f"{name}.ipynb", as_version=4)
+    client = NotebookClient(notebook, kernel_name=KERNEL, timeout=600,
+                            resources={"metadata": {"path": str(folder)}})
     client.execute()  # raises CellExecutionError on the first error
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
@@ -77,6 +131,12 @@ def test_notebook_runs_top_to_bottom_in_a_kernel(name, kernel, tmp_path, monkeyp
                    and "runs done" in out.data.get("text/html", "")]
         done = SWEEPS[name]
         assert f"{done} of {done} runs done" in line.data["text/html"]
+    after = {path: mtime for top, skip in watched for path, mtime in _files(top, skip).items()}
+    after.update(_top_level(ROOT))
+    written = sorted(path for path, mtime in after.items() if before.get(path) != mtime
+                     and not path.startswith(str(tmp_path / "runtime")))
+    assert written == [], f"{name} wrote outside its folder: {written}"
+    assert _ranked_at_chance(folder / "cnnlab-runs") == []
 
 
 TRAIN_LONG = """

@@ -10,6 +10,7 @@ from rich.console import Console
 from cnnlab.checks import validate_experiment
 from cnnlab.config import QUICKSTART, ModelConfig, config_hash
 from cnnlab.models import build_model
+from cnnlab.openmp import WaitPolicy
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
 from cnnlab.train.hardware import (
@@ -127,10 +128,15 @@ def test_bf16_training_learns_like_fp32(tmp_path) -> None:
     assert acc["fp32"] > 0.8 and abs(acc["bf16"] - acc["fp32"]) <= 0.04, acc
 
 
-def test_busy_cpu_hint_only_when_every_core_is_busy_and_threads_are_automatic() -> None:
+def test_busy_cpu_hint_only_when_every_core_is_busy_threads_are_automatic_and_they_spin() -> None:
     cores = physical_cores()
-    assert busy_cpu_hint(0, 2, load=cores + 0.5) is not None
-    assert "train.threads=1" in busy_cpu_hint(0, 2, load=cores + 0.5)
-    assert busy_cpu_hint(0, 2, load=cores - 0.5) is None
-    assert busy_cpu_hint(2, 2, load=cores + 5) is None  # the user chose the thread count
-    assert busy_cpu_hint(0, 1, load=cores + 5) is None  # already one thread
+    spinning = WaitPolicy("default", "too late")
+    assert busy_cpu_hint(0, 2, load=cores + 0.5, policy=spinning) is not None
+    hint = busy_cpu_hint(0, 2, load=cores + 0.5, policy=spinning)
+    assert "train.threads=1" in hint and "import cnnlab before torch" in hint
+    active = WaitPolicy("ACTIVE", "user")
+    assert "OMP_WAIT_POLICY=PASSIVE avoids" in busy_cpu_hint(0, 2, load=cores + 1, policy=active)
+    assert busy_cpu_hint(0, 2, load=cores + 5, policy=WaitPolicy("PASSIVE", "cnnlab")) is None  # they sleep
+    assert busy_cpu_hint(0, 2, load=cores - 0.5, policy=spinning) is None
+    assert busy_cpu_hint(2, 2, load=cores + 5, policy=spinning) is None  # the user chose the thread count
+    assert busy_cpu_hint(0, 1, load=cores + 5, policy=spinning) is None  # already one thread

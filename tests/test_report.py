@@ -123,12 +123,12 @@ def test_report_contents(html):
         and "Holm&#39;s method" in html
     )
     assert "Best configuration: optimizer=adam, lr=0.001" in html
-    assert "Learns best (best validation accuracy" in html
-    assert "Most dramatic curve (fastest-falling training loss" in html
+    assert "Highest best validation accuracy (mean over" in html and "difference −" in html
+    assert "Epochs until the training loss (mean over seeds) halved" in html
     assert ">Analysis of variance</h3>" in html and "residual (seed-to-seed)" in html
     assert "Two-way ANOVA of best validation accuracy on optimizer × lr" in html
     assert 'alt="Interaction of' in html
-    assert "Most dramatic curve (loss fall speed): the epoch at which" in html
+    assert "Loss fall speed: the epoch at which" in html
 
 
 def test_diverged_and_failed_runs_are_shown(html):
@@ -196,7 +196,7 @@ def test_inspection_sections_plug_into_the_hook_and_one_seed_is_stated_plainly(h
     assert (out / "fig-filters.png").exists()
     assert "![Filters of the best run](fig-filters.png)" in (out / "report.md").read_text()
     assert not (out / "fig-stale.png").exists()  # figures this report does not draw are removed
-    assert "cannot separate real differences from seed-to-seed noise" in html
+    assert "no difference between them is tested" in html
 
 
 @pytest.mark.parametrize(
@@ -243,7 +243,7 @@ def test_end_to_end_report_of_two_real_tiny_runs(tmp_path):
     report(home, tmp_path / "out", *ids)
     html = (tmp_path / "out" / "index.html").read_text()
     assert 'id="ranking"' in html and "optimizer=adam" in html and "optimizer=sgd" in html
-    assert "With one seed per configuration this order may be noise" in html
+    assert "(one run per configuration)" in html and "within the seed-to-seed spread" not in html
     # The best run has a checkpoint, so the report shows its model from the inside.
     assert "Inside the best model" in html and "conv1" in html
     markdown = (tmp_path / "out" / "report.md").read_text()

@@ -211,6 +211,34 @@ def test_vmapped_cells_equal_separately_trained_runs(store, kind, cells):
             torch.testing.assert_close(value, weights[name], rtol=1e-4, atol=atol)
 
 
+def test_vmapped_cells_train_the_rewritten_model_and_equal_lone_runs(store):
+    exps = [cell(seed=1, epochs=1), cell(seed=2, epochs=1, lr=3e-3)]
+    group = VmapCells(exps)
+    kinds = [type(m).__name__ for m in group.base.modules() if type(m).__name__ in ("ReLU", "MaxPool2d")]
+    assert kinds[:2] == ["MaxPool2d", "ReLU"], "max-pool moved in front of the ReLU, as in a lone run"
+    assert all(m.inplace for m in group.base.modules() if isinstance(m, torch.nn.ReLU))
+    results = Engine(group, [CellRun(RunLife(None, ""), group.early_stopping(c)) for c in range(2)],
+                     epochs=1).run()
+    for exp, result in zip(exps, results, strict=True):
+        alone = store.epochs(train_experiment(exp, store, console=QUIET, progress=False).record.id)
+        for key in ("train_loss", "val_loss", "test_loss"):
+            assert close(result.epochs[0][key], alone[0][key]), (key, result.epochs[0][key], alone[0][key])
+
+
+def test_vmapped_bf16_cells_on_the_cpu_keep_small_convolutions_fp32_as_lone_runs_do():
+    from cnnlab.models.cpu_bf16 import Fp32Conv2d
+
+    small = [{"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"}, {"type": "maxpool"},
+             {"type": "conv", "filters": 4, "kernel": 3}, {"type": "relu"}, {"type": "maxpool"},
+             {"type": "flatten"}, {"type": "linear", "units": 10}]  # 28 -> 26 -> 13 -> 11 -> 5
+    small[3]["kernel"] = 10  # 13 -> 4: 16 output positions
+    bf16 = VmapCells([cell(seed=1, model={"name": "layers", "layers": small}, precision="bf16")])
+    fp32 = VmapCells([cell(seed=1, model={"name": "layers", "layers": small}, precision="fp32")])
+    assert [type(m) for m in bf16.base.modules() if isinstance(m, torch.nn.Conv2d)] == [
+        torch.nn.Conv2d, Fp32Conv2d]
+    assert not any(isinstance(m, Fp32Conv2d) for m in fp32.base.modules())
+
+
 def test_dropout_cells_draw_their_own_masks_and_learn():
     model = {"name": "book_cnn"}  # dropout 0.5 and conv dropout 0.5
     exps = [cell(5, model=model, optimizer="adam", lr=3e-3) for _ in range(2)]

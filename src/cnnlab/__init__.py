@@ -19,7 +19,8 @@ import sys
 import types
 from typing import Any
 
-from cnnlab import _notebook
+# openmp sets OpenMP's wait policy; it must run before anything imports torch (nothing above does).
+from cnnlab import _notebook, openmp  # noqa: F401
 
 __version__ = "0.1.0"
 

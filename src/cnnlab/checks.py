@@ -30,6 +30,7 @@ from cnnlab.data import list_datasets
 from cnnlab.data.alter import alter_problem
 from cnnlab.data.facts import DATASETS
 from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.example_files import find_file
 from cnnlab.models import validate_model_config
 
 Section = TypeVar("Section", bound=BaseModel)
@@ -94,8 +95,9 @@ def load_experiment(
     overrides: list[str] | dict[str, Any] | None = None,
     base: dict[str, Any] | None = None,
 ) -> Experiment:
-    """Read an experiment file (or start from ``base``), apply overrides and validate it."""
-    raw = read_toml(path) if path is not None else copy.deepcopy(base or {})
+    """Read an experiment file or the shipped example it names (or start from ``base``), apply
+    overrides and validate it."""
+    raw = read_toml(find_file(path)) if path is not None else copy.deepcopy(base or {})
     if overrides:
         raw = apply_overrides(raw, overrides)
     return validate_experiment(raw)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cnnlab.errors import CnnlabError, ConfigError, Problem, user_message
+from cnnlab.errors import CnnlabError, ConfigError, LoadInterrupted, Problem, user_message
 
 
 def _hide_flag_types() -> None:
@@ -64,6 +64,9 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except LoadInterrupted as exc:  # Ctrl-C or SIGTERM while data was decoded: nothing stored
+            err_console.print(f"interrupted: {escape(str(exc))}", highlight=False)
+            raise typer.Exit(130) from None
         except (CnnlabError, OSError) as exc:
             for line in user_message(exc).splitlines():
                 err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
@@ -97,6 +100,7 @@ def _overrides(sets: list[str] | None, data_dir: Path | None) -> list[str]:
 @_user_errors
 def quickstart(
     epochs: Annotated[int, typer.Option(help="Epochs to train.")] = 15,
+    set_: SetOpt = None,
     store: StoreOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -105,15 +109,43 @@ def quickstart(
     from cnnlab.config import QUICKSTART
     from cnnlab.train import train_experiment
 
-    exp = load_experiment(base=QUICKSTART, overrides={"train.epochs": epochs})
+    exp = load_experiment(base=QUICKSTART, overrides=[f"train.epochs={epochs}", *(set_ or [])])
     outcome = train_experiment(exp, _store(store), console=console, progress=not quiet)
     _exit_if_interrupted(outcome.record.status)
     console.print(
         f"\nNext: [bold]cnnlab show {outcome.record.id}[/] for its epochs, "
-        "[bold]cnnlab runs[/] for all runs, [bold]cnnlab train examples/book-cnn-mnist.toml "
-        "--data-dir DIR[/] for full MNIST.",
+        "[bold]cnnlab runs[/] for all runs, [bold]cnnlab train book-cnn-mnist --data-dir DIR[/] for "
+        "full MNIST, [bold]cnnlab examples[/] for the other experiments, studies and notebooks.",
         highlight=False,
     )
+
+
+@app.command()
+@_user_errors
+def examples(
+    copy: Annotated[Path | None, typer.Option(
+        "--copy", help="Write every example into this folder (files already there are kept).")] = None,
+) -> None:
+    """The example experiments, sweeps and notebooks shipped with cnnlab; their names work wherever
+    a file is expected (`cnnlab train book-cnn-mnist`, `cnnlab sweep loss-x-optimizer`)."""
+    from rich.table import Table
+
+    from cnnlab.example_files import EXAMPLES, copy_examples, list_examples
+
+    if copy is not None:
+        written, kept = copy_examples(copy)
+        console.print(f"wrote {_count(len(written), 'file')} into {copy}/"
+                      + (f"; kept {_count(len(kept), 'file')} already there" if kept else ""),
+                      highlight=False, markup=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "kind", "what it is"):
+        table.add_column(column, overflow="fold")
+    for example in list_examples():
+        table.add_row(escape(example.name), example.kind, escape(example.description))
+    console.print(table)
+    console.print(f"in {EXAMPLES}; `cnnlab examples --copy DIR` writes them out", highlight=False,
+                  markup=False)
 
 
 @app.command()
@@ -742,8 +774,8 @@ def samples(
     seed: Annotated[int, typer.Option(help="With --dataset: seed of the alterations.")] = 0,
     size: Annotated[int | None, typer.Option(help="With --dataset: resize to size×size.")] = None,
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="Folder for the figure (default: the run's), or with --dataset a .png "
-        "file or folder (default: here).")] = None,
+        "--output", "-o", help="The figure's file (.png, .svg or .pdf; with --dataset .png), or a folder "
+        "for it (default: the run's folder, or with --dataset here).")] = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
 ) -> None:
@@ -770,8 +802,11 @@ def samples(
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
     result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
                          data_root=_data_root(data_dir))
-    what = "mistakes" if errors else "images"
-    console.print(f"{result.shown} {what} of {result.total:,} test images", highlight=False)
+    if errors:
+        console.print(f"the {result.shown} most confident of {result.mistakes:,} mistakes on "
+                      f"{result.total:,} test images", highlight=False)
+    else:
+        console.print(f"{result.shown} images of {result.total:,} test images", highlight=False)
     _print_written(result.files)
 
 
@@ -846,6 +881,38 @@ def ui(
     source = open_source(store, storage, str(artifacts) if artifacts else None)
     serve(source, host, port, announce=lambda line: console.print(line, highlight=False, markup=False,
                                                                  soft_wrap=True))
+
+
+cache_app = typer.Typer(help="Decoded image folders kept in cnnlab's cache folder, so a folder is "
+                        "decoded once, not for every run.", no_args_is_help=True, add_completion=False,
+                        pretty_exceptions_enable=False)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("list")
+@_user_errors
+def cache_list() -> None:
+    """Where the cache is, and each decoded dataset in it with its size."""
+    from cnnlab.data.cache import decoded_dir, entries
+
+    found = entries()
+    console.print(f"{decoded_dir()}: {len(found)} decoded dataset{'s' * (len(found) != 1)}, "
+                  f"{sum(e.bytes for e in found) / 1e6:,.1f} MB (set CNNLAB_CACHE_DIR or "
+                  "XDG_CACHE_HOME to move it)", markup=False, highlight=False)
+    for entry in found:
+        console.print(f"  {entry.path.name}  {entry.bytes / 1e6:,.1f} MB  {entry.description}",
+                      markup=False, highlight=False)
+
+
+@cache_app.command("clear")
+@_user_errors
+def cache_clear() -> None:
+    """Delete every decoded dataset from the cache (they are decoded again when next used)."""
+    from cnnlab.data.cache import clear, decoded_dir
+
+    count, freed = clear()
+    console.print(f"removed {count} decoded dataset{'s' * (count != 1)} ({freed / 1e6:,.1f} MB) "
+                  f"from {decoded_dir()}", markup=False, highlight=False)
 
 
 def _mount_explain() -> None:

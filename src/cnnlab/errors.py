@@ -37,6 +37,10 @@ class DataError(CnnlabError):
     """A dataset file or folder is missing, unreadable or corrupt; the message names it."""
 
 
+class LoadInterrupted(CnnlabError):
+    """Ctrl-C or SIGTERM while a dataset was being read or decoded: nothing was cached or stored."""
+
+
 class StoreError(CnnlabError):
     """The run store cannot find or update what was asked (unknown run id, bad URL)."""
 

@@ -1,21 +1,29 @@
-"""Written conclusions generated from the numbers: orderings, best configuration, loss fall, factors."""
+"""Written conclusions generated from the numbers: the best configuration, every other compared with
+it (a difference and its interval, never a bare order), those at chance, the design's own sentences,
+the budget caveat and the seed's claim."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cnnlab.analyze.cells import format_value
-from cnnlab.analyze.factor_text import factor_sentences
-from cnnlab.analyze.factorial import NOT_COMPARABLE, FactorialAnalysis
 from cnnlab.analyze.metrics import Metric
-from cnnlab.analyze.ranking import TIED, Ranking
+from cnnlab.analyze.ranking import BEST, TIED, WORSE, RankedCell, Ranking
 from cnnlab.analyze.speed import FallSpeed
-from cnnlab.analyze.stats import ALPHA, CONFIDENCE, TEST_NAME, holm
+from cnnlab.analyze.stats import ALPHA, CONFIDENCE
+from cnnlab.analyze.wording import (
+    APART,
+    UNKNOWN_SPLIT,
+    at_chance,
+    chance_words,
+    difference_text,
+    measured_difference,
+    verdict,
+)
 
-MAX_LISTED = 8  # orderings name at most this many configurations
+MAX_LISTED = 8  # comparisons name at most this many configurations
 # Settings named in the best configuration's sentence besides those that vary.
 KEY_SETTINGS = {
     "model.name": "model",
@@ -30,87 +38,145 @@ KEY_SETTINGS = {
 
 @dataclass(frozen=True)
 class Conclusions:
-    """The sentences that close a report, each generated from the data (None when not applicable)."""
+    """The sentences that close a report, each generated from the data (None when not applicable):
+    ``learns_best`` compares every configuration with the best, ``at_chance`` names those that learned
+    nothing, ``effects`` are the design's own sentences, ``budget`` the caveat of runs that had not
+    finished learning, ``claim`` the seed's claim checked."""
 
     learns_best: str | None
     fastest_falling: str | None
     best_configuration: str | None
     effects: list[str]
+    at_chance: str | None = None
+    budget: str | None = None
+    claim: str | None = None
+    extra: list[str] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
         """All sentences in reading order."""
-        first = [self.best_configuration, self.learns_best, self.fastest_falling]
-        return [s for s in first if s] + self.effects
+        first = [self.best_configuration, self.learns_best, self.at_chance]
+        last = [self.budget, self.claim, self.fastest_falling]
+        return [s for s in first if s] + self.effects + [s for s in last if s] + self.extra
 
 
-def conclude(ranking: Ranking, speeds: Sequence[FallSpeed], factorial: FactorialAnalysis) -> Conclusions:
-    """Conclusions for a ranking, its configurations' loss fall speeds and the factorial analysis."""
-    comparable = factorial.design != NOT_COMPARABLE
-    return Conclusions(
-        learns_best=learns_best(ranking) if comparable else None,
-        fastest_falling=fastest_falling(speeds),
-        best_configuration=best_configuration(ranking) if comparable else None,
-        effects=factor_sentences(factorial),
-    )
+def compared_rows(ranking: Ranking) -> tuple[list[RankedCell], list[RankedCell]]:
+    """The ranked configurations with a value, split into those above chance and those at chance."""
+    rows = [row for row in ranking.rows if row.summary.n]
+    chance = [row for row in rows if at_chance(ranking.metric, row.summary.mean)]
+    return [row for row in rows if row not in chance], chance
 
 
 def learns_best(ranking: Ranking) -> str | None:
-    """``Learns best (...): A (98.3%) > B (97.9%) ≈ C (97.8%)``; ≈ joins neighbours that are not
-    significantly apart."""
-    rows = [row for row in ranking.rows if row.summary.n]
-    if len(rows) < 2:
+    """Each configuration above chance against the best: its difference with a confidence interval
+    (the study's test, Holm-corrected p) or, with one run per configuration, the interval of measuring
+    two accuracies on the split's images; what the interval allows: lower, or cannot be told apart."""
+    above, _ = compared_rows(ranking)
+    if len(above) < 2:
+        return None
+    metric, best = ranking.metric, above[0]
+    if ranking.one_seed:
+        return _one_run_each(metric, above)
+    parts = []
+    for row in above[1:MAX_LISTED]:
+        d = ranking.comparison.difference(row.values, best.values)
+        said = _said(row, d.diff)
+        p = f"Holm-corrected p = {row.p_vs_best:.2g}" if row.p_vs_best is not None else "untested"
+        score = metric.format(row.summary.mean)
+        parts.append(f"{row.cell.label} {score}, {difference_text(metric, d, p)}: {said}")
+    more = f"; … {len(above) - MAX_LISTED} more" if len(above) > MAX_LISTED else ""
+    seeds = sorted({row.summary.n for row in above})
+    counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+    return (
+        f"Highest {metric.description} (mean over {counted} seeds): {best.cell.label}, "
+        f"{metric.format(best.summary.mean)}. Against it, by {ranking.comparison.short_name} "
+        f"({ranking.comparison.reason}; intervals {CONFIDENCE:.0%}, p-values Holm-corrected over the "
+        f"comparisons, α = {ALPHA}): " + "; ".join(parts) + more + "."
+    )
+
+
+def _said(row: RankedCell, diff: float) -> str:
+    if diff == 0:
+        return "tied (the same mean)"
+    if row.verdict == WORSE:
+        return "lower"
+    if row.verdict == TIED:
+        return f"cannot be told apart at {row.summary.n} seeds"
+    return "untested: a test needs at least 2 seeds on both sides"
+
+
+def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
+    best = rows[0]
+    best_run = best.cell.runs[0]
+    parts, size = [], None
+    for row in rows[1:MAX_LISTED]:
+        d, n = measured_difference(metric, row.cell.runs[0], best_run)
+        size = size or n
+        if d.diff == 0:
+            said = "tied (the same value)"
+        elif not d.has_interval:
+            said = "not tested"
+        elif verdict(d) == APART:
+            said = "lower on these images"
+        else:
+            said = "cannot be told apart on these images"
+        shown = difference_text(metric, d, missing=UNKNOWN_SPLIT)
+        parts.append(f"{row.cell.label} {metric.format(row.summary.mean)}, {shown}: {said}")
+    more = f"; … {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
+    images = f"{size:,} images" if size else "the split's images"
+    return (
+        f"Highest {metric.description} (one run per configuration): {best.cell.label}, "
+        f"{metric.format(best.summary.mean)}. Against it, each difference with the {CONFIDENCE:.0%} interval "
+        f"of measuring two accuracies on {images} (how much a configuration varies from run to run is "
+        "not measured, so no difference is a tested effect of its settings): " + "; ".join(parts) + more + "."
+    )
+
+
+def at_chance_sentence(ranking: Ranking) -> str | None:
+    """The configurations whose accuracy sits at chance, said to be so and not ordered."""
+    above, chance = compared_rows(ranking)
+    if not chance:
         return None
     metric = ranking.metric
-    text = rows[0].cell.label + f" ({metric.format(rows[0].summary.mean)})"
-    neighbours = list(itertools.pairwise(rows[:MAX_LISTED]))
-    tests = holm([ranking.comparison.p(previous.values, row.values) for previous, row in neighbours])
-    for (_, row), p in zip(neighbours, tests, strict=True):
-        text += (
-            " ≈ " if p is not None and p >= ALPHA else " > "
-        ) + f"{row.cell.label} ({metric.format(row.summary.mean)})"
-    if len(rows) > MAX_LISTED:
-        worst = rows[-1]
-        worst_score = metric.format(worst.summary.mean)
-        text += f" > … {len(rows) - MAX_LISTED} more, down to {worst.cell.label} ({worst_score})"
-    seeds = sorted({row.summary.n for row in rows})
-    counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
-    sentence = (
-        f"Learns best ({metric.description}, mean over {counted} seed{'s' if seeds[-1] > 1 else ''}): {text}."
-    )
-    if ranking.one_seed:
-        sentence += " With one seed per configuration this order may be noise."
-    elif any(p is not None for p in tests):
-        sentence += (
-            f" (≈: not significantly different by {_short(ranking)} between neighbours, Holm-corrected, "
-            f"α = {ALPHA}.)"
+    named = ", ".join(f"{row.cell.label} ({metric.format(row.summary.mean)})" for row in chance[:MAX_LISTED])
+    more = f" and {len(chance) - MAX_LISTED} more" if len(chance) > MAX_LISTED else ""
+    if not above:
+        return (
+            f"Every configuration sits at {chance_words()}: {named}{more}. None learned anything this "
+            f"{metric.description} shows, so the study cannot rank them; they are not ordered."
         )
-    return sentence
+    return (
+        f"At {chance_words()}, so not ordered among themselves: {named}{more}: they learned nothing "
+        f"this {metric.description} shows."
+    )
 
 
-def fastest_falling(speeds: Sequence[FallSpeed]) -> str | None:
-    """The configurations ordered by loss fall speed (see ``speed.DEFINITION``)."""
-    if len(speeds) < 2:
+def fastest_falling(speeds: Sequence[FallSpeed], ranking: Ranking, one_loss: bool) -> str | None:
+    """How many epochs each configuration's mean training loss took to halve, listed (not ordered by
+    ``>``); only for replicated studies with one loss function (a ratio does not make two loss
+    functions comparable, and one run per configuration cannot tell fall speeds apart)."""
+    if len(speeds) < 2 or ranking.one_seed or not one_loss:
         return None
     parts = []
     for speed in speeds[:MAX_LISTED]:
         if speed.epochs_to_fall is not None:
-            parts.append(f"{speed.cell.label} (halved by epoch {speed.epochs_to_fall:.1f})")
+            parts.append(f"{speed.cell.label} {speed.epochs_to_fall:.1f}")
         else:
             parts.append(
-                f"{speed.cell.label} (never halved in {speed.last_epoch} epochs; "
-                f"ended at {speed.end_ratio:.0%} of its epoch-1 loss)"
+                f"{speed.cell.label} not within {speed.last_epoch} "
+                f"epoch{'s' if speed.last_epoch != 1 else ''} "
+                f"(ended at {speed.end_ratio:.0%} of its epoch-1 value)"
             )
-    more = f" > … {len(speeds) - MAX_LISTED} more" if len(speeds) > MAX_LISTED else ""
+    more = f"; … {len(speeds) - MAX_LISTED} more" if len(speeds) > MAX_LISTED else ""
     return (
-        "Most dramatic curve (fastest-falling training loss, each configuration's mean over seeds relative "
-        "to its epoch-1 value, so loss functions compare): " + " > ".join(parts) + more + "."
+        "Epochs until the training loss (mean over seeds) halved, a description of the curves, not a "
+        "tested difference: " + "; ".join(parts) + more + "."
     )
 
 
 def best_configuration(ranking: Ranking) -> str | None:
     """The best configuration with its settings, its score over seeds and its best run."""
     best = ranking.best
-    if best is None:
+    if best is None or best.verdict != BEST:
         return None
     metric, summary = ranking.metric, best.summary
     run = max(best.cell.runs, key=lambda r: _ordered(metric, metric.of(r)))
@@ -130,30 +196,20 @@ def best_configuration(ranking: Ranking) -> str | None:
             f"{summary.n} seeds)"
         )
     else:
-        score += " (one seed)"
+        score += " (one run)"
+    if at_chance(metric, summary.mean):
+        if len(ranking.rows) > 1:
+            return None  # nothing to call best: the sentence on chance says so
+        score += f", at {chance_words()}"
     what = (
         "Best configuration"
         if len(ranking.rows) > 1
         else f"The one configuration ({len(best.cell.runs)} run{'s' if len(best.cell.runs) > 1 else ''})"
     )
-    sentence = (
-        f"{what}: {settings} — {score}; its best run is {run.label}, seed {run.record.seed}, "
-        f"at {metric.format(metric.of(run))}."
-    )
-    tied = [row for row in ranking.rows if row.verdict == TIED]
-    if tied:
-        sentence += (
-            f" {len(tied)} other configuration{'s are' if len(tied) > 1 else ' is'} not significantly "
-            f"worse ({_short(ranking)}, Holm-corrected, α = {ALPHA}): "
-            + ", ".join(row.cell.label for row in tied[:MAX_LISTED])
-            + ("…" if len(tied) > MAX_LISTED else "")
-            + "."
-        )
-    return sentence
-
-
-def _short(ranking: Ranking) -> str:
-    return "Welch's t-test" if ranking.comparison.name == TEST_NAME else "a pooled-variance t-test"
+    if summary.n >= 2:
+        return (f"{what}: {settings} — {score}; its best run is {run.label}, seed {run.record.seed}, at "
+                f"{metric.format(metric.of(run))}.")
+    return f"{what}: {settings} — {score}: run {run.id}."
 
 
 def _ordered(metric: Metric, value: float) -> float:

@@ -71,6 +71,8 @@ CHANCE_MARGIN = 0.05
 UNIFORM_LOSS_RATIO = 1.2
 LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
 SMALL_STEP_FALL = 0.10
+FEW_STEPS = 1000  # a run with fewer optimizer steps than this is told to train longer before anything else
+FEW_EPOCHS = 5  # ... and so is one of this many epochs or fewer when its step count is unknown
 NOISE_Z = 2.0
 MIN_IMAGES = 3
 FALLBACK_NOISE = 0.005
@@ -221,7 +223,8 @@ def _findings(
     low = _low_accuracy(curves, settings)
     if low:
         return [low]
-    found = [finding for check in (_overfitting, _not_converged, _unstable) if (finding := check(curves))]
+    checks = (_overfitting(curves, settings), _not_converged(curves, settings), _unstable(curves))
+    found = [finding for finding in checks if finding]
     if any(f.kind == OVERFITTING for f in found):
         found = [f for f in found if f.kind != NOT_CONVERGED]
     return found
@@ -333,7 +336,7 @@ def _diverged(c: _Curves, status: str | None, error: str | None) -> Finding | No
     )
 
 
-def _overfitting(c: _Curves) -> Finding | None:
+def _overfitting(c: _Curves, settings: Mapping[str, Any] | None = None) -> Finding | None:
     parts: list[str] = []
     epochs: list[int] = []
     val_loss, train_loss = c["val_loss"], c["train_loss"]
@@ -364,15 +367,29 @@ def _overfitting(c: _Curves) -> Finding | None:
         epochs.append(int(c.epoch[-1]))
     if not parts:
         return None
-    if epochs and epochs[0] != epochs[-1]:
+    best = _best_epoch(c, settings or {})
+    if epochs and epochs[0] != epochs[-1] and best is not None:
+        patience = "" if (settings or {}).get("train.patience") else " (train.patience)"
         advice = (
-            f"keep the model of epoch {epochs[0]} by stopping early (train.patience), or regularise "
-            "more (dropout, weight decay, data augmentation: data.augment)"
+            f"keep the model of epoch {best[0]}, the best by {best[1]}, by stopping early{patience} or "
+            "with train.restore_best, or regularise more (dropout, weight decay, data augmentation: "
+            "data.augment)"
         )
     else:
         advice = ("regularise more (dropout, weight decay, data augmentation: data.augment) or use more "
                   "training data")
     return Finding(OVERFITTING, "; ".join(parts), tuple(epochs), advice)
+
+
+def _best_epoch(c: _Curves, settings: Mapping[str, Any]) -> tuple[int, str] | None:
+    """The best epoch by the metric early stopping monitors (``train.monitor``, validation loss by
+    default), and that metric's name as the setting says it."""
+    monitor = str(settings.get("train.monitor") or "val_loss")
+    values = c[monitor]
+    if not np.isfinite(values).any():
+        return None
+    i = int(np.nanargmax(values) if monitor.endswith("acc") else np.nanargmin(values))
+    return int(c.epoch[i]), f"{monitor} (train.monitor)"
 
 
 def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
@@ -407,7 +424,8 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             f"the training loss moved only from {first:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
             f"{c.epoch[0]}–{last}"
         )
-        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), _small_step_advice(settings))
+        advice = _small_step_advice(settings, last)
+        return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), advice)
     fell = f" although the training loss fell {fall:.0%}" if math.isfinite(fall) else ""
     return Finding(
         NOT_LEARNING,
@@ -442,6 +460,13 @@ def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
     low = int(np.nanargmin(val_loss))
     if low == len(c) - 1:
         return None
+    accuracy = c["val_acc"][np.isfinite(c["val_acc"])]
+    if len(accuracy) >= 2 and np.ptp(accuracy) == 0:
+        return (
+            f"train.lr={lr:g} is large for {optimizer} (from {LARGE_LR[optimizer]:g} on) and validation "
+            f"accuracy is exactly {_pct(accuracy[0])} at every epoch, as when the network predicts the "
+            "same class for every image"
+        )
     return (
         f"train.lr={lr:g} is large for {optimizer} (from {LARGE_LR[optimizer]:g} on) and the validation "
         f"loss bounces: its minimum {val_loss[low]:.4g} at epoch {c.epoch[low]}, {val_loss[-1]:.4g} at "
@@ -481,7 +506,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             STEP_TOO_SMALL,
             "learning, but slowly: " + evidence,
             (first, last),
-            _raise_lr(settings.get("train.lr")) + f", or train longer (train.epochs={2 * last})",
+            _small_step_advice(settings, last),
         )
     if math.isfinite(fall) and fall < SMALL_STEP_FALL:
         moved = (
@@ -489,7 +514,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             f"{c.epoch[0]}–{last}; "
         )
         return Finding(
-            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings)
+            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings, last)
         )
     if len(c) < UNDERFIT_WINDOW:
         return None
@@ -518,6 +543,12 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     )
 
 
+def expected_split_size(settings: Mapping[str, Any], split: str) -> int | None:
+    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it (None
+    when it cannot be told from the settings)."""
+    return _expected_size(settings, split)
+
+
 def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
     """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
     total = DATASET_SIZES.get(str(settings.get("data.dataset")))
@@ -533,11 +564,36 @@ def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
     return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
 
 
-def _small_step_advice(settings: Mapping[str, Any]) -> str:
-    advice = _raise_lr(settings.get("train.lr"))
+def optimizer_steps(settings: Mapping[str, Any], epochs: int) -> int | None:
+    """How many optimizer steps ``epochs`` epochs take with these settings (None when the training
+    split's size is unknown)."""
+    size, batch = _expected_size(settings, "train"), settings.get("train.batch_size")
+    if size is None or not isinstance(batch, int) or batch < 1:
+        return None
+    return epochs * math.ceil(size / batch)
+
+
+def _small_step_advice(settings: Mapping[str, Any], last: int | None = None) -> str:
+    """Raise the learning rate (or switch to Adam, unless the run uses it; cross-entropy, unless it
+    uses it) — after training longer when the run took few optimizer steps."""
+    epochs = max(last or 0, _planned(settings)) or None
+    parts = [_raise_lr(settings.get("train.lr"))]
+    if settings.get("train.optimizer", "sgd") not in ("adam", "adamw"):
+        parts[0] += ", or use train.optimizer=adam"
     if settings.get("train.loss") == "mse":
-        advice += "; with train.loss=mse the gradients are small near chance: cross_entropy learns faster"
-    return advice
+        parts.append(
+            "with the mse loss the gradients are small near chance: train.loss=cross_entropy learns faster"
+        )
+    if isinstance(epochs, int) and epochs > 0:
+        steps = optimizer_steps(settings, last or epochs)  # the steps it took, not the ones planned
+        longer = f"train longer first (train.epochs={2 * epochs}"
+        if steps is not None and steps < FEW_STEPS:
+            return f"{longer}): the run took only {steps} optimizer steps; then " + "; ".join(parts)
+        if steps is None and epochs <= FEW_EPOCHS:
+            few = f"{epochs} epoch{'s' if epochs > 1 else ''} may be too few"
+            return f"{longer}): {few}; then " + "; ".join(parts)
+        parts.append(f"or train longer (train.epochs={2 * epochs})")
+    return "; ".join(parts)
 
 
 def _lower_lr(lr: Any) -> str:
@@ -548,11 +604,18 @@ def _lower_lr(lr: Any) -> str:
 
 def _raise_lr(lr: Any) -> str:
     if isinstance(lr, int | float) and lr > 0:
-        return f"raise the learning rate, e.g. 10× to train.lr={lr * 10:g}, or use train.optimizer=adam"
-    return "raise the learning rate (train.lr), e.g. 10×, or use train.optimizer=adam"
+        return f"raise the learning rate, e.g. 10× to train.lr={lr * 10:g}"
+    return "raise the learning rate (train.lr), e.g. 10×"
 
 
-def _not_converged(c: _Curves) -> Finding | None:
+def _more_epochs(last: int, settings: Mapping[str, Any]) -> int:
+    """Twice the epochs trained, or twice the run's setting when it is larger (a run still training or
+    stopped early): never the setting it already has."""
+    planned = settings.get("train.epochs")
+    return 2 * max(last, planned if isinstance(planned, int) else 0)
+
+
+def _not_converged(c: _Curves, settings: Mapping[str, Any] | None = None) -> Finding | None:
     metric, name = (
         ("val_acc", "validation accuracy") if c.has("val_acc") else ("train_acc", "training accuracy")
     )
@@ -576,8 +639,13 @@ def _not_converged(c: _Curves) -> Finding | None:
         f"{name} is still rising at the end: {_signed_pts(slope)} points per epoch over epochs "
         f"{first}–{last} (from {_pct(values[-window])} to {_pct(values[-1])}), and {where}",
         (first, last),
-        f"train for more epochs, e.g. train.epochs={2 * last}",
+        f"train for more epochs, e.g. train.epochs={_more_epochs(last, settings or {})}",
     )
+
+
+def _planned(settings: Mapping[str, Any] | None) -> int:
+    epochs = (settings or {}).get("train.epochs")
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else 0
 
 
 def _unstable(c: _Curves) -> Finding | None:

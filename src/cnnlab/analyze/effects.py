@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cnnlab.analyze.cells import format_value, group_cells, is_number, levels
+from cnnlab.analyze.cells import format_value, group_cells, is_number, levels, value_key
+from cnnlab.analyze.factors import Factor
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
@@ -26,6 +27,7 @@ class Level:
     label: str
     values: list[float]
     summary: Summary
+    replicated: bool = True  # its runs are seeds of one configuration (an interval over them means something)
 
 
 @dataclass(frozen=True)
@@ -56,12 +58,21 @@ class Effect:
 
 
 def effect_of(
-    runs: Sequence[RunData], key: str, metric: Metric, varying: Sequence[str], name: str = ""
+    runs: Sequence[RunData],
+    key: str,
+    metric: Metric,
+    varying: Sequence[str],
+    name: str = "",
+    *,
+    factor: Factor | None = None,
+    series_label: str = "",
 ) -> Effect:
     """The effect of ``key`` on ``metric`` over the rankable runs; ``varying`` are all keys that vary
-    (for keys moved together, only one of each group); ``name`` labels the setting in figures."""
+    (for keys moved together, only one of each group); ``name`` labels the setting in figures;
+    ``factor`` (keys moved together) labels each value with all its keys (``adam+0.001``);
+    ``series_label`` names the one series when the runs hold the other settings fixed."""
     runs = [run for run in rankable(runs) if math.isfinite(metric.of(run))]
-    pooled = _levels(runs, key, metric)
+    pooled = _levels(runs, key, metric, factor, [k for k in varying if k != key])
     values = [level.value for level in pooled]
     numeric = bool(values) and all(is_number(v) for v in values)
     positive = numeric and all(v > 0 for v in values)
@@ -69,16 +80,22 @@ def effect_of(
     others = [k for k in varying if k != key]
     combos = group_cells(runs, others)
     if 1 < len(combos) <= MAX_SERIES:
-        series = [Series(combo.label, _levels(combo.runs, key, metric)) for combo in combos]
+        series = [Series(combo.label, _levels(combo.runs, key, metric, factor, [])) for combo in combos]
     else:
-        label = f"pooled over {', '.join(others)}" if others else "all runs"
+        label = series_label or (f"pooled over {', '.join(others)}" if others else "all runs")
         series = [Series(label, pooled)]
     return Effect(key, metric, numeric, log_scale, pooled, series, others, name)
 
 
-def _levels(runs: Sequence[RunData], key: str, metric: Metric) -> list[Level]:
+def _levels(
+    runs: Sequence[RunData], key: str, metric: Metric, factor: Factor | None, others: Sequence[str]
+) -> list[Level]:
+    """Each value of ``key`` with its runs' scores; ``replicated`` when those runs share every other
+    varying setting (``others``), so they differ only in seed."""
     out = []
     for value, group in levels(runs, key):
         scores = [metric.of(run) for run in group]
-        out.append(Level(value, format_value(value), scores, summarize(scores)))
+        label = factor.label(factor.level_of(group[0])) if factor is not None else format_value(value)
+        same = len({tuple(value_key(run.settings.get(k)) for k in others) for run in group}) <= 1
+        out.append(Level(value, label, scores, summarize(scores), same))
     return out

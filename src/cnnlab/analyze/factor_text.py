@@ -20,6 +20,7 @@ from cnnlab.analyze.factorial import (
 )
 from cnnlab.analyze.factors import Factor
 from cnnlab.analyze.metrics import Metric
+from cnnlab.analyze.wording import difference_text
 
 TREND_RHO = 0.8  # |Spearman ρ| of value against mean at or above this is a monotone trend
 
@@ -28,16 +29,12 @@ def factor_sentences(analysis: FactorialAnalysis) -> list[str]:
     """Every sentence the report writes about the factors, in reading order."""
     if analysis.design == NOT_COMPARABLE:
         return [_not_comparable(analysis)]
-    sentences = [_zipped(f) for f in analysis.factors if f.zipped]
+    sentences = [zipped_sentence(f) for f in analysis.factors if f.zipped]
     if analysis.design == NOT_A_GRID:
         return [*sentences, _importances(analysis)]
     if analysis.design != GRID:
         return sentences
-    sentences += [
-        f"{name}: only {levels[0].label} has runs with a value, so its effect cannot be estimated."
-        for name, levels in analysis.marginal.items()
-        if len(levels) < 2
-    ]
+    sentences += single_level_sentences(analysis)
     sentences.append(_design(analysis))
     if not analysis.table:
         return sentences + [_untestable(analysis, factor) for factor in analysis.factors]
@@ -49,11 +46,21 @@ def factor_sentences(analysis: FactorialAnalysis) -> list[str]:
         if rows:
             other = next(name for name in rows[0].factors if name != factor.name)
             sentences.append(
-                _simple(analysis.metric, factor.name, other, analysis.simple(factor.name, other))
+                _simple(analysis.metric, factor.name, other, analysis.simple(factor.name, other),
+                        analysis.robust, len(factor.levels) == 2)
             )
         else:
             sentences.append(_main(analysis, factor))
     return sentences
+
+
+def single_level_sentences(analysis: FactorialAnalysis) -> list[str]:
+    """Factors of which only one value has runs with a value."""
+    return [
+        f"{name}: only {levels[0].label} has runs with a value, so its effect cannot be estimated."
+        for name, levels in analysis.marginal.items()
+        if len(levels) < 2
+    ]
 
 
 def describe_p(p: float | None) -> str:
@@ -70,7 +77,8 @@ def describe_f(f: float) -> str:
     return f"{f:.3g}" if f < 1000 else f"{f:.0f}"
 
 
-def _zipped(factor: Factor) -> str:
+def zipped_sentence(factor: Factor) -> str:
+    """Keys that always moved together, said to be one factor."""
     keys = ", ".join(factor.keys[:-1]) + f" and {factor.keys[-1]}"
     levels = " or ".join(factor.labels())
     return (
@@ -114,10 +122,17 @@ def _design(analysis: FactorialAnalysis) -> str:
     )
     if analysis.ss_type is not None:
         text += f", type {'II' if analysis.ss_type == 2 else 'III'} sums of squares"
-        if not analysis.balanced:
+        if analysis.robust:
+            text += (
+                " with HC3 heteroscedasticity-robust standard errors instead of the pooled residual "
+                f"variance, {analysis.robust_reason}"
+            )
+        elif not analysis.balanced:
             text += " because the configurations have unequal numbers of seeds"
         elif analysis.ss_type == 3:
             text += " because the grid is incomplete"
+        if not analysis.robust:
+            text += "; tested against the seed-to-seed variance pooled over the configurations"
     text += ")."
     if analysis.numeric:
         text += " Entered as numbers, as asked (one straight-line term each, not one level per value): " + (
@@ -129,11 +144,6 @@ def _design(analysis: FactorialAnalysis) -> str:
             f" {count} configuration{'s have' if count > 1 else ' has'} no finished run with a value "
             f"({'; '.join(analysis.missing_cells)}): the grid is incomplete, "
             "so interactions cannot be estimated and only main effects are tested."
-        )
-    elif analysis.one_seed and len(factors) > 1:
-        text += (
-            " With one seed per configuration the design cannot separate an interaction from noise: "
-            "only main effects are tested, against what an additive model leaves unexplained."
         )
     return text
 
@@ -159,7 +169,10 @@ def _interaction(row: AnovaRow) -> str:
     )
 
 
-def _simple(metric: Metric, factor: str, other: str, effects: list[SimpleEffect]) -> str:
+def _simple(metric: Metric, factor: str, other: str, effects: list[SimpleEffect], robust: bool = False,
+            two_levels: bool = False) -> str:
+    test = (("Welch's t-test" if robust else "a t-test with the pooled residual variance")
+            if two_levels else "one-way ANOVA")
     differs = [e for e in effects if e.significant]
     same = [e for e in effects if not e.significant]
     if len(differs) == len(effects):
@@ -172,11 +185,14 @@ def _simple(metric: Metric, factor: str, other: str, effects: list[SimpleEffect]
         where = f"with no single {other} on its own"
     parts = [
         (f"with {other}={e.at_level}: " if len(differs) != 1 or e is not differs[0] else "")
-        + f"{_versus(metric, e.levels)} ({describe_p(e.p) if e.significant else _not_significant(e)})"
+        + f"{_versus(metric, e.levels)}"
+        + (f", {e.difference[0]} against {e.difference[1]} {difference_text(metric, e.difference[2])}"
+           if e.difference else "")
+        + f" ({describe_p(e.p) if e.significant else _not_significant(e)})"
         for e in differs + same
     ]
     return (
-        f"{factor} makes a difference {where}: " + "; ".join(parts) + f" (one-way ANOVA within each {other}, "
+        f"{factor} makes a difference {where}: " + "; ".join(parts) + f" ({test} within each {other}, "
         f"p Holm-corrected over its {len(effects)} levels)."
     )
 
@@ -215,17 +231,20 @@ def _main(analysis: FactorialAnalysis, factor: Factor) -> str:
             f"{head} is best with {best.label} ({_score(metric, best)}) and worst with {worst.label} "
             f"({_score(metric, worst)}) of {len(levels)} values, {gap} apart"
         )
+    found = analysis.differences.get(factor.name)
+    if found is not None:
+        errors = "HC3 errors" if analysis.robust else "pooled residual"
+        text += f"; {found[0]} against {found[1]}: {difference_text(metric, found[2], errors)}"
     if row is None:
         return text + "; not tested."
     if row.significant:
         return f"{text}: a real difference ({_stats(row)})."
-    spread = metric.format_diff(analysis.residual_sd or 0.0)
     seeds = analysis.seeds_per_cell
     counted = f"{seeds[0]}" if analysis.balanced else f"{seeds[0]}–{seeds[-1]}"
     return (
-        f"{text}, not significant ({_stats(row)}): a gap this size is within the seed-to-seed spread "
-        f"(residual sd {spread}) with {counted} seed{'s' if seeds[-1] > 1 else ''} per configuration; "
-        "more seeds would be needed to detect it."
+        f"{text}; not significant ({_stats(row)}): the two cannot be told apart with {counted} "
+        f"seed{'s' if seeds[-1] > 1 else ''} per configuration; more seeds would be needed to detect a gap "
+        "this size."
     )
 
 

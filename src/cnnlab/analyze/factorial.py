@@ -10,29 +10,30 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from itertools import product
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cnnlab.analyze.cells import is_number
+from cnnlab.analyze.design import MAX_GRID_LEVELS
 from cnnlab.analyze.factors import Factor, evaluation_differs, find_factors, level_ident
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
-from cnnlab.analyze.stats import ALPHA, Summary, holm, summarize
+from cnnlab.analyze.stats import ALPHA, Comparison, Difference, Summary, holm, summarize
 from cnnlab.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     import pandas as pd
 
-GRID, SINGLE, NOT_A_GRID, NO_VALUES, NOT_COMPARABLE = (
+GRID, SINGLE, NOT_A_GRID, NO_VALUES, NOT_COMPARABLE, ONE_FACTOR = (
     "grid",
     "one configuration",
     "not a grid",
     "no values",
     "not comparable",
+    "one factor at a time",
 )
-MAX_GRID_LEVELS = 12  # a factor with more levels than this is sampled, not a grid axis
 IMPORTANCE_EVALUATOR = "fANOVA (optuna.importance.FanovaImportanceEvaluator, seed 0)"
 LOG_KEYS = ("lr", "weight_decay")  # numeric settings searched on a log scale
 
@@ -81,6 +82,8 @@ class SimpleEffect:
     f: float | None
     p_raw: float | None
     p: float | None
+    difference: tuple[str, str, Difference] | None = None  # best level, worst level, best − worst
+
 
     @property
     def significant(self) -> bool:
@@ -108,6 +111,10 @@ class FactorialAnalysis:
     evaluation: dict[str, list[str]] = field(default_factory=dict)  # NOT_COMPARABLE: differing keys
     observations: int = 0
     numeric: dict[str, str] = field(default_factory=dict)  # factor name -> its term (``log10(lr)``)
+    robust: bool = False  # HC3 heteroscedasticity-robust errors (cells' variances differ)
+    robust_reason: str = ""
+    # factor name -> (best level, worst level, best minus worst with its CI): least-squares means
+    differences: dict[str, tuple[str, str, Difference]] = field(default_factory=dict)
 
     @property
     def balanced(self) -> bool:
@@ -163,14 +170,24 @@ class FactorialAnalysis:
 
 
 def analyze_factors(
-    runs: Sequence[RunData], metric: Metric, varying: Sequence[str], numeric: Sequence[str] = ()
+    runs: Sequence[RunData],
+    metric: Metric,
+    varying: Sequence[str],
+    numeric: Sequence[str] = (),
+    *,
+    factors: Sequence[Factor] | None = None,
+    robust: str = "",
+    anova: bool = True,
 ) -> FactorialAnalysis:
     """The factorial analysis of ``runs`` on ``metric``: rankable runs with a finite value are the
-    observations; ``varying`` are the settings that vary across all the runs. Every factor is
-    categorical, except the numeric settings named in ``numeric``, which enter the model as one
-    straight-line term (in log10 for learning rates and values spanning 100× or more)."""
+    observations; ``varying`` are the settings that vary across all the runs (``factors``: found from
+    them unless given). Every factor is categorical, except the numeric settings named in ``numeric``,
+    which enter the model as one straight-line term (in log10 for learning rates and values spanning
+    100× or more). ``robust`` (the reason, when the cells' variances differ) tests with HC3
+    heteroscedasticity-robust errors and type III sums of squares; ``anova=False`` stops before the
+    ANOVA (a grid without replicates has no error term to test against)."""
     scored = [run for run in rankable(runs) if math.isfinite(metric.of(run))]
-    factors = find_factors(runs, varying)
+    factors = list(factors) if factors is not None else find_factors(runs, varying)
     terms = _numeric_terms(factors, numeric)
     empty = FactorialAnalysis(
         metric, NO_VALUES, factors, [], [], None, False, [], None, None, {}, [], numeric=terms
@@ -198,7 +215,10 @@ def analyze_factors(
         if tuple(level_ident(level) for level in combo) not in cells
     ]
     factors = [f for f in factors if len({level_ident(f.level_of(r)) for r in scored}) > 1] or factors
-    return _anova(_replace(base, design=GRID, missing_cells=missing, factors=factors), scored, cells)
+    grid = _replace(base, design=GRID, missing_cells=missing, factors=factors)
+    if not anova:
+        return grid
+    return _anova(_replace(grid, robust=bool(robust), robust_reason=robust), scored, cells)
 
 
 def _numeric_terms(factors: Sequence[Factor], keys: Sequence[str]) -> dict[str, str]:
@@ -292,13 +312,15 @@ def _anova(base: FactorialAnalysis, runs: list[RunData], cells: dict) -> Factori
     replicated = len(runs) > len(cells)
     interactions = replicated and not base.missing_cells and len(factors) > 1
     formula = "y ~ " + (" * ".join(terms) if interactions else " + ".join(terms))
-    ss_type = 2 if base.balanced and not base.missing_cells else 3
+    ss_type = 2 if base.balanced and not base.missing_cells and not base.robust else 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = smf.ols(formula, frame).fit()
+        model = smf.ols(formula, frame).fit(**({"cov_type": "HC3", "use_t": True} if base.robust else {}))
         if model.df_resid <= 0:
             return base
-        table = anova_lm(model, typ=ss_type)
+        if base.robust and np.any(model.get_influence().hat_matrix_diag > 1 - 1e-9):
+            return _replace(base, robust=False, robust_reason="")  # a one-run cell: HC3 is undefined
+        table = anova_lm(model, typ=ss_type, robust="hc3" if base.robust else None)
     ss_resid = float(table.loc["Residual", "sum_sq"])
     rows = []
     for source, values in table.iterrows():
@@ -320,6 +342,7 @@ def _anova(base: FactorialAnalysis, runs: list[RunData], cells: dict) -> Factori
         )
     analysis = _replace(
         base,
+        differences=_differences(model, frame, factors, base),
         ss_type=ss_type,
         interactions_tested=interactions,
         table=rows,
@@ -330,25 +353,96 @@ def _anova(base: FactorialAnalysis, runs: list[RunData], cells: dict) -> Factori
     for row in analysis.table:
         if len(row.factors) == 2 and row.significant:
             a, b = (next(f for f in factors if f.name == name) for name in row.factors)
-            simple += _simple_effects(runs, a, b, base.metric) + _simple_effects(runs, b, a, base.metric)
+            residual = Comparison(analysis.residual_sd, int(analysis.residual_df or 0))
+            test = Comparison() if base.robust else residual
+            simple += _simple_effects(runs, a, b, base.metric, test)
+            simple += _simple_effects(runs, b, a, base.metric, test)
     return _replace(analysis, simple_effects=simple)
 
 
+def _differences(model: Any, frame: pd.DataFrame, factors: Sequence[Factor], base: FactorialAnalysis) -> dict:
+    """Each categorical factor's best level minus its worst as least-squares means (averaged over the
+    other factors' levels alike), with the model's CI and p (HC3 when the analysis is robust)."""
+    from patsy import build_design_matrices
+
+    found: dict[str, tuple[str, str, Difference]] = {}
+    info = model.model.data.model_spec
+    sign = 1.0 if base.metric.higher_is_better else -1.0
+    for i, factor in enumerate(factors):
+        if factor.name in base.numeric:
+            continue
+        rows = []
+        for level in factor.levels:
+            grid = _prediction_grid(frame, factors, i, level)
+            matrix = np.asarray(build_design_matrices([info], grid)[0])
+            rows.append(matrix.mean(axis=0))
+        means = [float(row @ model.params.to_numpy()) for row in rows]
+        best = max(range(len(means)), key=lambda k: sign * means[k])
+        worst = min(range(len(means)), key=lambda k: sign * means[k])
+        if best == worst:
+            continue
+        test = model.t_test(rows[best] - rows[worst])
+        low, high = (float(v) for v in np.asarray(test.conf_int(alpha=ALPHA)).ravel())
+        found[factor.name] = (
+            factor.label(factor.levels[best]),
+            factor.label(factor.levels[worst]),
+            Difference(float(np.ravel(test.effect)[0]), low, high, float(np.ravel(test.pvalue)[0])),
+        )
+    return found
+
+
+def _prediction_grid(frame: pd.DataFrame, factors: Sequence[Factor], i: int, level: tuple) -> pd.DataFrame:
+    """Every combination of the other factors' observed values with factor ``i`` at ``level``."""
+    import pandas as pd
+
+    columns = {}
+    for j in range(len(factors)):
+        name = f"x{j}" if f"x{j}" in frame else f"f{j}"
+        if j == i:
+            columns[name] = [level_ident(level)] if name.startswith("f") else None
+        else:
+            columns[name] = sorted(frame[name].unique().tolist())
+    if columns.get(f"x{i}", 0) is None:
+        raise ValueError("numeric factors have no levels to compare")
+    keys = list(columns)
+    return pd.DataFrame(list(product(*(columns[k] for k in keys))), columns=keys).assign(y=0.0)
+
+
 def _simple_effects(
-    runs: Sequence[RunData], factor: Factor, at: Factor, metric: Metric
+    runs: Sequence[RunData], factor: Factor, at: Factor, metric: Metric, test: Comparison
 ) -> list[SimpleEffect]:
-    """One-way ANOVA of ``factor`` within each level of ``at``, Holm-corrected over those levels."""
+    """One-way ANOVA of ``factor`` within each level of ``at``, Holm-corrected over those levels, with
+    its best level minus its worst by ``test`` (the residual's pooled variance, or Welch's)."""
     found = []
     for level in at.levels:
         subset = [run for run in runs if level_ident(at.level_of(run)) == level_ident(level)]
         found.append(
-            (at.label(level), _level_means(subset, factor, metric), *_one_way(subset, factor, metric))
+            (at.label(level), _level_means(subset, factor, metric), *_one_way(subset, factor, metric),
+             _best_minus_worst(subset, factor, metric, test))
         )
-    adjusted = holm([p for *_, p in found])
+    if len(factor.levels) == 2:  # the p of the difference its interval comes from, so the two agree
+        found = [(label, levels, df, f, diff[2].p if diff else p, diff)
+                 for label, levels, df, f, p, diff in found]
+    adjusted = holm([p for *_, p, _ in found])
     return [
-        SimpleEffect(factor.name, at.name, label, levels, df, f, p, holm_p)
-        for (label, levels, df, f, p), holm_p in zip(found, adjusted, strict=True)
+        SimpleEffect(factor.name, at.name, label, levels, df, f, p, holm_p, diff)
+        for (label, levels, df, f, p, diff), holm_p in zip(found, adjusted, strict=True)
     ]
+
+
+def _best_minus_worst(
+    runs: Sequence[RunData], factor: Factor, metric: Metric, test: Comparison
+) -> tuple[str, str, Difference] | None:
+    groups: dict[str, tuple[str, list[float]]] = {}
+    for run in runs:
+        level = factor.level_of(run)
+        groups.setdefault(level_ident(level), (factor.label(level), []))[1].append(metric.of(run))
+    if len(groups) < 2:
+        return None
+    sign = 1.0 if metric.higher_is_better else -1.0
+    ranked = sorted(groups.values(), key=lambda item: -sign * float(np.mean(item[1])))
+    (best, a), (worst, b) = ranked[0], ranked[-1]
+    return best, worst, test.difference(a, b)
 
 
 def _one_way(

@@ -62,6 +62,15 @@ class Metric:
         """A difference of two values: ``1.25 points`` for accuracies."""
         return f"{100 * abs(diff):.2f} points" if self.higher_is_better else f"{abs(diff):.4g}"
 
+    def format_signed(self, diff: float, unit: bool = True) -> str:
+        """A signed difference: ``+1.25 points`` (or ``−0.0123`` for losses)."""
+        if not math.isfinite(diff):
+            return "–"
+        sign = "+" if diff >= 0 else "−"
+        if self.higher_is_better:
+            return f"{sign}{100 * abs(diff):.2f}" + (" points" if unit else "")
+        return f"{sign}{abs(diff):.4g}"
+
     def better(self, a: float, b: float) -> bool:
         """Whether value ``a`` is better than ``b``."""
         return a > b if self.higher_is_better else a < b

@@ -63,13 +63,21 @@ class Ranking:
     @property
     def method(self) -> str:
         """What is ranked and how significance is judged, in one paragraph."""
+        if self.one_seed:
+            return (
+                f"Configurations are ranked by {self.metric.description} ({self.metric.name}), one run "
+                "each. With one run per configuration nothing measures how much a configuration's result "
+                "varies, so no difference is tested: each is given with the 95% interval of measuring two "
+                "accuracies on the split's images (two proportions), which leaves run-to-run variation "
+                f"out; runs with status {', '.join(FINISHED)} are ranked."
+            )
         return (
             f"Configurations are ranked by {self.metric.description} ({self.metric.name}), mean over "
             f"seeds, with the sample standard deviation and the {CONFIDENCE:.0%} confidence interval "
             f"of the mean (Student's t, n − 1 degrees of freedom). Each is compared with the best by "
-            f"{self.comparison.name} at α = {ALPHA}, its p-values corrected for multiple comparisons "
-            f"by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with the best; "
-            f"runs with status {', '.join(FINISHED)} are ranked."
+            f"{self.comparison.name}. Significance is judged at α = {ALPHA}, the p-values corrected for "
+            f"multiple comparisons by Holm's method over the {max(len(self.rows) - 1, 0)} comparisons with "
+            f"the best; runs with status {', '.join(FINISHED)} are ranked."
         )
 
     @property
@@ -77,14 +85,14 @@ class Ranking:
         """A plain warning when seeds are too few to tell real differences from noise."""
         if self.one_seed and len(self.rows) == 1:
             return (
-                "The one configuration has one seed: its result says nothing about seed-to-seed "
-                "noise; run at least 2 seeds (3 or more is better) to measure it."
+                "The one configuration has one run: nothing measures how much its result varies from "
+                "run to run; run at least 2 seeds (3 or more is better) to measure it."
             )
         if self.one_seed:
             return (
-                f"Each of the {len(self.rows)} configurations has one seed, so this ranking cannot "
-                "separate real differences from seed-to-seed noise; run at least 2 seeds per "
-                "configuration (3 or more is better) to test them."
+                f"Each of the {len(self.rows)} configurations has one run, so nothing measures how much a "
+                "result varies from run to run and no difference between them is tested; run at least "
+                "2 seeds per configuration (3 or more is better) to test them."
             )
         single = [row for row in self.rows if row.summary.n == 1]
         if single and self.comparison.pooled_sd is not None:
@@ -118,7 +126,7 @@ def rank_cells(cells: Sequence[Cell], metric: Metric) -> Ranking:
     sign = -1.0 if metric.higher_is_better else 1.0
     scored.sort(key=lambda item: (math.isnan(item[2].mean), sign * item[2].mean if item[2].n else 0.0))
     best_values = scored[0][1] if scored and scored[0][2].n else []
-    comparison = comparison_for([values for _, values, _ in scored])
+    comparison = comparison_for([values for _, values, _ in scored], metric.format_diff)
     raw = [
         comparison.p(best_values, values) if i and summary.n else None
         for i, (_, values, summary) in enumerate(scored)

@@ -14,10 +14,11 @@ from cnnlab.analyze.rundata import aligned
 
 LOSS_FALL_FRACTION = 0.5  # the loss counts as fallen at this fraction of its epoch-1 value
 DEFINITION = (
-    "Most dramatic curve (loss fall speed): the epoch at which a configuration's training loss, "
-    f"averaged over its seeds, first falls to {LOSS_FALL_FRACTION:g}× its epoch-1 value, interpolated "
-    "linearly between epochs (fewer is faster; a ratio, so losses of different scales compare). "
-    "Configurations that never get there come last, ordered by how far their loss fell."
+    "Loss fall speed: the epoch at which a configuration's training loss, averaged over its seeds, "
+    f"first falls to {LOSS_FALL_FRACTION:g}× its epoch-1 value, interpolated linearly between epochs. "
+    "It describes the curves and is not a tested difference; it is written only for studies with "
+    "several seeds per configuration and one loss function (a ratio to the epoch-1 loss does not make "
+    "two loss functions comparable)."
 )
 
 

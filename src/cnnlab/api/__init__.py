@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 from cnnlab._notebook import in_notebook
 from cnnlab.api.display import console, polled_line
 from cnnlab.api.run import Figures, Run
-from cnnlab.api.study import Study, progress_line
+from cnnlab.api.study import Study, WrittenReport, progress_line
 from cnnlab.data.torchvision_sets import root_setting
 from cnnlab.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from cnnlab.report import ReportFiles
     from cnnlab.store import RunStore
     from cnnlab.train.lr_find import LrFinding
 
-__all__ = ["Figures", "Run", "Study", "load_run", "lr_find", "report", "resume", "runs", "sweep", "train"]
+__all__ = ["Figures", "Run", "Study", "WrittenReport", "load_run", "lr_find", "report", "resume", "runs",
+           "sweep", "train"]
 
 
 def _store(store: str | RunStore | None) -> RunStore:
@@ -191,13 +191,15 @@ def sweep(
     of a study, under its own name. In a notebook one line, updated in place, shows how many runs
     are done; Ctrl-C stops the workers cleanly and raises KeyboardInterrupt."""
     from cnnlab.config import read_toml
+    from cnnlab.example_files import find_file
     from cnnlab.sweep import Location, parse_sweep, run_sweep
     from cnnlab.sweep.status import sweep_status
 
     if isinstance(file, Mapping):
         raw, default_name, folder = dict(file), "sweep", Path.cwd()
     else:
-        raw, default_name, folder = read_toml(file), Path(file).stem, Path(file).parent
+        path = find_file(file, "sweep file")
+        raw, default_name, folder = read_toml(path), path.stem, path.parent
     if settings:
         raw["set"] = {**_dotted(raw.get("set") or {}), **_dotted(settings)}
     if grid is not None:
@@ -227,9 +229,14 @@ def sweep(
 
 
 def report(*runs: str, output: str | Path = "report", metric: str | None = None,
-           exclude: Sequence[str] = (), store: str | RunStore | None = None) -> ReportFiles:
+           exclude: Sequence[str] = (), store: str | RunStore | None = None) -> WrittenReport:
     """Write the report on sweeps or runs (names, ids or id prefixes) into the folder ``output``, as
-    `cnnlab report` does; returns the files written (``.html``, ``.markdown``, ``.pngs``)."""
-    from cnnlab.report import write_report
+    `cnnlab report` does; returns the files written (``.html``, ``.markdown``, ``.pngs``) and the
+    conclusions, shown in a notebook as a link to the report and its conclusions."""
+    from cnnlab.analyze import analyze_stored
+    from cnnlab.report import build_report, write_report_files
 
-    return write_report(_store(store), list(runs), output, metric=metric, exclude=list(exclude))
+    run_store = _store(store)
+    analysis = analyze_stored(run_store, list(runs), metric=metric, exclude=list(exclude))
+    files = write_report_files(build_report(analysis, run_store), output)
+    return WrittenReport(files, analysis.conclusions.sentences())

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.api.display import fields_html, png_html
-from cnnlab.errors import ConfigError, DataError, Problem
+from cnnlab.errors import ConfigError, Problem
 from cnnlab.store import RunRecord, RunStore
 
 if TYPE_CHECKING:
@@ -160,8 +160,9 @@ class Run:
 
     def predict(self, images: Any, *, style: str = "auto") -> pd.DataFrame:
         """Class probabilities, one row per image and a column per class: for image files (preprocessed
-        as `cnnlab predict` does) or for arrays shaped as the model's input (N×C×H×W, N×H×W or H×W;
-        uint8 0–255, or floats 0–1)."""
+        as `cnnlab predict` does; a file that cannot be read gets its row with the reason in the
+        ``error`` column and no probabilities, the others are predicted) or for arrays shaped as the
+        model's input (N×C×H×W, N×H×W or H×W; uint8 0–255, or floats 0–1)."""
         import pandas as pd
 
         loaded = self._loaded
@@ -179,11 +180,8 @@ class Run:
         from cnnlab.inspect import predict_files
 
         results = predict_files(loaded, paths, top=len(loaded.classes), style=style)
-        errors = [r.error for r in results if r.error is not None]
-        if errors:
-            raise DataError("\n".join(errors))
-        rows = [{name: p for name, p in r.top} for r in results]
-        frame = pd.DataFrame(rows, index=[str(r.path) for r in results], columns=loaded.classes)
+        rows = [{**dict(r.top), "error": r.error or ""} for r in results]
+        frame = pd.DataFrame(rows, index=[str(r.path) for r in results], columns=[*loaded.classes, "error"])
         return frame.rename_axis("file")
 
     def _fields(self) -> list[tuple[str, Any]]:

@@ -3,8 +3,11 @@ report, each computed by the analysis and report code that `cnnlab report` uses.
 
 from __future__ import annotations
 
+import contextlib
+import html
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,11 +132,13 @@ class Study:
 
         return ranking_figure(self.analysis.ranking)
 
-    def report(self, output: str | Path = "report") -> ReportFiles:
-        """Write the sweep's report into the folder ``output`` (as `cnnlab report SWEEP -o output`)."""
-        from cnnlab.report import write_report
+    def report(self, output: str | Path = "report") -> WrittenReport:
+        """Write the sweep's report into the folder ``output`` (as `cnnlab report SWEEP -o output`);
+        shown in a notebook as a link to it and its conclusions."""
+        from cnnlab.report import build_report, write_report_files
 
-        return write_report(self.store, [self.name], output, metric=self.metric)
+        files = write_report_files(build_report(self.analysis, self.store), output)
+        return WrittenReport(files, self.conclusions)
 
     def _cells(self) -> tuple[list[str], list[list[str]], int | None]:
         from cnnlab.terminal.format import format_metric
@@ -176,3 +181,47 @@ def progress_line(status: SweepStatus) -> str:
     others = ", ".join(f"{n} {state}" for state, n in counts.items() if n and state != "done")
     done = f"sweep {status.name}: {counts['done']} of {status.total} runs done"
     return done + (f", {others}" if others else "")
+
+
+@dataclass(frozen=True)
+class WrittenReport:
+    """A written report: its files (``folder``, ``html``, ``markdown``, ``pngs``) and conclusions; a
+    notebook shows a link to the HTML file and the conclusions."""
+
+    files: ReportFiles
+    conclusions: list[str]
+
+    @property
+    def folder(self) -> Path:
+        return self.files.folder
+
+    @property
+    def html(self) -> Path:
+        return self.files.html
+
+    @property
+    def markdown(self) -> Path:
+        return self.files.markdown
+
+    @property
+    def pngs(self) -> list[Path]:
+        return self.files.pngs
+
+    def _link(self) -> str:
+        """The HTML file's path relative to the working folder when it is inside it (a notebook's links
+        are relative to the notebook), else its file:// URI."""
+        path = self.html.absolute()
+        with contextlib.suppress(ValueError):
+            return path.relative_to(Path.cwd()).as_posix()
+        return path.as_uri()
+
+    def __repr__(self) -> str:
+        lines = [f"report written to {self.html} (and {self.markdown.name} with {len(self.pngs)} figures)"]
+        return "\n".join(lines + [f"  • {sentence}" for sentence in self.conclusions])
+
+    def _repr_html_(self) -> str:
+        link = html.escape(self._link(), quote=True)
+        items = "".join(f"<li>{html.escape(sentence)}</li>" for sentence in self.conclusions)
+        return (f'<div><p>Report written: <a href="{link}" target="_blank">{html.escape(str(self.html))}</a> '
+                f"(and {html.escape(self.markdown.name)} with {len(self.pngs)} figures)</p>"
+                f"<p><strong>Conclusions</strong></p><ul>{items}</ul></div>")

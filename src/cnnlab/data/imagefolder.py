@@ -6,20 +6,32 @@ folders sit directly under ``path`` and the test set is split off later.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cnnlab.config import DataConfig
 from cnnlab.data.bundle import Source, Split
-from cnnlab.data.transforms import resize
-from cnnlab.errors import DataError
+from cnnlab.data.cache import (
+    CLEAR_HINT,
+    CacheUnusable,
+    Entry,
+    building,
+    discard,
+    read_entry,
+    write_entry,
+)
+from cnnlab.data.decode import FileChanged, decode_files, worker_count
+from cnnlab.data.interrupt import StopRequest, stop_on_signals
+from cnnlab.errors import DataError, user_message
 
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_READ_ERRORS = (OSError, ValueError, SyntaxError, UnidentifiedImageError,
-                Image.DecompressionBombError)
+ATTEMPTS = 3  # a folder still changing after this many decodes is an error
 
 
 def _find_images(
@@ -46,27 +58,6 @@ def _find_images(
     return classes, samples
 
 
-def _open(file: str) -> Image.Image:
-    try:
-        return Image.open(file)
-    except _READ_ERRORS as exc:
-        raise DataError(f"{file}: not a readable image ({exc})") from exc
-
-
-def _pixels(file: str, mode: str, size: int | None) -> np.ndarray:
-    """The decoded image as H×W×C uint8, resized to size×size when ``size`` is given."""
-    try:
-        with Image.open(file) as image:
-            array = np.array(image.convert(mode), dtype=np.uint8)
-    except _READ_ERRORS as exc:
-        raise DataError(f"{file}: not a readable image ({exc})") from exc
-    array = array.reshape(*array.shape[:2], -1)
-    if size is not None and array.shape[:2] != (size, size):
-        tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
-        array = resize(tensor, size)[0].permute(1, 2, 0).numpy()
-    return array
-
-
 def load_imagefolder(cfg: DataConfig) -> Source:
     """Every image decoded into memory: gray if all are gray (or ``data.channels``), else RGB."""
     root = Path(cfg.path or "").expanduser()
@@ -79,27 +70,134 @@ def load_imagefolder(cfg: DataConfig) -> Source:
                         f"{'test/' if has_train else 'train/'}; give both, or put the class "
                         f"folders directly in {root}")
     train_dir = root / "train" if has_train else root
-    classes, train_files = _find_images(train_dir, None)
-    test_files = _find_images(root / "test", classes)[1] if has_test else []
-
-    files = train_files + test_files
-    modes, sizes = set(), set()
-    for file, _ in files:
-        with _open(file) as image:
-            modes.add(image.mode)
-            sizes.add(image.size)
-    channels = cfg.channels or (1 if modes <= _GRAY_MODES else 3)
-    if cfg.size is None and len(sizes) > 1:
-        examples = ", ".join(f"{w}×{h}" for w, h in sorted(sizes)[:4])
-        more = ", …" if len(sizes) > 4 else ""
-        raise DataError(f"{root}: images have different sizes ({examples}{more}); set data.size "
-                        f"to resize them all to one square size")
-    mode = "L" if channels == 1 else "RGB"
-    pixels = np.stack([_pixels(file, mode, cfg.size) for file, _ in files])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+    mode = {1: "L", 3: "RGB"}.get(cfg.channels or 0)  # None: gray stays gray, unless any is not
+    say = Console(stderr=True, highlight=False, soft_wrap=True)
+    with stop_on_signals() as stop:
+        for _ in range(ATTEMPTS):
+            classes, train_files, test_files = _listing(root, train_dir, has_test)
+            files = train_files + test_files
+            try:
+                images = _decoded(root, [file for file, _ in files],
+                                  lambda: _listing(root, train_dir, has_test), mode, cfg.size, stop, say)
+                break
+            except FileChanged as exc:
+                changed = exc.path
+                say.print(f"data: {changed} changed while {root} was being decoded; listing and "
+                          "decoding the folder again", markup=False)
+        else:
+            raise DataError(f"{root}: files keep changing while they are decoded (the last: {changed}); "
+                            "run again once the folder has stopped changing")
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
     count = len(train_files)
     train = Split(images[:count], labels[:count])
     test = Split(images[count:], labels[count:]) if has_test else None
     layout = "train/ and test/" if has_test else "class folders"
     return Source(train, test, classes, f"image folder {root} ({layout})")
+
+
+Listing = tuple[list[str], list[tuple[str, int]], list[tuple[str, int]]]
+
+
+def _listing(root: Path, train_dir: Path, has_test: bool) -> Listing:
+    """Class names, and the (file, label) pairs of the training and test images."""
+    classes, train_files = _find_images(train_dir, None)
+    test_files = _find_images(root / "test", classes)[1] if has_test else []
+    return classes, train_files, test_files
+
+
+def _states(paths: list[str]) -> list[tuple[int, int]]:
+    """(size, modification time in ns) of each file; FileChanged for one that is gone."""
+    states = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError as exc:
+            raise FileChanged(path) from exc
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+        states.append((stat.st_size, stat.st_mtime_ns))
+    return states
+
+
+def _decoded(root: Path, paths: list[str], listing: Callable[[], Listing], mode: str | None,
+             size: int | None, stop: StopRequest, say: Console) -> torch.Tensor:
+    """The images of ``paths`` as uint8 N×C×H×W: from the cache when it holds this folder as it is
+    now, else decoded in parallel and cached. FileChanged when the folder changes meanwhile."""
+    states = _states(paths)
+    stop.check(f"listing {root}")
+    base = str(root.resolve())
+    entry = Entry({"kind": "imagefolder", "root": base, "mode": mode, "size": size},
+                  [[os.path.relpath(path, base), *state] for path, state in zip(paths, states, strict=True)])
+    where = f"({entry.path}; {CLEAR_HINT})"
+    started = time.perf_counter()
+    cached = _read(entry, say, len(paths))
+    if cached is None:
+        with building(entry, stop, on_wait=lambda pid: say.print(
+                f"data: waiting for process {pid}, which is decoding {root} into the cache", markup=False)):
+            cached = _read(entry, say, len(paths))  # the process we waited for wrote it
+            if cached is None:
+                images = _decode(root, paths, states, mode, size, stop, say)
+                _unchanged(paths, states, listing)
+                stop.check(f"caching {root}")
+                seconds = time.perf_counter() - started
+                try:
+                    write_entry(entry, {"images": images}, {
+                        "description": f"image folder {root}: {len(images):,} images "
+                                       f"{'×'.join(map(str, images.shape[1:]))}"})
+                    say.print(f"data: decoded {len(images):,} images of {root} in {seconds:.1f} s and "
+                              f"cached them {where}", markup=False)
+                except OSError as exc:
+                    say.print(f"data: decoded {len(images):,} images of {root} in {seconds:.1f} s; "
+                              f"could not cache them ({user_message(exc)})", markup=False)
+                return torch.from_numpy(images)
+    say.print(f"data: read {len(paths):,} decoded images of {root} from the cache in "
+              f"{time.perf_counter() - started:.1f} s {where}", markup=False)
+    return torch.from_numpy(cached)
+
+
+def _unchanged(paths: list[str], states: list[tuple[int, int]], listing: Callable[[], Listing]) -> None:
+    """FileChanged naming a file added, removed or modified since ``paths`` were listed."""
+    _, train_files, test_files = listing()
+    now = [file for file, _ in train_files + test_files]
+    if now != paths:
+        raise FileChanged(next((a for a, b in zip(now, paths, strict=False) if a != b),
+                               (now + paths)[min(len(now), len(paths))]))
+    for path, state, current in zip(paths, states, _states(paths), strict=True):
+        if state != current:
+            raise FileChanged(path)
+
+
+def _read(entry: Entry, say: Console, count: int) -> np.ndarray | None:
+    """The entry's images, or None; an unusable entry is named in one line and deleted."""
+    try:
+        found = read_entry(entry)
+        if found is None:
+            return None
+        images = found[0].get("images")
+        if images is None or images.dtype != np.uint8 or images.ndim != 4 or len(images) != count:
+            raise CacheUnusable(f"damaged (it does not hold {count:,} uint8 images)")
+        return images
+    except CacheUnusable as exc:
+        say.print(f"data: the cache entry {entry.path} is {exc}; decoding again", markup=False)
+        discard(entry)
+        return None
+
+
+def _decode(root: Path, paths: list[str], states: list[tuple[int, int]], mode: str | None,
+            size: int | None, stop: StopRequest, say: Console) -> np.ndarray:
+    """Decode every file (a progress bar on a terminal) into one N×C×H×W uint8 array."""
+    processes = worker_count(len(paths))
+    say.print(f"data: decoding {len(paths):,} images of {root} with {processes} "
+              f"process{'es' * (processes != 1)} (once: they are cached)", markup=False)
+    with Progress(TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=say, transient=True, disable=not say.is_terminal) as progress:
+        task = progress.add_task("decoding", total=len(paths))
+        arrays = decode_files(paths, states, mode=mode, size=size, stop=stop, same_size=size is None,
+                              on_progress=lambda done: progress.update(task, completed=done))
+    channels = 1 if all(array.shape[2] == 1 for array in arrays) else 3
+    out = np.empty((len(arrays), channels, *arrays[0].shape[:2]), dtype=np.uint8)
+    for i, array in enumerate(arrays):
+        out[i] = array.transpose(2, 0, 1)  # a gray image broadcasts to RGB (PIL copies it too)
+        if i % 4096 == 0:
+            stop.check(f"stacking the images of {root}")
+    return out

@@ -31,6 +31,18 @@ def _folder(store: RunStore, run: LoadedRun, out_dir: str | Path | None) -> Path
     return output_dir(out_dir if out_dir is not None else store.run_dir(run.record.id) / "inspect")
 
 
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _figure_path(store: RunStore, run: LoadedRun, output: str | Path | None, default_name: str) -> Path:
+    """Where a command that writes one figure writes it: ``output`` when it names an image file
+    (.png, .svg, .pdf), else ``default_name`` inside the folder ``output`` (default: the run's)."""
+    if output is not None and Path(output).suffix.lower() in FIGURE_SUFFIXES:
+        output_dir(Path(output).parent)
+        return Path(output)
+    return _folder(store, run, output) / default_name
+
+
 def _register(store: RunStore, run: LoadedRun, files: list[Written]) -> None:
     if store.read_only:  # the figures are written (-o DIR); a read-only store cannot list them
         return
@@ -117,6 +129,7 @@ class SamplesResult:
 
     shown: int
     total: int
+    mistakes: int = 0  # test images the run gets wrong
     files: list[Written] = field(default_factory=list)
 
 
@@ -135,7 +148,7 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
     else:
         chosen = torch.arange(min(rows * cols, len(split)))
         stem, what = "samples", "first test images"
-    result = SamplesResult(len(chosen), len(split))
+    result = SamplesResult(len(chosen), len(split), int((predictions != split.labels).sum()))
     if not len(chosen):
         return result
     names = run.classes
@@ -147,10 +160,12 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
             captions.append(f"true {true}\npred {pred} {confidence[i]:.2f}")
         else:
             captions.append(true if true == pred else f"{true} → {pred}")
-    title = (f"run {run.record.id} · {what} ({len(chosen)} of {len(split):,} test images)"
+    counted = (f"{len(chosen)} of {result.mistakes:,} mistakes on {len(split):,} test images" if errors
+               else f"{len(chosen)} of {len(split):,} test images")
+    title = (f"run {run.record.id} · {what} ({counted})"
              + ("" if errors else "\ncaption: true class, → prediction when wrong"))
     fig = image_grid_figure(split.images[chosen], captions, rows, cols, title, wrong)
-    path = save_figure(fig, _folder(store, run, out_dir) / f"{stem}.png")
+    path = save_figure(fig, _figure_path(store, run, out_dir, f"{stem}.png"))
     result.files.append(Written(what, path, f"inspect-{stem}"))
     _register(store, run, result.files)
     return result

@@ -21,15 +21,22 @@ from cnnlab.store.schema import FINISHED
 
 FACTORIAL_METHOD = (
     "Factors: every setting that varies, keys that always change together (a [zip] group) merged into "
-    "one factor. A grid is analysed by a factorial ANOVA (statsmodels: OLS with categorical factors in "
-    "sum coding and all their interactions, seeds as replicates; type II sums of squares, type III "
-    "when configurations have unequal numbers of seeds; main effects only when a configuration has no "
-    "value or every one has a single seed), with F, p and partial η² = SS_effect / (SS_effect + "
-    "SS_residual) per factor and interaction. Where two factors interact (p < α), each factor's "
-    "simple effects are tested by a one-way ANOVA within each level of the other, the p-values "
-    "Holm-corrected over those levels. Studies that are not grids (random, TPE) get parameter "
-    "importances from Optuna's fANOVA evaluator instead. Runs evaluated on different data are not "
-    "compared."
+    "one factor. The design is decided first, and each design has its own analysis. A replicated grid "
+    "(2 or more seeds per configuration) gets a factorial ANOVA (statsmodels: OLS with categorical "
+    "factors in sum coding and all their interactions, seeds as replicates; type II sums of squares, "
+    "type III when configurations have unequal numbers of seeds or when the configurations' variances "
+    "differ, Hartley's F-max test at α = 0.05, and then HC3 heteroscedasticity-robust errors replace "
+    "the pooled residual; main effects only when a configuration has no value), with F, p and partial "
+    "η² per factor and interaction, and each factor's best level against its worst as a difference of "
+    "least-squares means with its 95% CI. Where two factors interact (p < α), simple effects are "
+    "tested within each level of the other, Holm-corrected. An unreplicated grid (one run per "
+    "configuration) measures no run-to-run noise: every main effect and interaction is estimated and "
+    "drawn on a half-normal (Daniel) plot, and nothing is tested. A union of one-factor grids around a "
+    "base cell compares each level with the base cell alone; interactions are not estimable. Sampled "
+    "searches (random, TPE) get parameter importances from Optuna's fANOVA evaluator. Runs evaluated "
+    "on different data are not compared. Differences between two configurations are given with their "
+    "95% CI: over seeds (the test named in the ranking) or, with one run each, the interval of "
+    "measuring two accuracies on the split's images."
 )
 PROBLEM_STATUSES = ("diverged", "failed", "interrupted", "pruned", "running", "created")
 
@@ -49,6 +56,7 @@ class Report:
     fixed: Table
     ranking: Table
     anova: Table
+    estimates: Table
     diagnoses: Table
     healthy_note: str
     statuses: Table
@@ -93,6 +101,7 @@ def build_report(study: Study, store: RunStore) -> Report:
         ),
         ranking=_ranking(study),
         anova=_anova(study),
+        estimates=_estimates(study),
         diagnoses=_diagnoses(study),
         healthy_note=_healthy_note(study),
         statuses=_statuses(study),
@@ -189,9 +198,19 @@ def _anova(study: Study) -> Table:
     ]
     if rows and analysis.residual_df is not None:
         spread = study.metric.format_diff(analysis.residual_sd or 0.0)
-        rows.append(["residual (seed-to-seed)", f"{analysis.residual_df:g}", "–", "–", "–", f"sd {spread}"])
+        name = "residual (seed-to-seed" + ("; the tests use HC3 errors)" if analysis.robust else ")")
+        rows.append([name, f"{analysis.residual_df:g}", "–", "–", "–", f"sd {spread}"])
     classes = ["best" if row.significant else "" for row in analysis.table] + ([""] if rows else [])
     return Table(["source", "df", "F", "p", "partial η²", f"significant (α = {ALPHA})"], rows, classes)
+
+
+def _estimates(study: Study) -> Table:
+    """The effect estimates of an unreplicated grid, largest first (empty for other designs)."""
+    estimates = study.analysis.estimates if study.analysis is not None else []
+    unit = " (points)" if study.metric.higher_is_better else ""
+    rows = [[e.label, "main effect" if len(e.factors) == 1 else "interaction",
+             study.metric.format_signed(e.estimate, unit=False)] for e in estimates]
+    return Table(["effect", "kind", f"estimate{unit}"], rows)
 
 
 def _diagnoses(study: Study) -> Table:

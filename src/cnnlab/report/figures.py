@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 
 from cnnlab.analyze.cells import format_value, levels
+from cnnlab.analyze.design import ONE_FACTOR
 from cnnlab.analyze.diagnose import STATES
 from cnnlab.analyze.effects import Effect
-from cnnlab.analyze.factorial import GRID
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.study import Study
 from cnnlab.report.sections import ReportFigure
 from cnnlab.viz import effect_figure, overlay_figure, png_bytes, ranking_figure, run_figure
 from cnnlab.viz.curves import RELATIVE_LOSS
+from cnnlab.viz.halfnormal import half_normal_figure
 from cnnlab.viz.interaction import interaction_figure
 
 MAX_SETTINGS_DRAWN = 3  # overlays and effect charts for at most this many varying settings (largest effects)
@@ -35,8 +36,11 @@ def ranking_figures(study: Study) -> list[ReportFigure]:
         ReportFigure(
             "ranking",
             "Ranking",
-            f"Mean {study.metric.description} of each configuration with "
-            "its 95% confidence interval; dots are single runs; colour shows the test against the best.",
+            (f"{study.metric.description.capitalize()} of each configuration (one run each, so no interval); "
+             "colour shows whether it could be tested against the best."
+             if study.ranking.one_seed else
+             f"Mean {study.metric.description} of each configuration with its 95% confidence interval over "
+             "seeds; dots are single runs; colour shows the test against the best."),
             png_bytes(ranking_figure(study.ranking)),
         )
     ]
@@ -55,20 +59,23 @@ def overlay_figures(study: Study) -> list[ReportFigure]:
     )
     relative = len({str(run.settings.get("train.loss")) for run in healthy}) > 1
     loss_note = (
-        f" The loss panel shows each run's {RELATIVE_LOSS}, since the runs use different loss functions "
+        f" The loss panel shows {RELATIVE_LOSS}, since the runs use different loss functions "
         "whose values do not share a scale."
         if relative
         else ""
     )
     cells = [(cell.label, runs) for cell in study.cells if (runs := [r for r in cell.runs if r in healthy])]
+    one_run = all(len(runs) == 1 for _, runs in cells)
     if 1 < len(study.cells) <= MAX_CONFIGURATIONS_DRAWN and cells:
-        fig = overlay_figure(cells, "Curves per configuration: mean over seeds", "configuration", relative)
+        over = "one run each" if one_run else "mean over seeds"
+        fig = overlay_figure(cells, f"Curves per configuration: {over}", "configuration", relative)
         return [
             ReportFigure(
                 "curves-configurations",
                 "Curves per configuration",
                 "Validation (solid) and training (dashed) accuracy and loss per epoch of each "
-                "configuration, the mean over its seeds; the band spans its lowest to its highest run."
+                + ("configuration (one run each)." if one_run else
+                   "configuration, the mean over its seeds; the band spans its lowest to its highest run.")
                 + loss_note
                 + note,
                 png_bytes(fig),
@@ -94,49 +101,89 @@ def overlay_figures(study: Study) -> list[ReportFigure]:
 
 
 def interaction_figures(study: Study) -> list[ReportFigure]:
-    """The interaction plot of a grid's two factors with the largest interaction (or its only two)."""
-    analysis = study.factorial
-    pairs = [row for row in analysis.table if len(row.factors) == 2]
-    if analysis.design != GRID or len(analysis.factors) < 2:
+    """The interaction plot of a grid's two factors its design analysis names (the strongest
+    interaction), with intervals only where each point's runs are seeds of one configuration."""
+    analysis = study.analysis
+    if analysis is None or analysis.interaction is None:
         return []
-    names = (
-        max(pairs, key=lambda row: row.partial_eta_sq).factors
-        if pairs
-        else (analysis.factors[0].name, analysis.factors[1].name)
-    )
-    a, b = (next(f for f in analysis.factors if f.name == name) for name in names)
+    factors = {f.name: f for f in study.factors}
+    if not all(name in factors for name in analysis.interaction):
+        return []
+    a, b = (factors[name] for name in analysis.interaction)
     x, lines = (a, b) if len(a.levels) >= len(b.levels) else (b, a)
-    row = analysis.row(x.name, lines.name)
-    tested = (
-        f" The interaction test: {row.source}, p {'< 0.001' if row.p < 0.001 else f'= {row.p:.2g}'}."
-        if row is not None and math.isfinite(row.p)
-        else " The interaction was not tested (see the conclusions)."
-    )
+    row = study.factorial.row(x.name, lines.name)
+    if row is not None and math.isfinite(row.p):
+        tested = f" The interaction test: {row.source}, p {'< 0.001' if row.p < 0.001 else f'= {row.p:.2g}'}."
+    elif analysis.estimates:
+        size = next((e for e in analysis.estimates if set(e.factors) == {x.name, lines.name}), None)
+        tested = (
+            " The strongest two-factor interaction among the effect estimates"
+            + (f" ({study.metric.format_signed(size.estimate)})" if size else "")
+            + "; with one run per configuration it is not tested."
+        )
+    else:
+        tested = " The interaction was not tested (see the conclusions)."
+    others = [f.name for f in study.factors if f.name not in (x.name, lines.name)]
+    if analysis.interaction_intervals:
+        how = "with 95% confidence intervals over seeds"
+    elif others:
+        how = (
+            f"averaged over {', '.join(others)}, without intervals (those runs are not repeats of one "
+            "configuration)"
+        )
+    else:
+        how = "one run per point, so without intervals"
     return [
         ReportFigure(
             "interaction",
             f"Interaction of {x.name} and {lines.name}",
-            f"Mean {study.metric.description} at each {x.name}, one line per {lines.name}, with 95% "
-            "confidence intervals over seeds; dots are single runs. Parallel lines mean each factor "
-            "acts the same whatever the other; lines that cross or diverge mean they interact." + tested,
-            png_bytes(interaction_figure(study.runs, x, lines, study.metric)),
+            f"Mean {study.metric.description} at each {x.name}, one line per {lines.name}, {how}; dots are "
+            "single runs. Parallel lines mean each factor acts the same whatever the other; lines that "
+            "cross or diverge mean they interact." + tested,
+            png_bytes(interaction_figure(study.runs, x, lines, study.metric, analysis.interaction_intervals)),
+        )
+    ]
+
+
+def half_normal_figures(study: Study) -> list[ReportFigure]:
+    """The half-normal plot of an unreplicated grid's effect estimates."""
+    analysis = study.analysis
+    if analysis is None or len(analysis.estimates) < 3:
+        return []
+    return [
+        ReportFigure(
+            "half-normal",
+            "Half-normal plot of the effects",
+            f"Every main effect and interaction on {study.metric.description}, by size, against where "
+            "their sizes would fall if none were real (one run per configuration, so nothing is tested); "
+            "those standing off the dashed line through the smaller half are the large ones.",
+            png_bytes(half_normal_figure(analysis.estimates, study.metric)),
         )
     ]
 
 
 def effect_figures(study: Study) -> list[ReportFigure]:
     """The interaction plot of a grid, then one effect chart per drawn setting."""
-    figures = interaction_figures(study)
-    for effect in drawn_effects(study):
+    figures = half_normal_figures(study) + interaction_figures(study)
+    one_factor = study.design is not None and study.design.kind == ONE_FACTOR
+    for effect in study.effects if one_factor else drawn_effects(study):
         if len(effect.levels) < 2:
             continue
         moved = f" ({effect.title} moved together: one factor)" if effect.name else ""
+        levels = [lv for series in effect.series for lv in series.levels]
+        if any(lv.replicated and lv.summary.n > 1 for lv in levels):
+            what = "with its 95% confidence interval over seeds (Student's t)"
+        elif all(lv.summary.n <= 1 for lv in levels):
+            what = "(one run each, so no interval)"
+        else:
+            what = "(runs that differ in other settings, so no interval)"
+        against = " against the base cell, every other setting held at its base value" if one_factor else ""
         figures.append(
             ReportFigure(
                 f"effect-{effect.key}",
                 f"{study.metric.description} against {effect.title}",
-                f"Mean {study.metric.description} at each value of {effect.key}{moved} with its 95% "
-                f"confidence interval (Student's t); dots are single runs"
+                f"Mean {study.metric.description} at each value of {effect.key}{moved}{against} {what}; dots "
+                "are single runs"
                 + (" on a log axis." if effect.log_scale else "."),
                 png_bytes(effect_figure(effect)),
             )

@@ -129,8 +129,37 @@ def _argmax(values: list[float]) -> int | None:
     return max(finite)[1] if finite else None
 
 
+def one_factor_sections(study: Study, store: RunStore) -> list[Section]:
+    """A one-factor-at-a-time study: one table per factor, its levels with the base cell among them."""
+    from cnnlab.analyze.design import ONE_FACTOR
+
+    design = study.design
+    if design is None or design.kind != ONE_FACTOR or design.base is None:
+        return []
+    metric = study.metric
+    tables = []
+    for arm in design.arms:
+        rows, classes = [], []
+        for cell in arm.cells:
+            values = [metric.of(run) for run in cell.runs if run in design.scored]
+            mean = sum(values) / len(values) if values else math.nan
+            rows.append([
+                arm.factor.label(arm.factor.level_of(cell.runs[0]))
+                + (" (base cell)" if cell is design.base else ""),
+                str(len(cell.runs)),
+                metric.format(mean),
+                ", ".join(sorted({run.status for run in cell.runs})),
+            ])
+            classes.append("best" if cell is design.base else "")
+        tables.append(Table([arm.factor.name, "runs", f"mean {metric.name}", "statuses"], rows, classes))
+    base = ", ".join(f"{f.name}={f.label(f.level_of(design.base.runs[0]))}" for f in design.factors)
+    text = (f"One factor at a time around the base cell ({base}): each table is one factor's grid, the "
+            "base cell listed in every one, since each level is compared with it.")
+    return [Section("One factor at a time", [text], [], tables)]
+
+
 # Called in order for every report; each returns sections to add (possibly none).
-SECTION_PROVIDERS: list[SectionProvider] = [domain_sections, best_model_sections]
+SECTION_PROVIDERS: list[SectionProvider] = [one_factor_sections, domain_sections, best_model_sections]
 
 
 def extra_sections(study: Study, store: RunStore) -> list[Section]:

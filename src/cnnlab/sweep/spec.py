@@ -13,11 +13,12 @@ from typing import Any, Literal
 from cnnlab.checks import validate_experiment
 from cnnlab.config import apply_overrides, parse_override, read_toml
 from cnnlab.errors import ConfigError, Problem, one_of
+from cnnlab.example_files import find_file
 
 MODES = ("grid", "random", "tpe")
 SECTIONS = ("data", "model", "train")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband")
-TOP_KEYS = ("name", "description", "base", "set", "seeds", "metric", "direction", "retries",
+TOP_KEYS = ("name", "description", "claim", "base", "set", "seeds", "metric", "direction", "retries",
             "grid", "zip", "random", "tpe", "pruner")
 SAMPLER_OPTIONS = {"random": ("n_trials", "seed"), "tpe": ("n_trials", "seed", "n_startup_trials")}
 RANGE_KEYS = frozenset({"low", "high", "log", "step"})
@@ -50,6 +51,7 @@ class SweepSpec:
     direction: Literal["maximize", "minimize"] = "maximize"
     retries: int = DEFAULT_RETRIES
     description: str = ""
+    claim: dict[str, Any] = field(default_factory=dict)  # the seed study's own claim (cnnlab.analyze.claim)
     overrides: dict[str, Any] = field(default_factory=dict)  # `sweep -s key=value`, in every cell
 
     def to_dict(self) -> dict[str, Any]:
@@ -67,7 +69,7 @@ def load_sweep(path: str | Path, name: str | None = None, overrides: list[str] |
     """Read a sweep file; ``base = "file.toml"`` is relative to the sweep file; ``overrides``
     (``key=value``, from `sweep -s`) are set in every cell. Raises ConfigError with one Problem
     per bad key (cells are checked by `expand_cells`)."""
-    path = Path(path)
+    path = find_file(path, "sweep file")
     raw = read_toml(path)
     return parse_sweep(raw, default_name=name or path.stem, folder=path.parent, overrides=overrides)
 
@@ -101,8 +103,17 @@ def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path |
         problems.append(Problem("seeds", seeds, "must be a non-empty list of distinct integers in [0, 2³²)"))
         seeds = [0]
 
+    claim = raw.get("claim", {})
+    if claim:
+        from cnnlab.analyze.claim import parse_claim
+
+        try:
+            parse_claim(claim)
+        except ConfigError as exc:
+            problems += exc.problems
+            claim = {}
     spec = SweepSpec(name=name.strip(), base=base, seeds=list(seeds),
-                     description=str(raw.get("description", "")), overrides=given)
+                     description=str(raw.get("description", "")), claim=dict(claim), overrides=given)
     _space(raw, spec, problems)
     problems += _override_problems(spec)
     _objective(raw, spec, problems)

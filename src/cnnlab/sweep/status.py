@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -85,6 +86,17 @@ class SweepStatus:
     storage: str
     cells: list[CellStatus] = field(default_factory=list)
     unsampled: int = 0
+    # Several [[grid]] tables: each grid's title and its cells as (label within the grid, cell hash);
+    # a cell shared by several grids (the base cell of one-factor-at-a-time grids) is in each.
+    grids: list[tuple[str, list[tuple[str, str]]]] = field(default_factory=list)
+
+    def shared_cells(self) -> set[str]:
+        """Hashes of the cells that belong to more than one grid."""
+        seen: dict[str, int] = {}
+        for _, members in self.grids:
+            for _, cell_hash in members:
+                seen[cell_hash] = seen.get(cell_hash, 0) + 1
+        return {cell_hash for cell_hash, n in seen.items() if n > 1}
 
     @property
     def metric_label(self) -> str:
@@ -174,12 +186,37 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location) -> SweepSt
                 run.domains = _domain_accuracies(store.epochs(record.id))
             cell.runs.append(run)
         status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
+        status.grids = _grids(spec)
         if spec.mode == "tpe":
             real = [t for t in sampled(trials) if t.user_attrs.get("outcome") not in SKIPPED]
             status.unsampled = max(0, spec.n_trials - len(real)) * len(spec.seeds)
         return status
     finally:
         store.close()
+
+
+def _grids(spec: SweepSpec) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each of several ``[[grid]]`` tables with its cells (label within the grid, cell hash)."""
+    from cnnlab.errors import ConfigError
+    from cnnlab.sweep.cells import label, make_cell
+
+    if spec.mode != "grid" or len(spec.grids) < 2:
+        return []
+    grids = []
+    for grid in spec.grids:
+        members = []
+        for values in itertools.product(*grid.values()):
+            overrides = dict(zip(grid, values, strict=True))
+            zipped = zip(*spec.zip.values(), strict=True)
+            rows = [dict(zip(spec.zip, row, strict=True)) for row in zipped] or [{}]
+            for row in rows:
+                try:
+                    cell = make_cell(spec, {**overrides, **row}, spec.seeds[0])
+                except ConfigError:
+                    continue
+                members.append((label({**overrides, **row}), cell.cell_hash))
+        grids.append((" × ".join(grid), members))
+    return grids
 
 
 def _has_domains(record: RunRecord) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterator
 
@@ -15,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cnnlab.store.liveness import GONE
-from cnnlab.sweep.status import SweepStatus, sweep_status
+from cnnlab.sweep.status import CellStatus, SweepStatus, sweep_status
 from cnnlab.sweep.storage import Location
 from cnnlab.terminal.format import format_metric
 
@@ -52,14 +53,17 @@ def status_table(status: SweepStatus, wide: bool = False) -> Table:
     the metric over finished seeds; with ``wide`` also the run ids. A cell's settings take a line each."""
     best = status.best()
     rows: list[dict[str, Text]] = []
-    for cell in status.cells:
+    for cell, shown_label in _cells_in_order(status):
+        if cell is None:  # a grid's title
+            rows.append({"cell": Text(shown_label, style="italic")})
+            continue
         running = [r for r in cell.runs if r.state == "running"]
         running_text = str(len(running)) if running else ""
         if running:
             running_text += " (" + ", ".join(f"ep {r.epochs_done}/{r.epochs_planned or '?'}"
                                              for r in running) + ")"
         rows.append({
-            "cell": Text(cell_lines(cell.label), style="bold" if cell is best else ""),
+            "cell": Text(cell_lines(shown_label), style="bold" if cell is best else ""),
             "runs": Text(str(len(cell.runs))),
             "done": Text(_count(cell.count("done"))),
             "running": Text(running_text),
@@ -96,6 +100,27 @@ def status_table(status: SweepStatus, wide: bool = False) -> Table:
     if not status.cells and not status.unsampled:
         table.caption = "no cells queued"
     return table
+
+
+def _cells_in_order(status: SweepStatus) -> list[tuple[CellStatus | None, str]]:
+    """The cells with the label to show: one after another, or grouped under each of several
+    ``[[grid]]`` tables (a grid's title row, then its cells), a cell shared by grids listed under each
+    and marked ``(base cell)`` when every grid shares it."""
+    if not status.grids:
+        return [(cell, cell.label) for cell in status.cells]
+    by_hash = {cell.cell_hash: cell for cell in status.cells}
+    shared = status.shared_cells()
+    everywhere = {h for h in shared if all(h in {m for _, m in members} for _, members in status.grids)}
+    out: list[tuple[CellStatus | None, str]] = []
+    listed: set[str] = set()
+    for title, members in status.grids:
+        out.append((None, f"{title}:"))
+        for shown, cell_hash in members:
+            if cell_hash in by_hash:
+                out.append((by_hash[cell_hash], shown + (" (base cell)" if cell_hash in everywhere else "")))
+                listed.add(cell_hash)
+    out += [(cell, cell.label) for cell in status.cells if cell.cell_hash not in listed]  # left the file
+    return out
 
 
 def cell_lines(label: str) -> str:
@@ -169,9 +194,14 @@ def sweeps_table(statuses: list[SweepStatus]) -> Table:
 
 @contextlib.contextmanager
 def live_status(location: Location, name: str, console: Console, enabled: bool = True) -> Iterator[None]:
-    """Show the sweep's status table, refreshed from the database, while the body runs."""
+    """Show the sweep's status table, refreshed from the database, while the body runs; when the
+    output is not a terminal (a log file, nohup, CI), one line per finished epoch or run instead."""
     if not enabled:
         yield
+        return
+    if not console.is_terminal:
+        with progress_lines(location, name, console):
+            yield
         return
     last: list[RenderableType] = [Text(f"sweep {name}: starting workers…")]
     polled = [0.0]
@@ -185,6 +215,66 @@ def live_status(location: Location, name: str, console: Console, enabled: bool =
 
     with Live(console=console, get_renderable=render, refresh_per_second=1, transient=True):
         yield
+
+
+FINISHED = ("done", "failed", "pruned", "diverged")
+
+
+def progress_lines(location: Location, name: str, console: Console, every_s: float = REFRESH_S,
+                   ) -> contextlib.AbstractContextManager[None]:
+    """While the body runs, write a line (flushed) for each epoch a run of the sweep finishes and for
+    each run that ends, read from the database every ``every_s`` seconds and once more at the end."""
+    seen: dict[str, tuple[str, int]] = {}
+
+    def lines(status: SweepStatus) -> list[str]:
+        out = []
+        finished = sum(run.state in FINISHED for cell in status.cells for run in cell.runs)
+        for cell in status.cells:
+            for run in cell.runs:
+                if run.run_id is None:
+                    continue
+                before = seen.get(run.run_id, ("pending", 0))
+                seen[run.run_id] = (run.state, run.epochs_done)
+                where = f"sweep {name}: run {run.run_id} ({cell.label}, seed {run.seed})"
+                planned = f"/{run.epochs_planned}" if run.epochs_planned else ""
+                if run.state == "running" and run.epochs_done > before[1]:
+                    out.append(f"{where} epoch {run.epochs_done}{planned}")
+                elif run.state in FINISHED and before[0] != run.state:
+                    value = "" if run.value is None else f", {status.metric_label} " + \
+                        format_metric(status.metric, run.value).plain
+                    out.append(f"{where} {run.state} after {run.epochs_done}{planned} epochs{value}; "
+                               f"{finished} of {status.total} runs finished")
+                elif run.state not in ("running", "pending", *FINISHED) and before[0] != run.state:
+                    out.append(f"{where} {run.state} after {run.epochs_done}{planned} epochs")
+        return out
+
+    def report() -> None:
+        with contextlib.suppress(Exception):  # a busy database: the next poll catches up
+            for line in lines(sweep_status(location, name)):
+                console.print(line, markup=False, highlight=False, soft_wrap=True)
+            console.file.flush()
+
+    @contextlib.contextmanager
+    def polling() -> Iterator[None]:
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every_s):
+                report()
+
+        thread = threading.Thread(target=loop, name="cnnlab-sweep-progress", daemon=True)
+        with contextlib.suppress(Exception):
+            for cell in sweep_status(location, name).cells:  # what was finished before this command
+                seen.update({r.run_id: (r.state, r.epochs_done) for r in cell.runs if r.run_id})
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            report()
+
+    return polling()
 
 
 def _width(text: Text) -> int:

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from cnnlab.config import Experiment
-from cnnlab.errors import CheckpointError, ConfigError, LeaseLost
+from cnnlab.errors import CheckpointError, ConfigError, LeaseLost, LoadInterrupted
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import process_gone
 from cnnlab.store.schema import FINISHED, RESUMABLE
@@ -151,6 +151,9 @@ def _run_group(runs: list[_TrialRun]) -> list[str]:
                 trials=[runs[i].trial.number for i, _ in fresh], console=first.console,
                 on_epoch=lambda cell, epoch, metrics: runs[fresh[cell][0]].on_epoch(epoch, metrics),
                 batched=True, on_create=lambda cell, run_id: runs[fresh[cell][0]].link(run_id))
+        except LoadInterrupted:  # Ctrl-C / SIGTERM while their images were decoded: nothing stored
+            for i, _ in fresh:
+                outcomes[i] = runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False)
         except ConfigError as exc:  # the same settings would fail again: no retry
             for i, _ in fresh:
                 outcomes[i] = runs[i].fail(exc, retry=False)
@@ -235,6 +238,8 @@ class _TrialRun:
                     if resumed.lost:
                         return None, self._lost(resumed.record.id)
                     return None, self._tell(resumed.record, "resumed")
+        except LoadInterrupted:
+            return None, self._finish("interrupted", TrialState.FAIL, requeue_count=False)
         except ConfigError as exc:
             return None, self.fail(exc, retry=False)
         except Exception as exc:

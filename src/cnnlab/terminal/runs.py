@@ -7,7 +7,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -53,12 +54,15 @@ def runs_table(
     tags: Mapping[str, Sequence[str]] | None = None,
     width: int | None = None,
     wide: bool = False,
-) -> Table:
+) -> RenderableType:
     """One row per run: id, name, tags, status, model, dataset, epochs, accuracies, duration, created.
 
     Columns that are empty for every run are left out. Unless ``wide``, names are cut to
     ``NAME_WIDTH`` and, while the table is wider than ``width``, the least useful columns
     are dropped (created, time, final val, tags, model, ...); numbers are never cut or wrapped.
+    ``wide`` shows every column and whole names; when that table is wider than ``width``, each run
+    is a block instead (its id and whole name on a line, its other columns on the next, wrapped):
+    an id or a name is never cut.
     """
     tags = tags or {}
     columns: dict[str, list[Text]] = {
@@ -79,7 +83,10 @@ def runs_table(
     shown = [key for key, cells in columns.items()
              if key in ("id", "status") or any(cell.plain not in ("", "–") for cell in cells)]
     if wide:
-        return _table(columns, shown, None)
+        table = _table(columns, shown, None)
+        if width is None or _measure(table) <= width:
+            return table
+        return _blocks(columns, shown)
     name_width = NAME_WIDTH
     table = _table(columns, shown, name_width)
     for step in _FIT_STEPS if width is not None else ():
@@ -101,13 +108,14 @@ def runs_table(
 
 
 def _table(columns: Mapping[str, list[Text]], shown: Sequence[str], name_width: int | None) -> Table:
-    """The runs table with these columns; names cut to ``name_width`` (None: folded, never cut)."""
+    """The runs table with these columns; names cut to ``name_width`` (None, for --wide: every text
+    folded onto more lines where the terminal is narrow, never cut; ids and numbers whole)."""
     table = plain_table()
     for key in shown:
-        if key in _NUMERIC:
-            table.add_column(key, justify="right", no_wrap=True,
+        if key in _NUMERIC or key == "id":
+            table.add_column(key, justify="right" if key in _NUMERIC else "left", no_wrap=True,
                              min_width=max((cell.cell_len for cell in columns[key]), default=0))
-        elif key == "name" and name_width is None:
+        elif name_width is None:
             table.add_column(key, overflow="fold")
         else:
             table.add_column(key, no_wrap=True, overflow="ellipsis")
@@ -117,6 +125,25 @@ def _table(columns: Mapping[str, list[Text]], shown: Sequence[str], name_width: 
     for row in zip(*cells.values(), strict=True):
         table.add_row(*row)
     return table
+
+
+def _blocks(columns: Mapping[str, list[Text]], shown: Sequence[str]) -> RenderableType:
+    """Each run as two lines: ``id  name  [tags]`` and its other columns as ``key value`` pairs."""
+    lines: list[RenderableType] = []
+    for i in range(len(columns["id"])):
+        head = Text.assemble(columns["id"][i], "  ", columns["name"][i].plain)
+        if "tags" in shown and columns["tags"][i].plain:
+            head.append(f"  [{columns['tags'][i].plain}]", style="dim")
+        details = Text()
+        for key in shown:
+            if key in ("id", "name", "tags") or columns[key][i].plain in ("", "–"):
+                continue
+            if details:
+                details.append(" · ", style="dim")
+            details.append(f"{key} ", style="dim")
+            details.append(columns[key][i])
+        lines += [head, Padding(details, (0, 0, 0, 2))]
+    return Group(*lines) if lines else Text("no runs stored")
 
 
 def _measure(table: Table) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from cnnlab.errors import ConfigError, Problem
+from cnnlab.openmp import WAIT_POLICY, WaitPolicy
 
 
 @cache
@@ -53,18 +54,25 @@ def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
 
 
-def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None) -> str | None:
-    """A hint to train on one thread when other jobs already keep every core busy (``load``: the
-    1-minute load average, by default this machine's): several OpenMP threads then wait on each
-    other, and one thread was 2-10× faster on a 2-core machine at load 10 (BENCHMARKS.md). None
-    when the thread count was set, is 1, or the cores are not all busy."""
-    if threads_setting != 0 or threads <= 1:
+def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None,
+                  policy: WaitPolicy = WAIT_POLICY) -> str | None:
+    """A hint for a machine whose cores other jobs already keep busy (``load``: the 1-minute load
+    average, by default this machine's) when this process's OpenMP threads spin while they wait
+    (``policy``: torch was imported before cnnlab, or the user asked for it): several threads then
+    burn the time their descheduled partners need, 2-8x slower than one thread on a 2-core machine
+    at load 10 (BENCHMARKS.md). None when the threads wait passively (cnnlab's choice), the thread
+    count was set, is 1, or the cores are not all busy."""
+    if threads_setting != 0 or threads <= 1 or not policy.spins:
         return None
     load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else load
     if load is None or load < physical_cores():
         return None
-    return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores); "
-            "training with -s train.threads=1 is often several times faster then")
+    fix = ("import cnnlab before torch, or set OMP_WAIT_POLICY=PASSIVE before Python starts"
+           if policy.chosen_by == "too late" else "OMP_WAIT_POLICY=PASSIVE avoids that")
+    return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores) and "
+            f"OpenMP threads spin while they wait ({policy.describe()}): {fix}; one thread is also "
+            'often several times faster then: -s train.threads=1 on the command line, '
+            'train={"threads": 1} in Python')
 
 
 def resolve_device(device: str) -> torch.device:

@@ -31,6 +31,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.config import Experiment, TrainConfig
+from cnnlab.openmp import WAIT_POLICY
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import save_checkpoint
 from cnnlab.store.liveness import heartbeat_interval_s
@@ -150,13 +151,15 @@ class Pruning(EpochCallback):
 
 
 def environment() -> tuple[str, dict[str, str]]:
-    """Host description and versions of the packages that decide a run's numbers."""
+    """Host description, versions of the packages that decide a run's numbers, and the OpenMP wait
+    policy its threads ran with."""
     versions = {"python": platform.python_version()}
     for pkg in ("cnnlab", "torch", "torchvision", "numpy"):
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
+    versions["openmp_wait_policy"] = WAIT_POLICY.describe()
     host = f"{socket.gethostname()} ({platform.machine()}, {platform.system()}, {physical_cores()} cores)"
     return host, versions
 

@@ -23,6 +23,7 @@ from cnnlab.data.labels import data_label
 from cnnlab.errors import CheckpointError, VmapUnsupported
 from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
 from cnnlab.models.build import resolve_channels_last
+from cnnlab.models.cpu_bf16 import keep_small_convolutions_fp32
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_resumable_checkpoint
 from cnnlab.store.liveness import refuse_if_alive
@@ -64,7 +65,10 @@ def prepare(exp: Experiment) -> Prepared:
     channels_last = resolve_channels_last(exp.train.memory_format, model)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    return Prepared(exp, data, rewrite_for_training(model), precision, channels_last, device)
+    model = rewrite_for_training(model)
+    if device.type == "cpu" and precision == "bf16":
+        keep_small_convolutions_fp32(model, data.input_shape)
+    return Prepared(exp, data, model, precision, channels_last, device)
 
 
 def summarize_experiment(exp: Experiment) -> tuple[Summary, str]:

@@ -18,6 +18,8 @@ Faithfulness to a separate run (`cnnlab.train.run.train_experiment`) of each cel
 
 * initial weights: built exactly as `prepare` does (``torch.manual_seed(seed)``, then
   `build_model`), so they are identical;
+* the model trained: `rewrite_for_training`'s exact rewrites (max-pool before ReLU, ReLU in
+  place) and, in bf16 on the CPU, `keep_small_convolutions_fp32`, as `prepare` applies them;
 * batches: each cell shuffles with its own ``torch.Generator().manual_seed(seed)`` and one
   ``torch.randperm`` per epoch, as `train_one_epoch` does, so it sees the same batches in the
   same order; they are normalised by the same `Normalizer`;
@@ -80,8 +82,9 @@ from cnnlab.config import Experiment
 from cnnlab.data import DataBundle, Split, load_data
 from cnnlab.data.transforms import Normalizer
 from cnnlab.errors import ConfigError, VmapUnsupported
-from cnnlab.models import build_model
+from cnnlab.models import build_model, rewrite_for_training
 from cnnlab.models.build import resolve_channels_last
+from cnnlab.models.cpu_bf16 import keep_small_convolutions_fp32
 from cnnlab.train.engine import CellRun, Engine
 from cnnlab.train.hardware import device_label, resolve_device, resolve_precision, use_precision
 from cnnlab.train.lifecycle import EarlyStopping, EpochCallback, EpochEnd, RunLife
@@ -246,7 +249,13 @@ class VmapCells:
         for exp, bundle in zip(exps, self.bundles, strict=True):
             torch.manual_seed(exp.seed)
             models.append(build_model(exp.model, bundle.input_shape, bundle.num_classes).to(self.device))
-        reason = vmap_unsupported(models[0], self.bundles[0].input_shape)
+        # What a lone run trains (`cnnlab.train.run.prepare`): the exact rewrites (max-pool before
+        # ReLU, ReLU in place) and, for bf16 on the CPU, the small convolutions in fp32. The
+        # rewritten model shares the first cell's parameters and keeps their names.
+        trained = rewrite_for_training(models[0])
+        if self.device.type == "cpu" and self.precision == "bf16":
+            keep_small_convolutions_fp32(trained, self.bundles[0].input_shape)
+        reason = vmap_unsupported(trained, self.bundles[0].input_shape)
         if reason is not None:
             raise VmapUnsupported(reason)
         self.optimizers = [make_optimizer(exp.train, m.parameters())
@@ -254,7 +263,7 @@ class VmapCells:
         stacked, buffers = stack_module_state(models)
         self.params = {k: v.detach() for k, v in stacked.items()}
         self.buffers = {k: v.detach() for k, v in buffers.items()}
-        self.base = copy.deepcopy(models[0]).to("meta").train()
+        self.base = copy.deepcopy(trained).to("meta").train()
         self.channels_last = resolve_channels_last(cfg.memory_format, models[0])
         if self.channels_last:
             models = [m.to(memory_format=torch.channels_last) for m in models]

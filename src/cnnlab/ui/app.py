@@ -14,6 +14,7 @@ import plotly
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -76,6 +77,19 @@ def create_app(source: Source) -> Starlette:
     async def compare_data(request: Request) -> Response:
         return JSONResponse(await _read(views.compare_view, source.store, _refs(request)))
 
+    async def run_epochs_file(request: Request) -> Response:
+        fmt = request.path_params["fmt"]
+        record = await _read(source.store.get_run, request.path_params["run_id"])
+        text = await _read(source.store.export_epochs, record.id, fmt)
+        return _download(text, f"{record.id}-epochs.{fmt}", fmt)
+
+    async def study_results_file(request: Request) -> Response:
+        name, fmt = request.path_params["name"], request.path_params["fmt"]
+        rows = await _read(lambda: views.study_results(analyses(name)))
+        if not rows:
+            raise HTTPException(404, f"no runs in sweep {name!r}")
+        return _download(views.rows_text(rows, fmt), f"{name}-results.{fmt}", fmt)
+
     async def study_figures(request: Request) -> Response:
         key, drawn = await _read(figures.study, request.path_params["name"])
         listed = [{"title": f.title, "caption": f.caption} for f in drawn]
@@ -109,9 +123,11 @@ def create_app(source: Source) -> Starlette:
         Route("/compare", compare_page),
         Route("/api/runs", runs_data),
         Route("/api/runs/{run_id}", run_data),
+        Route("/api/runs/{run_id}/epochs.{fmt:fmt}", run_epochs_file),
         Route("/api/runs/{run_id}/figures", run_figures),
         Route("/api/runs/{run_id}/figures/{index:int}.png", run_figure),
         Route("/api/sweeps/{name}", study_data),
+        Route("/api/sweeps/{name}/results.{fmt:fmt}", study_results_file),
         Route("/api/sweeps/{name}/figures", study_figures),
         Route("/api/sweeps/{name}/figures/{index:int}.png", study_figure),
         Route("/api/compare", compare_data),
@@ -143,6 +159,28 @@ def _refs(request: Request) -> list[str]:
     if not refs:
         raise HTTPException(404, "compare needs ?runs=ID,ID,…")
     return refs
+
+
+class _FormatConvertor(Convertor):
+    """``csv`` or ``json``: the formats a download comes in."""
+
+    regex = "csv|json"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("fmt", _FormatConvertor())
+
+
+def _download(text: str, filename: str, fmt: str) -> Response:
+    """``text`` as a file the browser saves under ``filename``."""
+    media = "text/csv" if fmt == "csv" else "application/json"
+    return Response(text, media_type=f"{media}; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _png(drawn: list[Any], index: int) -> Response:

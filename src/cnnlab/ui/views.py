@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import threading
@@ -10,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cnnlab.analyze import RunData, analyze_runs, diagnose_run, varying_keys
+from cnnlab.analyze import RunData, analyze_runs, diagnose_run, stored_claim, varying_keys
 from cnnlab.analyze.cells import format_value
+from cnnlab.analyze.diagnose import NOT_CONVERGED
 from cnnlab.analyze.study import Study
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
@@ -33,14 +36,45 @@ def number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def run_row(run: RunRecord) -> dict[str, Any]:
-    """One run as a row of the runs table."""
-    return {
+def metric_text(key: str, value: Any) -> str:
+    """A metric as the CLI prints it (``98.25%`` for accuracies, ``0.0312`` for losses, ``–`` when
+    missing): the one rounding every table of the dashboard shows."""
+    value = number(value)
+    if value is None:
+        return "–"
+    return f"{100 * value:.2f}%" if key.endswith("acc") else f"{value:.4f}"
+
+
+def when_text(moment: Any) -> str:
+    """A time as the CLI writes it: ``2026-12-06 23:26`` (local time)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M")
+
+
+SUMMARY_KEYS = ("best_val_acc", "final_val_acc", "final_test_acc")
+
+
+def live_summary(epochs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """What a running run's row will hold when it ends, from the epochs stored so far: best and last
+    validation accuracy, last test accuracy and the time its epochs took."""
+    val = [row["val_acc"] for row in epochs if number(row.get("val_acc")) is not None]
+    test = [row["test_acc"] for row in epochs if number(row.get("test_acc")) is not None]
+    seconds = [row["seconds"] for row in epochs if number(row.get("seconds")) is not None]
+    return {"best_val_acc": max(val) if val else None, "final_val_acc": val[-1] if val else None,
+            "final_test_acc": test[-1] if test else None, "duration_s": sum(seconds) if seconds else None}
+
+
+def run_row(run: RunRecord, tags: Sequence[str] = (), epochs: Sequence[dict[str, Any]] | None = None,
+            ) -> dict[str, Any]:
+    """One run as a row of the runs table; ``epochs`` (a running run's, so far) fill in the numbers
+    its row gets only when it ends."""
+    row = {
         "id": run.id,
         "name": run.name or "",
         "model": run.model,
         "dataset": run.dataset,
-        "status": run.status,
+        "status": run.shown_status,
         "epochs_done": run.epochs_done,
         "epochs_planned": run.planned_epochs,
         "best_val_acc": number(run.best_val_acc),
@@ -48,23 +82,28 @@ def run_row(run: RunRecord) -> dict[str, Any]:
         "final_test_acc": number(run.final_test_acc),
         "duration_s": number(run.duration_s),
         "created": run.created_at.isoformat(),
+        "created_text": when_text(run.created_at),
         "sweep": run.sweep,
+        "tags": list(tags),
     }
+    if epochs is not None:
+        row["epochs_done"] = len(epochs)
+        row.update({key: number(value) for key, value in live_summary(epochs).items()})
+    row["text"] = {key: metric_text(key, row[key]) for key in SUMMARY_KEYS}
+    return row
 
 
 def runs_view(store: RunStore) -> dict[str, Any]:
-    """Every run, newest first; running runs count their stored epochs (the run row has them at the end)."""
+    """Every run, newest first, with its tags; running runs show the numbers of their stored epochs
+    (the run row has them only at the end)."""
     records = store.list_runs()
-    running = [r.id for r in records if r.status == "running"]
-    live = {run_id: len(epochs) for run_id, epochs in store.epochs_of(running).items()}
-    rows = []
-    for record in records:
-        row = run_row(record)
-        if record.id in live:
-            row["epochs_done"] = live[record.id]
-        rows.append(row)
+    running = [r.id for r in records if r.shown_status == "running"]
+    live = store.epochs_of(running)
+    tags = store.tags([r.id for r in records])
+    rows = [run_row(record, tags.get(record.id, ()), live.get(record.id)) for record in records]
     sweeps = sorted({r.sweep for r in records if r.sweep})
-    return {"runs": rows, "sweeps": sweeps, "running": len(running)}
+    return {"runs": rows, "sweeps": sweeps, "running": len(running),
+            "tags": sorted({tag for run_tags in tags.values() for tag in run_tags})}
 
 
 def curves(epochs: Sequence[dict[str, Any]], keys: Sequence[str] = CURVE_KEYS) -> dict[str, Any]:
@@ -80,24 +119,32 @@ def run_view(source: Source, ref: str) -> dict[str, Any]:
     record = store.get_run(ref)
     epochs = store.epochs(record.id)
     data = RunData(record, epochs)
+    running = record.shown_status == "running"
     diagnosis = diagnose_run(data)
+    findings = diagnosis.findings
+    outcome = diagnosis.outcome
+    planned = record.planned_epochs
+    if running:  # the curves so far: "train longer" is what it is doing
+        findings = [f for f in findings if f.kind != NOT_CONVERGED]
+        outcome = (f"still training, epoch {len(epochs)}" + (f" of {planned}" if planned else "")
+                   + f": {outcome.removeprefix('running after ').split('; ', 1)[-1]} (its curves so far)")
     domains = domain_names(epochs)
     domain_keys = [f"{split}/{name}_acc" for name in domains for split in ("val", "test")]
     return {
-        "run": run_row(record) | {
+        "run": run_row(record, store.tags([record.id]).get(record.id, ()), epochs if running else None) | {
             "seed": record.seed, "host": record.host, "error": record.error, "best_epoch": record.best_epoch,
             "n_params": record.n_params, "device": record.device, "precision": record.precision,
             "trial": record.trial, "config_hash": record.config_hash,
-            "epochs_done": len(epochs) if record.status == "running" else record.epochs_done,
         },
+        "loss": data.settings.get("train.loss") or "loss",
         "curves": curves(epochs),
         "domains": domains,
         "domain_curves": curves(epochs, domain_keys),
         "config": [[key, value if isinstance(value, str) else json.dumps(value, default=str)]
                    for key, value in data.settings.items() if value is not None],
-        "diagnosis": {"outcome": diagnosis.outcome,
+        "diagnosis": {"outcome": outcome,
                       "findings": [{"kind": f.kind, "evidence": f.evidence, "advice": f.advice}
-                                   for f in diagnosis.findings]},
+                                   for f in findings]},
         "artifacts": [artifact_link(source.root, a["kind"], a["path"]) for a in store.artifacts(record.id)],
         "has_checkpoint": source.store.checkpoint_path(record.id).is_file(),
     }
@@ -143,7 +190,7 @@ class Analyses:
             cached = self._cache.get(name)
             if cached is None or cached[0] != key:
                 runs = load_run_data(self.store, records)
-                cached = (key, analyze_runs(runs) if runs else None)
+                cached = (key, analyze_runs(runs, claim=stored_claim(self.store, name)) if runs else None)
                 self._cache[name] = cached
         return cached[1]
 
@@ -186,6 +233,7 @@ def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
     if status is not None:
         cells = [{"label": cell.label, "states": {s: cell.count(s) for s in STATES},
                   "mean": number(cell.mean), "std": number(cell.std),
+                  "text": _mean_sd(status.metric, cell.mean, cell.std),
                   "runs": [{"id": r.run_id, "state": r.state, "epochs": r.epochs_done,
                             "planned": r.epochs_planned} for r in cell.runs]} for cell in status.cells]
         return cells, status.counts(), status.total, status.metric_label
@@ -197,13 +245,24 @@ def _cell_states(source: Source, name: str, study: Study | None) -> CellStates:
     for cell in study.cells:
         states = Counter(_STATE_OF_STATUS.get(run.status, run.status) for run in cell.runs)
         summary = summaries.get(cell.label)
+        mean, std = (summary.mean, summary.std if summary.n >= 2 else None) if summary else (None, None)
         cells.append({"label": cell.label, "states": {s: states.get(s, 0) for s in STATES},
-                      "mean": number(summary.mean) if summary else None,
-                      "std": number(summary.std) if summary else None,
+                      "mean": number(mean), "std": number(std),
+                      "text": _mean_sd(study.metric.column, mean, std),
                       "runs": [{"id": run.id, "state": _STATE_OF_STATUS.get(run.status, run.status),
                                 "epochs": len(run.epochs), "planned": run.record.planned_epochs}
                                for run in cell.runs]})
     return cells, {s: counts.get(s, 0) for s in STATES}, len(study.runs), study.metric.name
+
+
+def _mean_sd(metric: str, mean: Any, std: Any) -> str:
+    """``91.25% ± 0.40`` (accuracies) or ``0.2310 ± 0.0100``, rounded as every other number shown."""
+    if number(mean) is None:
+        return "–"
+    text = metric_text(metric, mean)
+    if number(std) is not None:
+        text += " ± " + metric_text(metric, std).rstrip("%")
+    return text
 
 
 def _analysis(study: Study) -> dict[str, Any]:
@@ -219,6 +278,7 @@ def _analysis(study: Study) -> dict[str, Any]:
             "n": s.n, "runs": [run.id for run in row.cell.runs],
         })
     labels = {run.id: cell.label for cell in study.cells for run in cell.runs}
+    varying = varying_keys(study.runs)
     best = study.best_run
     return {
         "metric": {"name": metric.name, "description": metric.description, "column": metric.column,
@@ -231,20 +291,77 @@ def _analysis(study: Study) -> dict[str, Any]:
         "findings": sum(len(d.findings) for d in study.diagnoses),
         "runs": [{"id": run.id, "label": run.label, "cell": labels.get(run.id, ""), "status": run.status,
                   "epoch": [row["epoch"] for row in run.epochs],
-                  "value": [number(row.get(metric.column)) for row in run.epochs]} for run in study.runs],
+                  "value": [number(row.get(metric.column)) for row in run.epochs],
+                  "settings": {key: format_value(run.settings.get(key)) for key in varying},
+                  "result": number(metric.of(run)) if run.epochs else None} for run in study.runs],
+        "varying": varying,
     }
 
 
+COMPARED = (("best val acc", "best_val_acc"), ("final val acc", "final_val_acc"),
+            ("final test acc", "final_test_acc"), ("final train acc", "final_train_acc"),
+            ("final val loss", "final_val_loss"), ("final train loss", "final_train_loss"))
+
+
 def compare_view(store: RunStore, refs: Sequence[str]) -> dict[str, Any]:
-    """Runs side by side: their curves and the settings that differ between them."""
+    """Runs side by side: their curves, the settings that differ and their final metrics (as
+    `cnnlab compare`); runs trained with different loss functions have their losses drawn as
+    loss ÷ epoch-1 loss, as the report and `study.plot()` draw them."""
     records: dict[str, RunRecord] = {}
     for ref in refs:
         record = store.get_run(ref)
         records.setdefault(record.id, record)
     runs = load_run_data(store, list(records.values()))
     keys = varying_keys(runs)
+    losses = [str(run.settings.get("train.loss") or "loss") for run in runs]
+    metrics = [["status", *(run.record.shown_status for run in runs)],
+               ["epochs", *(str(len(run.epochs)) for run in runs)]]
+    for label, field in COMPARED:
+        values = [getattr(run.record, field) for run in runs]
+        if any(number(value) is not None for value in values):
+            metrics.append([label, *(metric_text(field, value) for value in values)])
+    metrics.append(["time", *(f"{run.record.duration_s:.1f} s" if number(run.record.duration_s) is not None
+                              else "–" for run in runs)])
     return {
-        "runs": [{"id": run.id, "label": run.label, "status": run.status, "seed": run.record.seed,
-                  "curves": curves(run.epochs)} for run in runs],
+        "runs": [{"id": run.id, "label": run.label, "status": run.record.shown_status,
+                  "seed": run.record.seed, "loss": loss, "curves": curves(run.epochs)}
+                 for run, loss in zip(runs, losses, strict=True)],
+        "normalise_loss": len(set(losses)) > 1,
+        "losses": sorted(set(losses)),
         "settings": [[key, *(format_value(run.settings.get(key)) for run in runs)] for key in keys],
+        "metrics": metrics,
     }
+
+
+def study_results(study: Study | None) -> list[dict[str, Any]]:
+    """One row per run of a sweep: id, configuration, seed, status, the settings that vary, the
+    ranking metric and the final metrics (the sweep's results download)."""
+    if study is None:
+        return []
+    varying = varying_keys(study.runs)
+    labels = {run.id: cell.label for cell in study.cells for run in cell.runs}
+    rows = []
+    for run in study.runs:
+        record = run.record
+        row: dict[str, Any] = {"run": run.id, "configuration": labels.get(run.id, ""), "seed": record.seed,
+                               "status": record.shown_status, "epochs": len(run.epochs)}
+        row.update({key: run.settings.get(key) for key in varying})
+        row[study.metric.name] = number(study.metric.of(run)) if run.epochs else None
+        row.update({field: number(getattr(record, field)) for _, field in COMPARED})
+        row["duration_s"] = number(record.duration_s)
+        rows.append(row)
+    return rows
+
+
+def rows_text(rows: Sequence[dict[str, Any]], fmt: str) -> str:
+    """Rows (dicts with the same keys) as CSV or JSON text; lists and tables in cells as JSON."""
+    columns = list(rows[0]) if rows else []
+    if fmt == "json":
+        return json.dumps([dict(row) for row in rows], indent=2, default=str) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] if isinstance(row[c], str | int | float)
+                         else json.dumps(row[c], default=str) for c in columns])
+    return buffer.getvalue()

@@ -10,14 +10,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cnnlab.analyze.rundata import RunData, aligned
+from cnnlab.analyze.wording import chance_level
 from cnnlab.viz.style import (
     LINESTYLES,
     SPLIT_NAMES,
+    chance_line,
     color,
     house_style,
     new_figure,
     plain_log_labels,
     shorten,
+    wrap_label,
 )
 
 if TYPE_CHECKING:
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 LOG_LOSS_SPAN = 30.0  # a loss axis whose finite values span more than this factor is drawn log-scaled
 MIN_ACC_SPAN = 10.0  # an accuracy axis spans at least this many points, so noise does not look like a trend
-RELATIVE_LOSS = "loss ÷ the run's epoch-1 training loss"
+RELATIVE_LOSS = "each curve's loss ÷ its own epoch-1 value"
 _SPLIT_COLORS = {"train": color(0), "val": color(1), "test": color(2)}
 
 
@@ -71,6 +74,8 @@ def run_figure(run: RunData) -> Figure:
         _axes(acc_ax, "accuracy", "accuracy (%)")
         _axes(loss_ax, "loss", f"loss ({run.settings.get('train.loss', 'per epoch')})")
         _honest(acc_ax, loss_ax)
+        if acc_ax.lines:
+            chance_line(acc_ax, 100.0 * chance_level())
         fig.suptitle(shorten(f"{run.label}: {run.status}, {run.record.model} on {run.record.dataset}", 90))
         handles, labels = _unique(acc_ax, loss_ax)
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
@@ -107,9 +112,9 @@ def overlay_figure(
     relative_loss: bool | None = None,
 ) -> Figure:
     """Validation (solid) and training (dashed) accuracy and loss of each group: the mean over its runs,
-    with a band from its lowest to its highest run. ``relative_loss`` divides each run's losses by its
-    epoch-1 training loss (the default when the runs use different loss functions, whose values do
-    not share a scale)."""
+    with a band from its lowest to its highest run. ``relative_loss`` divides each curve (a run's
+    training or validation loss) by its own epoch-1 value, so every curve starts at 1 (the default
+    when the runs use different loss functions, whose values do not share a scale)."""
     if relative_loss is None:
         relative_loss = len({str(run.settings.get("train.loss")) for _, runs in groups for run in runs}) > 1
     from matplotlib.lines import Line2D
@@ -125,7 +130,7 @@ def overlay_figure(
                 for split in ("val", "train"):
                     epochs, matrix = aligned(runs, f"{split}_{metric}")
                     if metric == "loss" and relative_loss:
-                        matrix = matrix / aligned(runs, "train_loss")[1][:, :1]
+                        matrix = matrix / matrix[:, :1]  # each curve by its own first value
                     if not np.isfinite(matrix).any():
                         continue
                     mean, low, high = _band(matrix)
@@ -135,10 +140,11 @@ def overlay_figure(
                             epochs, scale * low, scale * high, color=color(i), alpha=0.15, linewidth=0
                         )
                         banded = True
-            handles.append(Line2D([], [], color=color(i), label=shorten(f"{label} (n={len(runs)})")))
+            handles.append(Line2D([], [], color=color(i), label=wrap_label(f"{label} (n={len(runs)})")))
+        mean = "" if all(len(runs) <= 1 for _, runs in groups) else " (mean)"
         handles += [
-            Line2D([], [], color="black", linestyle=LINESTYLES["val"], label="validation (mean)"),
-            Line2D([], [], color="black", linestyle=LINESTYLES["train"], label="training (mean)"),
+            Line2D([], [], color="black", linestyle=LINESTYLES["val"], label=f"validation{mean}"),
+            Line2D([], [], color="black", linestyle=LINESTYLES["train"], label=f"training{mean}"),
         ]
         if banded:
             handles.append(Patch(color="grey", alpha=0.3, label="validation: lowest to highest run"))
@@ -148,8 +154,10 @@ def overlay_figure(
         else:
             _axes(loss_ax, "loss", "loss")
         _honest(acc_ax, loss_ax)
+        if acc_ax.lines and chance_line(acc_ax, 100.0 * chance_level()):
+            handles.append(Line2D([], [], color="grey", linestyle=":", label="chance"))
         fig.suptitle(shorten(title, 110))
-        fig.legend(handles=handles, loc="outside right upper", title=shorten(legend_title) or None)
+        fig.legend(handles=handles, loc="outside right upper", title=wrap_label(legend_title) or None)
     return fig
 
 

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 from cnnlab.analyze.effects import Effect, Level
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.stats import CONFIDENCE, Summary
-from cnnlab.viz.style import color, house_style, new_figure, plain_log_labels, shorten
+from cnnlab.analyze.wording import chance_level
+from cnnlab.viz.style import (
+    chance_line,
+    color,
+    house_style,
+    new_figure,
+    plain_log_labels,
+    shorten,
+    wrap_label,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,7 +45,8 @@ def effect_figure(effect: Effect) -> Figure:
             shift = (i - (count - 1) / 2) * SERIES_SPREAD
             xs = [_shifted(effect, labels, lv, shift) for lv in series.levels]
             means = [scale * lv.summary.mean for lv in series.levels]
-            errors = [_error_bar(effect.metric, lv.summary, scale) for lv in series.levels]
+            errors = [_error_bar(effect.metric, lv.summary, scale) if lv.replicated else (0.0, 0.0)
+                      for lv in series.levels]
             ax.errorbar(
                 xs,
                 means,
@@ -44,7 +54,7 @@ def effect_figure(effect: Effect) -> Figure:
                 color=color(i),
                 marker="o",
                 markersize=5,
-                capsize=4,
+                capsize=4 if any(e != (0.0, 0.0) for e in errors) else 0,
                 linewidth=1.4,
                 linestyle="-" if effect.numeric and len(labels) <= MAX_VALUE_TICKS else "none",
                 zorder=3,
@@ -62,10 +72,16 @@ def effect_figure(effect: Effect) -> Figure:
                     zorder=2,
                 )
             if count > 1:
-                handles.append(Line2D([], [], color=color(i), marker="o", label=shorten(series.label)))
-        over = "runs" if count == 1 and effect.others else "seeds"
+                handles.append(Line2D([], [], color=color(i), marker="o", label=wrap_label(series.label)))
+        levels = [lv for series in effect.series for lv in series.levels]
+        if any(lv.replicated and lv.summary.n > 1 for lv in levels):
+            shown = f"mean ± {CONFIDENCE:.0%} CI over seeds"
+        elif all(lv.summary.n <= 1 for lv in levels):
+            shown = "one run"
+        else:
+            shown = "mean of runs that differ in other settings (no interval)"
         handles += [
-            Line2D([], [], color="black", marker="o", label=f"mean ± {CONFIDENCE:.0%} CI over {over}"),
+            Line2D([], [], color="black", marker="o", label=shown),
             Line2D([], [], color="black", marker=".", linestyle="none", alpha=0.35, label="single run"),
         ]
         if effect.log_scale:
@@ -82,11 +98,14 @@ def effect_figure(effect: Effect) -> Figure:
                 rotation=20 if max(map(len, labels), default=0) > 8 else 0,
             )
             ax.set_xlim(-0.5, len(labels) - 0.5)
+        if metric.higher_is_better and chance_line(ax, 100.0 * chance_level()):
+            handles.append(Line2D([], [], color="grey", linestyle=":", label="chance"))
         ax.set_xlabel(effect.title + (" (log scale)" if effect.log_scale else ""))
         ax.set_ylabel(metric.axis_label)
         ax.set_title(shorten(f"{metric.description} against {effect.title}", 90))
-        title = "other settings" if count > 1 else (effect.series[0].label if effect.others else None)
-        fig.legend(handles=handles, loc="outside right upper", title=shorten(title, 40) if title else None)
+        only = effect.series[0].label if effect.series else "all runs"
+        title = "other settings" if count > 1 else (only if only != "all runs" else None)
+        fig.legend(handles=handles, loc="outside right upper", title=wrap_label(title) if title else None)
     return fig
 
 

@@ -12,7 +12,8 @@ from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import summarize
-from cnnlab.viz.style import color, house_style, new_figure, shorten
+from cnnlab.analyze.wording import chance_level
+from cnnlab.viz.style import chance_line, color, house_style, new_figure, shorten, wrap_label
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -20,8 +21,12 @@ if TYPE_CHECKING:
 LINE_SPREAD = 0.06  # lines are shifted apart by this much of a category step so error bars do not overlap
 
 
-def interaction_figure(runs: Sequence[RunData], x: Factor, lines: Factor, metric: Metric) -> Figure:
-    """Mean ± 95% CI of ``metric`` at each level of ``x``, one line per level of ``lines``; runs as dots."""
+def interaction_figure(
+    runs: Sequence[RunData], x: Factor, lines: Factor, metric: Metric, intervals: bool = True
+) -> Figure:
+    """Mean of ``metric`` at each level of ``x``, one line per level of ``lines``; runs as dots. With
+    ``intervals`` (each point's runs are seeds of one configuration) a 95% CI over them; without, the
+    plain mean (one run, or runs that differ in other factors: no interval means anything there)."""
     scale = 100.0 if metric.higher_is_better else 1.0
     scored = [run for run in rankable(runs) if math.isfinite(metric.of(run))]
     with house_style():
@@ -44,8 +49,8 @@ def interaction_figure(runs: Sequence[RunData], x: Factor, lines: Factor, metric
                 low, high = metric.interval(summary)
                 xs.append(j + shift)
                 means.append(scale * summary.mean)
-                lows.append(scale * (summary.mean - low) if summary.n > 1 else 0.0)
-                highs.append(scale * (high - summary.mean) if summary.n > 1 else 0.0)
+                lows.append(scale * (summary.mean - low) if summary.n > 1 and intervals else 0.0)
+                highs.append(scale * (high - summary.mean) if summary.n > 1 and intervals else 0.0)
                 ax.plot(
                     [j + shift] * len(values),
                     [scale * v for v in values],
@@ -62,16 +67,17 @@ def interaction_figure(runs: Sequence[RunData], x: Factor, lines: Factor, metric
                 color=color(i),
                 marker="o",
                 markersize=6,
-                capsize=5,
+                capsize=5 if intervals else 0,
                 linewidth=1.8,
-                label=shorten(f"{lines.name}={lines.label(line_level)}"),
+                label=wrap_label(f"{lines.name}={lines.label(line_level)}"),
             )
         ax.set_xticks(range(len(x.levels)), [shorten(label, 24) for label in x.labels()])
         ax.set_xlim(-0.5, len(x.levels) - 0.5)
         ax.set_xlabel(x.name)
         ax.set_ylabel(metric.axis_label)
-        ax.set_title(
-            shorten(f"{metric.description}: {x.name} × {lines.name} (mean ± 95% CI; dots: runs)", 90)
-        )
-        ax.legend(title=f"lines: {lines.name}", loc="best")
+        if metric.higher_is_better:
+            chance_line(ax, 100.0 * chance_level())
+        shown = "mean ± 95% CI over seeds" if intervals else "mean, no interval"
+        ax.set_title(shorten(f"{metric.description}: {x.name} × {lines.name} ({shown}; dots: runs)", 90))
+        fig.legend(title=wrap_label(f"lines: {lines.name}"), loc="outside right upper")
     return fig

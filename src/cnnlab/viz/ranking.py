@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from cnnlab.analyze.ranking import BEST, TIED, UNTESTED, WORSE, Ranking
 from cnnlab.analyze.stats import ALPHA, CONFIDENCE
-from cnnlab.viz.style import house_style, new_figure, shorten
+from cnnlab.analyze.wording import chance_level
+from cnnlab.viz.style import chance_line, house_style, new_figure, shorten
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -17,7 +18,7 @@ VERDICT_STYLE = {
     BEST: ("#2ca02c", "best"),
     TIED: ("#1f77b4", f"not significantly different from the best (Holm-corrected, α = {ALPHA})"),
     WORSE: ("#7f7f7f", "significantly worse than the best"),
-    UNTESTED: ("#ff7f0e", "not testable (one seed)"),
+    UNTESTED: ("#ff7f0e", "not testable (one run)"),
 }
 
 
@@ -63,13 +64,13 @@ def ranking_figure(ranking: Ranking, limit: int = MAX_ROWS) -> Figure:
             alpha=0.3,
             zorder=2,
         )
+        drawn = metric.higher_is_better and chance_line(ax, 100.0 * chance_level(), vertical=True)
         ax.set_yticks(range(len(rows)), [shorten(row.cell.label, 60) for row in rows])
         ax.invert_yaxis()
         ax.set_xlabel(metric.axis_label)
         shown = "" if len(rows) == len(ranking.rows) else f" (top {len(rows)} of {len(ranking.rows)})"
-        ax.set_title(
-            f"Configurations ranked by {metric.description}{shown}: mean ± {CONFIDENCE:.0%} CI over seeds"
-        )
+        over = "one run each" if ranking.one_seed else f"mean ± {CONFIDENCE:.0%} CI over seeds"
+        ax.set_title(f"Configurations ranked by {metric.description}{shown}: {over}")
         used = {row.verdict for row in rows}
         handles = [
             Line2D([], [], color=colour, marker="o", label=label)
@@ -79,5 +80,7 @@ def ranking_figure(ranking: Ranking, limit: int = MAX_ROWS) -> Figure:
         handles.append(
             Line2D([], [], color="black", marker=".", linestyle="none", alpha=0.3, label="single run")
         )
+        if drawn:
+            handles.append(Line2D([], [], color="grey", linestyle=":", label="chance"))
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3))
     return fig

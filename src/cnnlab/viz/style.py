@@ -6,7 +6,7 @@ import contextlib
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cnnlab import files
 
@@ -68,6 +68,26 @@ def shorten(text: str, width: int = LABEL_WIDTH) -> str:
     mathtext, and cut to ``width`` characters with "…" so long names fit a legend."""
     text = text if len(text) <= width else text[: width - 1] + "…"
     return text.replace("$", r"\$")
+
+
+def wrap_label(text: str, width: int = 34) -> str:
+    """Run-derived ``text`` for a legend, wrapped onto lines of ``width`` characters (never cut, so
+    every setting stays readable) and ``$`` escaped."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width, break_long_words=True)).replace("$", r"\$")
+
+
+def chance_line(ax: Any, percent: float, vertical: bool = False) -> bool:
+    """A dotted grey line at the accuracy of guessing, labelled, where the axis already reaches it
+    (it never stretches an axis of accuracies far above chance); True when drawn."""
+    low, high = ax.get_xlim() if vertical else ax.get_ylim()
+    if not low <= percent <= high:
+        return False
+    draw = ax.axvline if vertical else ax.axhline
+    draw(percent, color="grey", linestyle=":", linewidth=1.2, zorder=1, label=f"chance ({percent:.0f}%)")
+    (ax.set_xlim if vertical else ax.set_ylim)(low, high)
+    return True
 
 
 def plain_log_labels(axis: Axis) -> None:

@@ -1,0 +1,99 @@
+"""How a comparison is written: a difference with its interval and what the interval allows one to
+say, never a bare ``>`` or ``≈``; configurations at chance and ties said to be so."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from scipy import stats as scipy_stats
+
+from cnnlab.analyze.diagnose import CHANCE_MARGIN, CLASSES, expected_split_size, split_size
+from cnnlab.analyze.factors import EVALUATION_KEYS
+from cnnlab.analyze.metrics import Metric
+from cnnlab.analyze.rundata import RunData
+from cnnlab.analyze.stats import CONFIDENCE, Difference
+
+APART, TIED, CANNOT_TELL = "apart", "tied", "cannot tell"
+UNKNOWN_SPLIT = "the size of the split it is measured on is unknown"
+
+
+def chance_level() -> float:
+    """The accuracy of guessing: 1 / the number of classes."""
+    return 1.0 / CLASSES
+
+
+def at_chance(metric: Metric, value: float) -> bool:
+    """An accuracy within ``CHANCE_MARGIN`` of chance (the diagnosis' margin): nothing learned."""
+    return metric.higher_is_better and math.isfinite(value) and value <= chance_level() + CHANCE_MARGIN
+
+
+def chance_words() -> str:
+    """``chance (10.00% for 10 classes; within 5 points of it)``."""
+    margin = f"within {100 * CHANCE_MARGIN:g} points of it"
+    return f"chance ({100 * chance_level():.2f}% for {CLASSES} classes; {margin})"
+
+
+def interval_text(metric: Metric, d: Difference) -> str:
+    """``95% CI −5.31 to +6.40``."""
+    low, high = metric.format_signed(d.low, unit=False), metric.format_signed(d.high, unit=False)
+    return f"{CONFIDENCE:.0%} CI {low} to {high}"
+
+
+def verdict(d: Difference) -> str:
+    """APART when the interval excludes zero, TIED when the means are equal, else CANNOT_TELL."""
+    if d.diff == 0:
+        return TIED
+    return APART if d.excludes_zero else CANNOT_TELL
+
+
+def difference_text(metric: Metric, d: Difference, extra: str = "", missing: str = "too few values") -> str:
+    """``difference −0.53 points (95% CI −6.40 to +5.31; p = 0.81)``; ``extra`` goes inside the brackets,
+    ``missing`` says why there is no interval when there is none."""
+    inside = [interval_text(metric, d)] if d.has_interval else [f"no interval: {missing}"]
+    if extra:
+        inside.append(extra)
+    return f"difference {metric.format_signed(d.diff)} ({'; '.join(inside)})"
+
+
+def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Difference, int | None]:
+    """Run ``a``'s value minus run ``b``'s, with the interval of measuring two accuracies on the
+    split's images (two proportions, normal approximation): what one run per configuration can say.
+    Run-to-run (training) noise is not in it. Returns the split's size too (None when unknown, and
+    then no interval)."""
+    va, vb = metric.of(a), metric.of(b)
+    diff = va - vb
+    if not metric.higher_is_better:
+        return Difference(diff, math.nan, math.nan, None), None
+    split = next((name for name in ("val", "train") if metric.column.startswith(name)), None)
+    sizes = [
+        split_size(run.series(metric.column), expected_split_size(run.settings, split) if split else None)
+        for run in (a, b)
+    ]
+    if sizes[0] is None and sizes[1] is None:
+        return Difference(diff, math.nan, math.nan, None), None
+    if evaluation_key(a) == evaluation_key(
+        b
+    ):  # as many images: a run whose values cannot tell takes the other's
+        sizes = [sizes[0] or sizes[1], sizes[1] or sizes[0]]
+    if None in sizes:
+        return Difference(diff, math.nan, math.nan, None), None
+    na, nb = sizes
+    se = math.sqrt(va * (1 - va) / na + vb * (1 - vb) / nb)  # type: ignore[operator]
+    if se == 0:
+        return Difference(diff, diff, diff, None), na
+    half = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2)) * se
+    return Difference(diff, diff - half, diff + half, None), na
+
+
+def evaluation_key(run: RunData) -> tuple[str, ...]:
+    """The settings that decide how many images a run is scored on."""
+    return tuple(str(run.settings.get(key)) for key in EVALUATION_KEYS)
+
+
+def listing(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
