@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from cnnlab.config import (
     HASH_VERSION,
+    SCHEDULE_OPTIONS,
     DataConfig,
     DomainConfig,
     Experiment,
@@ -158,8 +159,9 @@ def load_experiment(
 
 
 def data_problems(data: DataConfig) -> list[Problem]:
-    """Dataset names, alterations, paths and ``extra`` against the dataset facts."""
-    problems: list[Problem] = []
+    """Dataset names, alterations, paths and ``extra`` against the dataset facts, and flips of
+    digits."""
+    problems: list[Problem] = _flip_problems(data)
     if data.train is None:
         problems += _domain_problems("data", data)
     else:
@@ -180,21 +182,75 @@ def data_problems(data: DataConfig) -> list[Problem]:
     return problems
 
 
+def _flip_problems(data: DataConfig) -> list[Problem]:
+    """A policy that flips (``data.augment = 'crop_flip'``) on digits, unless ``data.flip = true``
+    says so explicitly: a flipped 2 is not a 2."""
+    if data.augment != "crop_flip" or data.flip is not None:
+        return []
+    names = [d.dataset for d in data.train] if data.train is not None else [data.dataset]
+    digits = [name for name in names if name in DATASETS and DATASETS[name].digits]
+    if not digits:
+        return []
+    return [Problem("data.augment", data.augment,
+                    f"flips images horizontally, and {digits[0]} holds digits (a flipped 2 is not a "
+                    "2): use 'crop', or set data.flip = true to flip them anyway")]
+
+
 def train_problems(train: TrainConfig) -> list[Problem]:
-    """Optimizer options that only some optimizers take."""
+    """Optimizer options that only some optimizers take, schedule options that only some
+    schedules take, and label smoothing only for the losses that have it."""
+    problems: list[Problem] = []
     if train.nesterov and train.optimizer != "sgd":
-        return [Problem("train.nesterov", True, "applies only to train.optimizer 'sgd'")]
-    if train.nesterov and train.momentum == 0:
-        return [Problem("train.nesterov", True, "needs train.momentum > 0")]
-    return []
+        problems.append(Problem("train.nesterov", True, "applies only to train.optimizer 'sgd'"))
+    elif train.nesterov and train.momentum == 0:
+        problems.append(Problem("train.nesterov", True, "needs train.momentum > 0"))
+    taken = SCHEDULE_OPTIONS[train.schedule]
+    for option in sorted({o for options in SCHEDULE_OPTIONS.values() for o in options}):
+        value = getattr(train, option)
+        unset = value is None or (option == "warmup_epochs" and value == 0)
+        if unset or option in taken:
+            continue
+        takers = [name for name, options in SCHEDULE_OPTIONS.items() if option in options]
+        if len(takers) > 2:
+            text = f"does not apply to train.schedule {train.schedule!r}"
+            if train.schedule == "one_cycle":
+                text += ", which warms up by itself (train.pct_start)"
+        else:
+            text = (f"applies only to train.schedule {' or '.join(repr(name) for name in takers)} "
+                    f"(train.schedule is {train.schedule!r})")
+        problems.append(Problem(f"train.{option}", value, text))
+    if train.warmup_epochs >= train.epochs and "warmup_epochs" in taken:
+        problems.append(Problem("train.warmup_epochs", train.warmup_epochs,
+                                f"must be below train.epochs ({train.epochs}): the schedule needs "
+                                "epochs after the warm-up"))
+    if train.min_lr is not None and train.min_lr >= train.lr and "min_lr" in taken:
+        problems.append(Problem("train.min_lr", train.min_lr, f"must be below train.lr ({train.lr:g})"))
+    after_warmup = train.epochs - train.warmup_epochs
+    if train.step_size is not None and train.schedule == "step" and 0 < after_warmup <= train.step_size:
+        problems.append(Problem("train.step_size", train.step_size,
+                                f"must be below the {after_warmup} epochs after the warm-up, or the "
+                                "learning rate never drops"))
+    if train.label_smoothing > 0 and train.loss == "mse":
+        problems.append(Problem("train.label_smoothing", train.label_smoothing,
+                                "applies only to train.loss 'cross_entropy' or 'nll'"))
+    return problems
 
 
 def run_problems(data: DataConfig, train: TrainConfig) -> list[Problem]:
     """Settings of different sections that cannot run together (checked without data)."""
-    if train.patience > 0 and data.val == 0:
-        return [Problem("train.patience", train.patience,
-                        "needs a validation split: set data.val > 0 or 'test'")]
-    return []
+    if data.val != 0:
+        return []
+    needs = "needs a validation split: set data.val > 0 or 'test'"
+    problems = []
+    if train.patience > 0:
+        problems.append(Problem("train.patience", train.patience, needs))
+    if train.schedule == "plateau":
+        problems.append(Problem("train.schedule", train.schedule,
+                                f"reads {train.monitor} every epoch, so it {needs}"))
+    if train.restore_best:
+        problems.append(Problem("train.restore_best", True,
+                                f"keeps the epoch with the best {train.monitor}, so it {needs}"))
+    return problems
 
 
 def _domain_problems(key: str, domain: DataConfig | DomainConfig) -> list[Problem]:

@@ -251,6 +251,38 @@ def summary(
     console.print(result.to_table())
 
 
+@app.command("lr-find")
+@_user_errors
+def lr_find(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file for the curve (.png, .svg, .pdf).")
+    ] = Path("lr-find.png"),
+    start: Annotated[float, typer.Option("--start", help="Learning rate of the first step.")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", help="Learning rate of the last step.")] = 10.0,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Batches to train, one step each (default: 100, at most "
+                                 "one epoch).", show_default=False)
+    ] = None,
+) -> None:
+    """Learning-rate range test: loss against an exponentially growing lr on a copy of the model
+    (nothing is stored); prints the suggested lr as `-s train.lr=...`."""
+    from cnnlab.checks import load_experiment
+    from cnnlab.train.hardware import set_threads
+    from cnnlab.train.lr_find import lr_find as range_test
+
+    exp = load_experiment(experiment, _overrides(set_, data_dir))
+    set_threads(exp.train.threads)
+    finding = range_test(exp, start_lr=start, end_lr=end, steps=steps)
+    path = finding.save(output)
+    console.print(finding.text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    if finding.suggestion is None:
+        raise typer.Exit(1)
+
+
 @app.command()
 @_user_errors
 def runs(
@@ -687,12 +719,41 @@ def plot_effect(
 
 @app.command()
 @_user_errors
-def diagnose(runs: SweepOrRunsArg, store: StoreOpt = None) -> None:
-    """What went wrong in a run (overfitting, divergence, ...), with the epochs and values behind it."""
+def diagnose(
+    runs: SweepOrRunsArg,
+    store: StoreOpt = None,
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", metavar="FILE", help="Write the cure as a two-cell sweep (the run as it "
+                     "was vs cured, same seeds): cnnlab sweep FILE && cnnlab report NAME."),
+    ] = None,
+    experiment: Annotated[
+        bool, typer.Option("--experiment", help="With --write: write the cured experiment, not a sweep.")
+    ] = False,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, max=100, help="With --write: seeds per cell of the sweep "
+                          "(the run's seed and the next ones).")
+    ] = 3,
+) -> None:
+    """What went wrong in a run (overfitting, divergence, ...), with the epochs and values behind it;
+    --write FILE writes the follow-up that tries the cure."""
     from cnnlab.analyze import diagnose_stored
+    from cnnlab.analyze.follow_up import write_follow_up
 
-    for diagnosis in diagnose_stored(_store(store), runs):
+    diagnoses = diagnose_stored(_store(store), runs)
+    if write is not None and len(diagnoses) != 1:
+        raise ConfigError(Problem("--write", str(write), f"needs exactly one run, and {runs!r} names "
+                                  f"{len(diagnoses)}"))
+    for diagnosis in diagnoses:
         console.print(diagnosis.text(width=console.width), highlight=False, markup=False, soft_wrap=True)
+    if write is not None:
+        seed = int(diagnoses[0].run.record.seed)
+        written = write_follow_up(diagnoses[0], write, sweep=not experiment,
+                                  seeds=None if experiment else range(seed, seed + seeds))
+        console.print(f"wrote {written.path}: {written.kind} {written.name} applying "
+                      + "; ".join(cure.overrides() for cure in written.cures), highlight=False, markup=False,
+                      soft_wrap=True)
+        console.print(f"next: {written.command}", highlight=False, markup=False, soft_wrap=True)
 
 
 # --- inspect ---

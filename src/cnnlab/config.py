@@ -24,12 +24,25 @@ Monitor = Literal["val_loss", "val_acc"]
 Precision = Literal["fp32", "bf16", "auto"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 DeviceName = Literal["auto", "cpu", "cuda"]
+ScheduleName = Literal["constant", "step", "cosine", "one_cycle", "plateau"]
+AugmentName = Literal["none", "crop_flip", "crop"]
 LOSSES: tuple[str, ...] = get_args(Loss)
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 MONITORS: tuple[str, ...] = get_args(Monitor)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 DEVICES: tuple[str, ...] = get_args(DeviceName)
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
+AUGMENTS: tuple[str, ...] = get_args(AugmentName)
+# The options each learning-rate schedule takes (`train.<option>`); any other is refused for it.
+# `warmup_epochs` applies to every schedule but one_cycle, which warms up by itself (pct_start).
+SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "constant": ("warmup_epochs",),
+    "step": ("warmup_epochs", "step_size", "gamma"),
+    "cosine": ("warmup_epochs", "min_lr"),
+    "one_cycle": ("pct_start", "div_factor", "final_div_factor"),
+    "plateau": ("warmup_epochs", "gamma", "plateau_patience", "min_lr"),
+}
 
 
 def _number_only(kind: str) -> BeforeValidator:
@@ -69,7 +82,12 @@ MACHINE_KEYS = (("data", "root"), ("data", "download"), ("train", "threads"), ("
 # Keys added after the first release, left out of the hash while at their defaults, so runs stored
 # before they existed keep their hashes (and sweeps still find them).
 LATER_KEYS = {("data", "train"): None, ("data", "eval"): None, ("data", "alter"): None,
-              ("data", "extra"): False}
+              ("data", "extra"): False, ("data", "augment"): "none", ("data", "crop_padding"): None,
+              ("data", "flip"): None, ("train", "schedule"): "constant", ("train", "warmup_epochs"): 0,
+              ("train", "step_size"): None, ("train", "gamma"): None, ("train", "min_lr"): None,
+              ("train", "pct_start"): None, ("train", "div_factor"): None,
+              ("train", "final_div_factor"): None, ("train", "plateau_patience"): None,
+              ("train", "label_smoothing"): 0.0, ("train", "restore_best"): False}
 # Values hashed as another value. `train.precision = "auto"` (the default since it replaced "fp32")
 # picks the machine's fast path, as `train.device = "auto"` does, so it hashes as the old default:
 # runs stored before the change keep their hashes. The resolved precision is stored with each run.
@@ -129,6 +147,11 @@ class DataConfig(_Section):
     channels: Literal[1, 3] | None = None
     train_limit: Int | None = Field(None, ge=1)
     test_limit: Int | None = Field(None, ge=1)
+    # Augmentation of training batches (never of validation or test images): a named policy,
+    # and one key per transform, which overrides the policy's value (`cnnlab.data.augment`).
+    augment: AugmentName = "none"
+    crop_padding: Int | None = Field(None, ge=0, le=64)
+    flip: bool | None = None
 
     @field_validator("train", "eval", mode="before")
     @classmethod
@@ -186,7 +209,19 @@ class TrainConfig(_Section):
     memory_format: MemoryFormat = "auto"
     threads: Int = Field(0, ge=0, le=4096)
     device: DeviceName = "auto"
-
+    # Learning-rate schedule (`cnnlab.train.schedules`); its options are None when not given, so a
+    # check can refuse an option the chosen schedule does not take (`SCHEDULE_OPTIONS`).
+    schedule: ScheduleName = "constant"
+    warmup_epochs: Int = Field(0, ge=0)
+    step_size: Int | None = Field(None, ge=1)
+    gamma: Number | None = Field(None, gt=0, lt=1)
+    min_lr: Number | None = Field(None, ge=0, allow_inf_nan=False)
+    pct_start: Number | None = Field(None, gt=0, lt=1)
+    div_factor: Number | None = Field(None, ge=1, allow_inf_nan=False)
+    final_div_factor: Number | None = Field(None, ge=1, allow_inf_nan=False)
+    plateau_patience: Int | None = Field(None, ge=0)
+    label_smoothing: Number = Field(0.0, ge=0, lt=1)
+    restore_best: bool = False
 
 
 class Experiment(_Section):

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from cnnlab.store import RunStore
+    from cnnlab.train.lr_find import LrFinding
 
-__all__ = ["Figures", "Run", "Study", "WrittenReport", "load_run", "report", "resume", "runs", "sweep",
-           "train"]
+__all__ = ["Figures", "Run", "Study", "WrittenReport", "load_run", "lr_find", "report", "resume", "runs",
+           "sweep", "train"]
 
 
 def _store(store: str | RunStore | None) -> RunStore:
@@ -61,6 +62,52 @@ def _finish(run: Run) -> Run:
     return run
 
 
+def _experiment(experiment: str | Path | Mapping[str, Any] | None, settings: Mapping[str, Any] | None,
+                sections: Mapping[str, Any], data_dir: str | Path | None) -> tuple[Any, str | None]:
+    """The validated experiment from a file or dict, ``settings`` and the per-section overrides,
+    and the data root (``data_dir``) it was given."""
+    from cnnlab.checks import load_experiment
+
+    overrides = _dotted(settings or {})
+    for section in ("data", "model", "train"):
+        value = sections.get(section)
+        if isinstance(value, Mapping):
+            overrides.update(_dotted(value, f"{section}."))
+        elif value is not None:  # not a table: validation names it
+            overrides[section] = value
+    overrides.update({key: sections[key] for key in ("seed", "name") if sections.get(key) is not None})
+    root = root_setting(data_dir)
+    if root:
+        overrides["data.root"] = root
+    if experiment is None or isinstance(experiment, Mapping):
+        return load_experiment(base=dict(experiment or {}), overrides=overrides), root
+    if isinstance(experiment, str | Path):
+        return load_experiment(experiment, overrides), root
+    raise ConfigError(Problem("experiment", type(experiment).__name__,
+                              "must be an experiment file path or a dict of settings"))
+
+
+def lr_find(
+    experiment: str | Path | Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    data: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int | None = None,
+) -> LrFinding:
+    """The learning-rate range test of `cnnlab lr-find` on a copy of the experiment's model
+    (arguments as `train`); nothing is stored. The result has ``suggestion``, ``line()`` (the
+    ``-s train.lr=...`` override), ``text()``, ``figure()`` and ``save(path)``."""
+    from cnnlab.train.lr_find import lr_find as range_test
+
+    exp, _ = _experiment(experiment, settings, {"data": data, "model": model, "train": train}, data_dir)
+    return range_test(exp, start_lr=start_lr, end_lr=end_lr, steps=steps)
+
+
 def train(
     experiment: str | Path | Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -81,27 +128,11 @@ def train(
     ``cnnlab.train("examples/book-cnn-mnist.toml", train={"epochs": 3})``. ``data_dir`` is the
     CLI's ``--data-dir``. Prints one line per epoch; Ctrl-C (or a notebook's interrupt) stores the
     run as ``interrupted`` and raises KeyboardInterrupt: continue it with `resume`."""
-    from cnnlab.checks import load_experiment
     from cnnlab.train import train_experiment
     from cnnlab.trust import code_module
 
-    overrides = _dotted(settings or {})
-    for section, value in (("data", data), ("model", model), ("train", train)):
-        if isinstance(value, Mapping):
-            overrides.update(_dotted(value, f"{section}."))
-        elif value is not None:  # not a table: validation names it
-            overrides[section] = value
-    overrides.update({key: value for key, value in (("seed", seed), ("name", name)) if value is not None})
-    root = root_setting(data_dir)
-    if root:
-        overrides["data.root"] = root
-    if experiment is None or isinstance(experiment, Mapping):
-        exp = load_experiment(base=dict(experiment or {}), overrides=overrides)
-    elif isinstance(experiment, str | Path):
-        exp = load_experiment(experiment, overrides)
-    else:
-        raise ConfigError(Problem("experiment", type(experiment).__name__,
-                                  "must be an experiment file path or a dict of settings"))
+    exp, root = _experiment(experiment, settings, {"data": data, "model": model, "train": train,
+                                                   "seed": seed, "name": name}, data_dir)
     run_store = _store(store)
     out = console()
     outcome = train_experiment(exp, run_store, console=out, progress=progress and not in_notebook())

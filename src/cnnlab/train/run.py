@@ -180,6 +180,8 @@ def _fit(prepared: Prepared, life: RunLife, state: dict[str, Any] | None, consol
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
                 + (device_label(device) if device.type == "cuda"
                    else f"{threads} thread{'s' * (threads != 1)}")]
+    if recipe := stepper.recipe.describe():
+        messages.append(f"recipe: {recipe}")
     if state is not None:
         messages.append(f"resuming run {life.id} after epoch {start_epoch - 1}")
     if device.type == "cpu" and (hint := busy_cpu_hint(cfg.threads, threads)):
