@@ -50,20 +50,24 @@ class BestWeights(EpochCallback):
     def on_run_end(self, run: RunLife, status: str) -> None:
         """Make the run's stored final model the best epoch's, when the run ended on its own."""
         if status in RESTORED_STATUSES and self.model and run.store is not None:
-            with run.fenced():
-                restore_checkpoint(run.stored.checkpoint_path(run.id), self.state(), self.early.monitor)
+            path = run.stored.checkpoint_path(run.id)
+            staged = path.with_name(f".{path.name}.best.staged")
+            if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
+                run.put_file(staged, path)  # renamed into place only while this process owns the run
 
 
-def restore_checkpoint(path: Path, best: Mapping[str, Any], monitor: str) -> None:
-    """Rewrite the checkpoint at ``path`` with the ``best`` epoch's weights (atomically), noting
-    which epoch they are from (``restored_best``); nothing happens without a checkpoint."""
+def restore_checkpoint(path: Path, best: Mapping[str, Any], monitor: str, into: Path | None = None) -> bool:
+    """Write the checkpoint at ``path`` again with the ``best`` epoch's weights (atomically, into
+    ``into`` when given, else over ``path``), noting which epoch they are from (``restored_best``);
+    False (nothing written) without a checkpoint."""
     if not path.exists():
-        return
+        return False
     state = load_checkpoint(path)
     state.pop("format", None)
     state["model"] = best["model"]
     state["restored_best"] = {"epoch": best["epoch"], "monitor": monitor, "value": best["value"]}
-    save_checkpoint(path, state)
+    save_checkpoint(into or path, state)
+    return True
 
 
 def stored_model_note(store: RunStore, record: RunRecord) -> str | None:
