@@ -77,7 +77,7 @@ def test_missing_and_malformed_files(tmp_path):
         ({"train": {"loss": "hinge"}}, "train.loss: 'hinge' is not one of cross_entropy, mse, nll"),
         ({"train": {"lr": "fast"}}, "train.lr: 'fast' is not a number"),
         ({"train": {"epochs": 2.5}}, "train.epochs: 2.5 is not an integer"),
-        ({"train": {"momentum": 1.0}}, "train.momentum: 1.0 is out of range: must be < 1"),
+        ({"train": {"momentum": 1.0}}, "train.momentum: 1.0 is out of range: must be ≥ 0 and < 1"),
         ({"data": {"val": 1.5}}, "data.val: 1.5 must be a fraction in [0, 1)"),
         ({"data": {"dataset": "imagenet"}}, "data.dataset: 'imagenet' is not one of"),
         ({"model": {"name": "resnet999"}}, "model.name: 'resnet999'"),

@@ -141,8 +141,12 @@ def test_users_own_module_named_in_their_experiment_file_is_imported(home):
     (Path.cwd() / "mynet.py").write_text(EVIL_MODULE.format(marker=str(marker)))
     run_id = _train(store, {"name": "mynet:Net"}, npz, "mine")
     assert marker.exists()
-    result = invoke("predict", run_id, _png(Path.cwd() / "x.png"))
-    assert result.exit_code == 0, result.output  # built from the stored config, which named it
+    # Stored, the run is data: its module is imported again only when named for the command.
+    refused = invoke("predict", run_id, _png(Path.cwd() / "x.png"))
+    assert refused.exit_code == 2
+    assert f"run {run_id}: model.name = 'mynet:Net' would import module mynet" in refused.said
+    result = invoke("predict", run_id, Path.cwd() / "x.png", "--trust-code", "mynet")
+    assert result.exit_code == 0, result.output
     assert "x.png" in result.said
 
 

@@ -12,11 +12,13 @@ import torch
 from rich.console import Console
 
 from cnnlab.checks import validate_experiment
+from cnnlab.data.augment import Augment
 from cnnlab.store import RunStore
 from cnnlab.train import Pruned
 from cnnlab.train.engine import CellRun, Engine
 from cnnlab.train.lifecycle import EarlyStopping, RunLife
 from cnnlab.train.run import prepare, train_sweep_cells
+from cnnlab.train.schedules import Schedule
 from cnnlab.train.single import ModelStepper
 from cnnlab.train.vmap import VmapCells
 
@@ -43,7 +45,7 @@ def prune(i: int, epoch: int, metrics: dict) -> None:
 END_STATES = {
     "completed": ({}, None),
     "stopped_early": ({"epochs": 3, "patience": 1, "min_delta": 10.0}, None),
-    "diverged": ({"lr": 1e12, "momentum": 0.0}, None),
+    "diverged": ({"lr": 1000.0, "momentum": 0.0}, None),
     "pruned": ({}, prune),
     "interrupted": ({}, sigterm),
 }
@@ -86,37 +88,42 @@ def test_a_two_cell_sweep_ends_alike_alone_and_vmapped(tmp_path, state):
                     if line.startswith(f"run {record.id} {state} after")]) == 1
 
 
-class Recorder:
-    """A schedule and an augmentation that record how they are called."""
+def test_both_steppers_call_the_schedule_and_the_augmentation_every_batch(monkeypatch):
+    """Each cell's recipe (`cnnlab.train.recipe`): its schedule is asked for the lr of every step,
+    counted over the run, and its augmentation sees every uint8 training batch (a vmapped group's
+    cells in one call, each block drawn from its own generator)."""
+    steps: list[int] = []
+    shapes: list[tuple[int, ...]] = []
+    real_lr, real_augment = Schedule.lr, Augment.__call__
 
-    def __init__(self) -> None:
-        self.steps: list[int] = []
-        self.shapes: list[tuple[int, ...]] = []
+    def lr(self: Schedule, step: int) -> float:
+        steps.append(step)
+        return real_lr(self, step)
 
-    def schedule(self, step: int) -> float:
-        self.steps.append(step)
-        return 0.5 ** step
+    def augment(self: Augment, images: torch.Tensor, generator) -> torch.Tensor:
+        assert images.dtype == torch.uint8
+        shapes.append(tuple(images.shape))
+        return real_augment(self, images, generator)
 
-    def augment(self, images: torch.Tensor) -> torch.Tensor:
-        self.shapes.append(tuple(images.shape))
-        return images.flip(-1)
-
-
-def test_both_steppers_call_the_schedule_and_the_augmentation_every_batch():
-    exps = [validate_experiment(cell(seed, epochs=2)) for seed in (1, 2)]
-    lone, stacked = Recorder(), Recorder()
-    single = ModelStepper(prepare(exps[0]), schedule=lone.schedule, augment=lone.augment)
+    monkeypatch.setattr(Schedule, "lr", lr)
+    monkeypatch.setattr(Augment, "__call__", augment)
+    recipe = {"schedule": "step", "step_size": 1, "gamma": 0.5}
+    data = {**DATA, "augment": "crop"}
+    # One seed (one data split, so one batch of K·B images), two learning rates.
+    exps = [validate_experiment({**cell(1, **recipe, lr=lr), "data": data}) for lr in (0.05, 0.1)]
+    single = ModelStepper(prepare(exps[0]))
     early = EarlyStopping.configured(exps[0].train, enabled=True)
     (run,) = Engine(single, [CellRun(RunLife(None, ""), early)], epochs=2).run()
-    cells = VmapCells(exps, schedule=stacked.schedule, augment=stacked.augment)
+    batches = -(-single.train_images // 64)
+    assert steps == list(range(2 * batches))  # counted over the run, not per epoch
+    assert shapes[0] == (64, 1, 28, 28) and len(shapes) == 2 * batches
+    steps.clear()
+    shapes.clear()
+    cells = VmapCells(exps)
     runs = Engine(cells, [CellRun(RunLife(None, ""), cells.early_stopping(c)) for c in (0, 1)],
                   epochs=2).run()
-
-    batches = -(-single.train_images // 64)
-    assert lone.steps == stacked.steps == list(range(2 * batches))  # counted over the run, not per epoch
-    assert lone.shapes[0] == (64, 1, 28, 28) and stacked.shapes[0] == (128, 1, 28, 28)  # K·B for two cells
-    assert len(lone.shapes) == len(stacked.shapes) == 2 * batches
-    last = 0.05 * 0.5 ** (2 * batches - 1)  # the rate the last step was taken with
-    for r in (run, *runs):
+    assert steps == [step for step in range(2 * batches) for _ in (1, 2)]  # once per cell
+    assert shapes[0] == (128, 1, 28, 28) and len(shapes) == 2 * batches  # K·B for two cells
+    for r, lr in ((run, 0.05), *zip(runs, (0.05, 0.1), strict=True)):
         assert r.status == "completed"
-        assert r.epochs[-1]["lr"] == pytest.approx(last)
+        assert [epoch["lr"] for epoch in r.epochs] == pytest.approx([lr, lr / 2])

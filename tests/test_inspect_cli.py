@@ -182,9 +182,11 @@ def test_a_users_own_model_class_in_a_stored_run(home, stored, tmp_path, monkeyp
           {"dataset": "npz", "path": str(stored[2]), "val": 0}, "own-model")
     x, _ = squares(1, seed=5)
     Image.fromarray(x[0]).resize((90, 90)).save(tmp_path / "mine.png")
-    result = invoke("inspect", "own-model", "--image", tmp_path / "mine.png", "-o", tmp_path / "out")
+    result = invoke("inspect", "own-model", "--image", tmp_path / "mine.png", "-o", tmp_path / "out",
+                    "--trust-code", "mynets")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("mine.png: ")
+    assert result.stderr == "--trust-code: a stored run may import module mynets in this command\n"
+    assert result.stdout.startswith("mine.png: ")
     # Pooling is functional here, so there is no view without it; the input is saved as seen.
     assert pngs(tmp_path / "out") == {"input.png", "filters-01-c1.png", "filters-02-c2.png",
                                       "maps-01-c1.png", "maps-02-c2.png", "attribution.png"}

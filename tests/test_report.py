@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cnnlab.analyze.synthetic import curves, make_sweep, store_run
 from cnnlab.cli import app
 from cnnlab.config import Experiment, apply_overrides
+from cnnlab.files import OUTPUT_MARKER
 from cnnlab.report import ReportFigure, Section, sections
 from cnnlab.store import RunStore
 
@@ -189,6 +190,7 @@ def test_inspection_sections_plug_into_the_hook_and_one_seed_is_stated_plainly(h
     monkeypatch.setattr(sections, "SECTION_PROVIDERS", [filters])
     out = tmp_path / "out"
     out.mkdir()
+    (out / OUTPUT_MARKER).write_text("report\n")
     (out / "fig-stale.png").write_bytes(b"from an earlier report")
     report(home, out, "single")
     html = (out / "index.html").read_text()

@@ -146,11 +146,11 @@ def test_the_median_pruner_stops_a_hopeless_cell(home):
 
 
 def test_a_diverged_cell_is_stored_diverged_and_the_sweep_goes_on(home):
-    outcome = sweep(home, seeds=[0], set={"train.optimizer": "sgd"}, grid={"train.lr": [1e12, 0.01]})
+    outcome = sweep(home, seeds=[0], set={"train.optimizer": "sgd"}, grid={"train.lr": [1000.0, 0.01]})
     assert outcome.ok
     states = {c.label: c.runs[0].state for c in outcome.status.cells}
-    assert states == {"train.lr=1e+12": "diverged", "train.lr=0.01": "done"}
-    diverged = next(r for r in store(home).list_runs() if r.config["train"]["lr"] == 1e12)
+    assert states == {"train.lr=1000.0": "diverged", "train.lr=0.01": "done"}
+    diverged = next(r for r in store(home).list_runs() if r.config["train"]["lr"] == 1000)
     assert diverged.status == "diverged"
     trial = study(home).get_trials()[diverged.trial]
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["run_status"] == "diverged"

@@ -46,9 +46,28 @@ def test_a_sweep_writing_into_a_log_file_writes_a_line_per_epoch_and_per_run(tmp
         assert re.search(rf"sweep logged: run {run_id} \(train\.lr=0\.00[13], seed 0\) done after 2/2 "
                          r"epochs, final val_acc \d+\.\d\d%", text), text
     assert "2 of 2 runs finished" in text
-    # An epoch that ended while another poll was due shows as its own line (a run's last epoch
-    # may show only as its "done" line, when it ended between two polls).
-    assert re.search(r"run r[0-9a-f]{8} \(train\.lr=0\.00[13], seed 0\) epoch 1/2\n", text), text
+
+
+def test_an_epoch_that_ends_between_two_polls_is_its_own_line(tmp_path, monkeypatch):
+    """The 2 s poll is longer than this tiny sweep's epochs; polled every 20 ms, each finished
+    epoch shows as its own line before the run's "done" line."""
+    import io
+
+    from rich.console import Console
+
+    from cnnlab.sweep import view
+    from cnnlab.sweep.runner import run_sweep
+    from cnnlab.sweep.storage import Location
+
+    monkeypatch.setattr(view, "REFRESH_S", 0.02)
+    (tmp_path / "logged.toml").write_text(SWEEP.replace("epochs = 2", "epochs = 3"))
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    run_sweep(tmp_path / "logged.toml", Location(root=tmp_path / "home"), workers=1, console=console)
+    text = out.getvalue()
+    for epoch in (1, 2):
+        assert re.search(rf"run r[0-9a-f]{{8}} \(train\.lr=0\.00[13], seed 0\) epoch {epoch}/3\n", text), text
+    assert text.index("epoch 1/3") < text.index("done after 3/3 epochs"), text
 
 
 def test_runs_wide_at_80_columns_never_cuts_an_id_or_a_name(tmp_path):

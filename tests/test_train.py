@@ -106,7 +106,7 @@ def test_resume_can_extend_a_completed_run(store):
 
 
 def test_nan_loss_marks_run_diverged_and_keeps_epochs(store):
-    record = train(store, small(optimizer="sgd", lr=1e12, epochs=5)).record
+    record = train(store, small(optimizer="sgd", lr=1000.0, epochs=5)).record
     assert record.status == "diverged"
     epochs = store.epochs(record.id)
     assert 1 <= len(epochs) < 5

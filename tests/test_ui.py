@@ -1,5 +1,6 @@
-"""`cnnlab ui`: the pages' data from the library, a store nothing can write to, files confined to the
-store's folder, clear start-up errors, and the dashboard in Debian's chromium while a real sweep trains."""
+"""`cnnlab ui`: the pages' data from the library, a store nothing can write to, only runs' recorded
+artifacts served, only requests addressed to its own names answered, clear start-up errors, and the
+dashboard in Debian's chromium while a real sweep trains."""
 
 from __future__ import annotations
 
@@ -17,8 +18,6 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
-from sqlalchemy.exc import InternalError
-from starlette.exceptions import HTTPException
 from starlette.testclient import TestClient
 from test_sweep_postgres import PG_BIN, postgres  # noqa: F401 (the server fixture)
 from typer.testing import CliRunner
@@ -30,13 +29,14 @@ from cnnlab.config import Experiment, apply_overrides
 from cnnlab.errors import StoreError
 from cnnlab.store import RunStore
 from cnnlab.ui import create_app, open_source
-from cnnlab.ui.app import inside
 
 XSS = "<script>alert(1)</script>"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-TRAVERSALS = ["/files/../runs.sqlite", "/files/%2e%2e/%2e%2e/etc/passwd", "/files//etc/passwd",
-              "/files/%2Fetc%2Fpasswd", "/files/runs/..%2F..%2F..%2Fetc%2Fpasswd", "/files/runs/nosuch.png"]
+TRAVERSALS = ["/files/../runs.sqlite", "/files/runs.sqlite", "/files/%2e%2e/%2e%2e/etc/passwd",
+              "/files//etc/passwd", "/files/%2Fetc%2Fpasswd", "/files/runs/..%2F..%2F..%2Fetc%2Fpasswd",
+              "/files/runs/nosuch.png"]
+LOCAL = "http://127.0.0.1"  # the Host the dashboard answers to (TestClient's default is refused)
 runner = CliRunner()
 
 
@@ -58,7 +58,7 @@ def home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(home) -> Iterator[TestClient]:
-    with TestClient(create_app(open_source(f"sqlite:///{home}/runs.sqlite"))) as test_client:
+    with TestClient(create_app(open_source(f"sqlite:///{home}/runs.sqlite")), base_url=LOCAL) as test_client:
         yield test_client
 
 
@@ -107,7 +107,7 @@ def test_a_mixture_run_has_curves_per_domain(tmp_path):
              "test/svhn_acc": row["val_acc"] - 0.21} for row in curves(4)]
     with RunStore(root=tmp_path) as store:
         run_id = store_run(store, apply_overrides(Experiment().resolved(), {"train.epochs": 4}), rows)
-    with TestClient(create_app(open_source(f"sqlite:///{tmp_path}/runs.sqlite"))) as local:
+    with TestClient(create_app(open_source(f"sqlite:///{tmp_path}/runs.sqlite")), base_url=LOCAL) as local:
         data = local.get(f"/api/runs/{run_id}").json()
     assert data["domains"] == ["mnist", "svhn"]
     assert data["domain_curves"]["val/svhn_acc"] == pytest.approx([r["val/svhn_acc"] for r in rows])
@@ -130,24 +130,36 @@ def test_pages_escape_run_text(client):
     assert "script-src 'self'" in client.get("/").headers["content-security-policy"]
 
 
-def test_artifacts_are_served_from_the_store_folder_only(client, home):
+def test_only_recorded_artifacts_inside_their_runs_folder_are_served(client, home):
     attack = next(r["id"] for r in client.get("/api/runs").json()["runs"] if r["name"] == XSS)
     artifact = client.get(f"/api/runs/{attack}").json()["artifacts"][0]
-    assert artifact["url"] == f"/files/runs/{attack}/curves.png"
+    assert artifact["url"] == f"/files/{attack}/curves.png"
     assert client.get(artifact["url"]).content == b"\x89PNG\r\n\x1a\n"
     (home.parent / "secret.txt").write_text("outside")
-    for path in TRAVERSALS:
+    (home / "beside.txt").write_text("beside the database")
+    (store := RunStore(root=home)).run_dir(attack).joinpath("unrecorded.png").write_bytes(b"\x89PNG")
+    # A store is data: an artifact it records elsewhere, or a link out of the run's folder, is not served.
+    (home / "runs" / attack / "outward").symlink_to(home.parent)
+    store.add_artifact(attack, "figure", home / "beside.txt")
+    store.add_artifact(attack, "figure", home / "runs" / attack / "outward" / "secret.txt")
+    links = {a["path"]: a["url"] for a in client.get(f"/api/runs/{attack}").json()["artifacts"]}
+    assert links[str(home / "beside.txt")] is None
+    assert links[str(home / "runs" / attack / "outward" / "secret.txt")] is None
+    prefix = attack[:5]
+    for path in [*TRAVERSALS, "/files/beside.txt", f"/files/{attack}/../beside.txt",
+                 f"/files/{attack}/beside.txt",
+                 f"/files/{attack}/%2e%2e/%2e%2e/beside.txt", f"/files/{attack}/unrecorded.png",
+                 f"/files/{attack}/outward/secret.txt", f"/files/{prefix}/curves.png",
+                 f"/files/{attack}/{home}/beside.txt", "/files/rnosuch00/curves.png"]:
         assert client.get(path).status_code == 404, path
-    # The path as the route receives it, dots and all (HTTP clients resolve them before sending).
-    for relative in ["../secret.txt", "runs/../../secret.txt", "/etc/passwd", str(home / "runs.sqlite"),
-                     "runs", ""]:
-        with pytest.raises(HTTPException) as refused:
-            inside(home, relative)
-        assert refused.value.status_code == 404
-    (home / "runs" / "outward").symlink_to(home.parent)
-    with pytest.raises(HTTPException):
-        inside(home, "runs/outward/secret.txt")
-    assert inside(home, artifact["url"].removeprefix("/files/")).read_bytes().startswith(b"\x89PNG")
+
+
+def test_requests_for_another_host_name_are_refused(client):
+    assert client.get("/api/runs").status_code == 200
+    for name in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example"):
+        refused = client.get("/api/runs", headers={"Host": name})
+        assert refused.status_code == 400, name
+    assert client.get("/api/runs", headers={"Host": "localhost:8765"}).status_code == 200
 
 
 def test_nothing_writes_to_the_store(client, home):
@@ -377,7 +389,7 @@ def test_postgres_store_and_shared_sweep_are_shown_read_only(postgres, tmp_path)
     with RunStore(url, root=tmp_path / "home") as store:
         make_sweep(store, "synthetic", {"train.lr": [1e-3, 1e-1]}, seeds=(0, 1), epochs=4)
     source = open_source(storage=postgres, artifacts=str(tmp_path / "home"))
-    with TestClient(create_app(source)) as pg_client:
+    with TestClient(create_app(source), base_url=LOCAL) as pg_client:
         runs = pg_client.get("/api/runs").json()["runs"]
         assert len(runs) == 4
         shared = pg_client.get("/api/sweeps/shared").json()
@@ -386,5 +398,6 @@ def test_postgres_store_and_shared_sweep_are_shown_read_only(postgres, tmp_path)
         synthetic = pg_client.get("/api/sweeps/synthetic").json()
         assert len(synthetic["analysis"]["ranking"]) == 2
         assert pg_client.get("/sweeps/shared").status_code == 200
-    with pytest.raises(InternalError, match="read-only transaction"):
+    # The dashboard's connection cannot write: the store says so in one line (a StoreError).
+    with pytest.raises(StoreError, match="read-only transaction"):
         source.store.update_run(runs[0]["id"], name="changed")

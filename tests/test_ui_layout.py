@@ -246,7 +246,8 @@ def test_downloads_of_a_runs_epochs_and_a_sweeps_results(base, ids):
 
 
 def test_the_sweep_page_has_a_slice_per_setting_and_an_interrupted_column(home):
-    with TestClient(create_app(open_source(f"sqlite:///{home}/runs.sqlite"))) as client:
+    with TestClient(create_app(open_source(f"sqlite:///{home}/runs.sqlite")),
+                    base_url="http://127.0.0.1") as client:  # the Host the dashboard answers to
         data = client.get("/api/sweeps/longer").json()
         page = client.get("/sweeps/longer").text
     analysis = data["analysis"]

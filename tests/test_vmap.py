@@ -299,7 +299,7 @@ def test_interrupted_group_marks_runs_interrupted_and_each_cell_resumes_alone(st
 
 
 def test_diverged_cell_is_frozen_and_stored_while_the_others_go_on(store):
-    exps = [cell(1, optimizer="sgd", lr=0.05), cell(1, optimizer="sgd", lr=1e12),
+    exps = [cell(1, optimizer="sgd", lr=0.05), cell(1, optimizer="sgd", lr=1000.0),
             cell(2, optimizer="sgd", lr=0.05, epochs=2)]
     seen: list[tuple[int, int]] = []
 

@@ -24,9 +24,10 @@ from cnnlab import _notebook, openmp  # noqa: F401
 
 __version__ = "0.1.0"
 
-__all__ = ["Run", "Study", "__version__", "load_run", "report", "resume", "runs", "sweep", "train"]
+__all__ = ["Run", "Study", "__version__", "load_run", "lr_find", "report", "resume", "runs", "sweep",
+           "train"]
 
-_API = {"Run", "Study", "load_run", "resume", "runs", "Figures"}
+_API = {"Run", "Study", "load_run", "lr_find", "resume", "runs", "Figures"}
 # `cnnlab.train`, `cnnlab.sweep` and `cnnlab.report` are also the subpackages of those stages;
 # each such module, once imported, is made callable as the API function of the same name.
 _CALLABLE_PACKAGES = {"train", "sweep", "report"}

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cnnlab.errors import CnnlabError, ConfigError, LoadInterrupted, Problem, user_message
+from cnnlab.terminal import printable
 
 
 def _hide_flag_types() -> None:
@@ -30,6 +31,7 @@ def _hide_flag_types() -> None:
 
 
 _hide_flag_types()
+printable.install()  # names, tags and messages reach the terminal with control characters escaped
 app = typer.Typer(
     help="Train, inspect and compare small CNNs for image classification.",
     no_args_is_help=True,
@@ -55,6 +57,28 @@ SetOpt = Annotated[
                  help="Override a setting: -s train.lr=0.001 (repeatable)."),
 ]
 
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="Write into the -o folder even if it holds files cnnlab did not "
+                       "write there (a symbolic link is always refused).")
+]
+TrustOpt = Annotated[
+    list[str] | None,
+    typer.Option("--trust-code", metavar="MODULE",
+                 help="Let a stored run whose model.name is MODULE:Class import MODULE (from the "
+                 "current folder or the installed packages) for this command; a stored run never "
+                 "decides on its own what is imported (repeatable)."),
+]
+
+
+def _trusting(modules: list[str] | None):
+    """The block in which the modules named with --trust-code may be imported (said on stderr)."""
+    from cnnlab.trust import trusting
+
+    if modules:
+        err_console.print(f"--trust-code: a stored run may import module{'s' * (len(modules) > 1)} "
+                          f"{', '.join(modules)} in this command", highlight=False, markup=False)
+    return trusting(modules)
+
 
 def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     """Print a CnnlabError as one clear message per problem, and a refused file operation (read-only,
@@ -68,17 +92,20 @@ def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             err_console.print(f"interrupted: {escape(str(exc))}", highlight=False)
             raise typer.Exit(130) from None
         except (CnnlabError, OSError) as exc:
-            for line in user_message(exc).splitlines():
-                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False)
+            for line in user_message(exc).splitlines():  # each a line, however long
+                err_console.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
 def _store(url: str | None):
+    from cnnlab.checks import upgrade_hashes
     from cnnlab.store import RunStore
 
-    return RunStore(url)
+    store = RunStore(url)
+    upgrade_hashes(store)  # a store from before defaults were filled in: found by what runs compute
+    return store
 
 
 def _data_root(data_dir: Path | None) -> str | None:
@@ -162,6 +189,7 @@ def train(
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Name for the new run.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Train a CNN from an experiment file and store the run."""
     from cnnlab.checks import load_experiment
@@ -169,12 +197,16 @@ def train(
 
     if resume is not None:
         epochs = _resume_epochs(set_)
-        outcome = resume_run(resume, _store(store), epochs=epochs, data_root=_data_root(data_dir),
-                             console=console, progress=not quiet)
+        with _trusting(trust_code):
+            outcome = resume_run(resume, _store(store), epochs=epochs, data_root=_data_root(data_dir),
+                                 console=console, progress=not quiet)
         _exit_if_interrupted(outcome.record.status)
         return
     if experiment is None:
         raise typer.BadParameter("give an experiment file, or --resume RUN", param_hint="EXPERIMENT")
+    if trust_code:
+        raise typer.BadParameter("is for a stored run (--resume RUN); your experiment file's own "
+                                 "module:Class needs no --trust-code", param_hint="--trust-code")
     overrides = _overrides(set_, data_dir)
     if name:
         overrides.append(f"name={name!r}")
@@ -217,6 +249,38 @@ def summary(
     result, source = summarize_experiment(exp)
     console.print(f"{exp.model.name} on {source}", highlight=False, markup=False)
     console.print(result.to_table())
+
+
+@app.command("lr-find")
+@_user_errors
+def lr_find(
+    experiment: Annotated[Path, typer.Argument(help="Experiment file (TOML).")],
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Image file for the curve (.png, .svg, .pdf).")
+    ] = Path("lr-find.png"),
+    start: Annotated[float, typer.Option("--start", help="Learning rate of the first step.")] = 1e-7,
+    end: Annotated[float, typer.Option("--end", help="Learning rate of the last step.")] = 10.0,
+    steps: Annotated[
+        int | None, typer.Option("--steps", help="Batches to train, one step each (default: 100, at most "
+                                 "one epoch).", show_default=False)
+    ] = None,
+) -> None:
+    """Learning-rate range test: loss against an exponentially growing lr on a copy of the model
+    (nothing is stored); prints the suggested lr as `-s train.lr=...`."""
+    from cnnlab.checks import load_experiment
+    from cnnlab.train.hardware import set_threads
+    from cnnlab.train.lr_find import lr_find as range_test
+
+    exp = load_experiment(experiment, _overrides(set_, data_dir))
+    set_threads(exp.train.threads)
+    finding = range_test(exp, start_lr=start, end_lr=end, steps=steps)
+    path = finding.save(output)
+    console.print(finding.text(), highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {path}", highlight=False, markup=False, soft_wrap=True)
+    if finding.suggestion is None:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -490,14 +554,16 @@ def sweep(
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
     vmap: VmapOpt = 0,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Run a sweep: queue every cell × seed in an Optuna study, train what is missing with local
-    workers (again: finished cells are skipped, interrupted ones resumed)."""
+    workers (again: finished cells are skipped, interrupted ones resumed). A module:Class model
+    the sweep file names is imported; --trust-code is for others the sweep's storage names."""
     from cnnlab.sweep import run_sweep
 
     outcome = run_sweep(file, _location(storage, store, artifacts), workers=workers, threads=threads,
                         data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap,
-                        overrides=set_)
+                        overrides=set_, trust_code=trust_code or ())
     if workers == 0 and outcome.queued is not None:
         console.print(f"queued {outcome.queued.queued} of {outcome.queued.runs} runs of sweep "
                       f"{outcome.queued.name!r} in {outcome.queued.storage}; start workers with "
@@ -518,12 +584,16 @@ def worker(
     data_dir: DataDirOpt = None,
     quiet: QuietOpt = False,
     vmap: VmapOpt = 0,
+    trust_code: TrustOpt = None,
 ) -> None:
-    """Train a queued sweep's cells until none is left (on any machine that reaches --sweep-storage)."""
+    """Train a queued sweep's cells until none is left (on any machine that reaches --sweep-storage).
+    A cell whose model is a module:Class is trained only with --trust-code MODULE."""
     from cnnlab.sweep import run_worker
 
-    outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
-                         data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap)
+    with _trusting(trust_code):
+        outcome = run_worker(study, _location(storage, store, artifacts), workers=workers, threads=threads,
+                             data_root=_data_root(data_dir), console=console, live=not quiet, vmap=vmap,
+                             trust_code=trust_code or ())
     _print_sweep(outcome)
 
 
@@ -593,12 +663,15 @@ def report(
                      "number (one slope; log10 for lr and weight_decay) instead of as levels; repeatable."),
     ] = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Write a report: index.html (one self-contained file) and report.md with its PNG figures."""
     from cnnlab.report import write_report
 
-    files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [],
-                         numeric=numeric or [])
+    with _trusting(trust_code):
+        files = write_report(_store(store), runs, output, metric=metric, exclude=exclude or [],
+                             numeric=numeric or [], force=force)
     console.print(f"wrote {files.html} and {files.markdown} with {len(files.pngs)} figures", highlight=False,
                   markup=False)
 
@@ -648,12 +721,41 @@ def plot_effect(
 
 @app.command()
 @_user_errors
-def diagnose(runs: SweepOrRunsArg, store: StoreOpt = None) -> None:
-    """What went wrong in a run (overfitting, divergence, ...), with the epochs and values behind it."""
+def diagnose(
+    runs: SweepOrRunsArg,
+    store: StoreOpt = None,
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", metavar="FILE", help="Write the cure as a two-cell sweep (the run as it "
+                     "was vs cured, same seeds): cnnlab sweep FILE && cnnlab report NAME."),
+    ] = None,
+    experiment: Annotated[
+        bool, typer.Option("--experiment", help="With --write: write the cured experiment, not a sweep.")
+    ] = False,
+    seeds: Annotated[
+        int, typer.Option("--seeds", min=1, max=100, help="With --write: seeds per cell of the sweep "
+                          "(the run's seed and the next ones).")
+    ] = 3,
+) -> None:
+    """What went wrong in a run (overfitting, divergence, ...), with the epochs and values behind it;
+    --write FILE writes the follow-up that tries the cure."""
     from cnnlab.analyze import diagnose_stored
+    from cnnlab.analyze.follow_up import write_follow_up
 
-    for diagnosis in diagnose_stored(_store(store), runs):
+    diagnoses = diagnose_stored(_store(store), runs)
+    if write is not None and len(diagnoses) != 1:
+        raise ConfigError(Problem("--write", str(write), f"needs exactly one run, and {runs!r} names "
+                                  f"{len(diagnoses)}"))
+    for diagnosis in diagnoses:
         console.print(diagnosis.text(width=console.width), highlight=False, markup=False, soft_wrap=True)
+    if write is not None:
+        seed = int(diagnoses[0].run.record.seed)
+        written = write_follow_up(diagnoses[0], write, sweep=not experiment,
+                                  seeds=None if experiment else range(seed, seed + seeds))
+        console.print(f"wrote {written.path}: {written.kind} {written.name} applying "
+                      + "; ".join(cure.overrides() for cure in written.cures), highlight=False, markup=False,
+                      soft_wrap=True)
+        console.print(f"next: {written.command}", highlight=False, markup=False, soft_wrap=True)
 
 
 # --- inspect ---
@@ -687,12 +789,15 @@ def inspect_(
     style: StyleOpt = "auto",
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Filters, feature maps (also without pooling), Grad-CAM and saliency for one image."""
     from cnnlab.inspect import inspect_run
 
-    result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
-                         style=style, data_root=_data_root(data_dir))
+    with _trusting(trust_code):
+        result = inspect_run(_store(store), run, index=index, image=image, out_dir=output, layer=layer,
+                             style=style, data_root=_data_root(data_dir), force=force)
     truth = f" (true {result.label})" if result.label is not None else ""
     console.print(f"{result.description}{truth}: {_top(result.top)}", highlight=False, markup=False)
     console.print(f"wrote {len(result.files)} figures:", highlight=False)
@@ -719,6 +824,8 @@ def samples(
         "for it (default: the run's folder, or with --dataset here).")] = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """A grid of test images with true and predicted classes (or the most confident mistakes) of a
     run, or with --dataset a grid of a dataset's images, altered as --alter says."""
@@ -741,8 +848,9 @@ def samples(
         return
     if alter:
         raise ConfigError(Problem("--alter", " ".join(alter), "only applies with --dataset"))
-    result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
-                         data_root=_data_root(data_dir))
+    with _trusting(trust_code):
+        result = samples_run(_store(store), run, grid=grid, errors=errors, out_dir=output,
+                             data_root=_data_root(data_dir), force=force)
     if errors:
         console.print(f"the {result.shown} most confident of {result.mistakes:,} mistakes on "
                       f"{result.total:,} test images", highlight=False)
@@ -767,11 +875,15 @@ def confusion(
     output: FiguresOpt = None,
     data_dir: DataDirOpt = None,
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Confusion matrix figure and per-class precision and recall on the run's test split."""
     from cnnlab.inspect import confusion_run, scores_table
 
-    result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir))
+    with _trusting(trust_code):
+        result = confusion_run(_store(store), run, out_dir=output, data_root=_data_root(data_dir),
+                               force=force)
     console.print(scores_table(result.classes, result.scores, title=f"run {escape(run)}: test split"))
     _print_written(result.files)
 
@@ -787,12 +899,15 @@ def predict(
     ] = None,
     style: StyleOpt = "auto",
     store: StoreOpt = None,
+    trust_code: TrustOpt = None,
 ) -> None:
     """Class probabilities for your own images, preprocessed as the run's data was.
     Exits with 1 if any file could not be read (the others are still predicted)."""
     from cnnlab.inspect import load_run, predict_files
 
-    results = predict_files(load_run(_store(store), run), files, top=top, style=style, show_dir=show)
+    with _trusting(trust_code):
+        loaded = load_run(_store(store), run)
+    results = predict_files(loaded, files, top=top, style=style, show_dir=show)
     for result in results:
         if result.error is not None:
             err_console.print(f"[bold red]error:[/] {escape(result.error)}", highlight=False)

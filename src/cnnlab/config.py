@@ -24,27 +24,47 @@ Monitor = Literal["val_loss", "val_acc"]
 Precision = Literal["fp32", "bf16", "auto"]
 MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 DeviceName = Literal["auto", "cpu", "cuda"]
+ScheduleName = Literal["constant", "step", "cosine", "one_cycle", "plateau"]
+AugmentName = Literal["none", "crop_flip", "crop"]
 LOSSES: tuple[str, ...] = get_args(Loss)
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 MONITORS: tuple[str, ...] = get_args(Monitor)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 MEMORY_FORMATS: tuple[str, ...] = get_args(MemoryFormat)
 DEVICES: tuple[str, ...] = get_args(DeviceName)
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
+AUGMENTS: tuple[str, ...] = get_args(AugmentName)
+# The options each learning-rate schedule takes (`train.<option>`); any other is refused for it.
+# `warmup_epochs` applies to every schedule but one_cycle, which warms up by itself (pct_start).
+SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "constant": ("warmup_epochs",),
+    "step": ("warmup_epochs", "step_size", "gamma"),
+    "cosine": ("warmup_epochs", "min_lr"),
+    "one_cycle": ("pct_start", "div_factor", "final_div_factor"),
+    "plateau": ("warmup_epochs", "gamma", "plateau_patience", "min_lr"),
+}
 
 
-def _not_bool(kind: str) -> BeforeValidator:
-    """TOML's true/false is not a number (pydantic would read it as 1/0)."""
+def _number_only(kind: str) -> BeforeValidator:
+    """TOML's true/false is not a number (pydantic would read it as 1/0), and neither is a string
+    (pydantic would read "3" as 3): `-s "train.epochs='3'"` is refused, not trained."""
 
     def check(value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"is not {kind}")
+        if isinstance(value, str | bytes):
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError(f"is not {kind}") from None
+            raise ValueError(f"is a string, not {kind}: write the number without quotes")
         return value
 
     return BeforeValidator(check)
 
 
-Int = Annotated[int, _not_bool("an integer")]
-Number = Annotated[float, _not_bool("a number")]
+Int = Annotated[int, _number_only("an integer")]
+Number = Annotated[float, _number_only("a number")]
 
 # The embedded offline default that `cnnlab quickstart` trains: real digits, no download.
 QUICKSTART: dict[str, Any] = {
@@ -62,11 +82,21 @@ MACHINE_KEYS = (("data", "root"), ("data", "download"), ("train", "threads"), ("
 # Keys added after the first release, left out of the hash while at their defaults, so runs stored
 # before they existed keep their hashes (and sweeps still find them).
 LATER_KEYS = {("data", "train"): None, ("data", "eval"): None, ("data", "alter"): None,
-              ("data", "extra"): False}
+              ("data", "extra"): False, ("data", "augment"): "none", ("data", "crop_padding"): None,
+              ("data", "flip"): None, ("train", "schedule"): "constant", ("train", "warmup_epochs"): 0,
+              ("train", "step_size"): None, ("train", "gamma"): None, ("train", "min_lr"): None,
+              ("train", "pct_start"): None, ("train", "div_factor"): None,
+              ("train", "final_div_factor"): None, ("train", "plateau_patience"): None,
+              ("train", "label_smoothing"): 0.0, ("train", "restore_best"): False}
 # Values hashed as another value. `train.precision = "auto"` (the default since it replaced "fp32")
 # picks the machine's fast path, as `train.device = "auto"` does, so it hashes as the old default:
 # runs stored before the change keep their hashes. The resolved precision is stored with each run.
 HASHED_AS = {("train", "precision"): {"auto": "fp32"}}
+# What a stored run's config_hash is the hash of: 1, the config as written; 2 (since issue 23), the
+# config with every model default filled in (`cnnlab.checks.fill_defaults`), so an explicit default
+# is the same computation as leaving it out. A store's older hashes are computed again on opening
+# (`cnnlab.checks.upgrade_hashes`), the old one kept as the run's `legacy_hash`.
+HASH_VERSION = 2
 
 
 class _Section(BaseModel):
@@ -117,11 +147,23 @@ class DataConfig(_Section):
     channels: Literal[1, 3] | None = None
     train_limit: Int | None = Field(None, ge=1)
     test_limit: Int | None = Field(None, ge=1)
+    # Augmentation of training batches (never of validation or test images): a named policy,
+    # and one key per transform, which overrides the policy's value (`cnnlab.data.augment`).
+    augment: AugmentName = "none"
+    crop_padding: Int | None = Field(None, ge=0, le=64)
+    flip: bool | None = None
 
     @field_validator("train", "eval", mode="before")
     @classmethod
     def _domain_strings(cls, v: Any) -> Any:
         return _domains(v)
+
+    @field_validator("val", mode="before")
+    @classmethod
+    def _val_word(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "test":
+            raise ValueError("must be a fraction in [0, 1) of the training set, or 'test'")
+        return v
 
     @field_validator("val")
     @classmethod
@@ -150,22 +192,36 @@ class TrainConfig(_Section):
 
     loss: Loss = "cross_entropy"
     optimizer: OptimizerName = "sgd"
-    lr: Number = Field(0.01, gt=0, allow_inf_nan=False)
+    # Upper bounds keep a typo (1e308, an extra zero or ten) from training: far past any rate or
+    # size that trains a CNN, well inside what the arithmetic and the memory can take.
+    lr: Number = Field(0.01, gt=0, le=1000, allow_inf_nan=False)
     momentum: Number = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
-    weight_decay: Number = Field(0.0, ge=0, allow_inf_nan=False)
-    batch_size: Int = Field(64, ge=1)
+    weight_decay: Number = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    batch_size: Int = Field(64, ge=1, le=1_000_000)
     epochs: Int = Field(10, ge=1, le=100_000)
-    patience: Int = Field(0, ge=0)
+    patience: Int = Field(0, ge=0, le=100_000)
     monitor: Monitor = "val_loss"
-    min_delta: Number = Field(0.0, ge=0, allow_inf_nan=False)
+    min_delta: Number = Field(0.0, ge=0, le=1e6, allow_inf_nan=False)
     eval_test: bool = True
-    eval_batch_size: Int = Field(1024, ge=1)
+    eval_batch_size: Int = Field(1024, ge=1, le=1_000_000)
     precision: Precision = "auto"
     memory_format: MemoryFormat = "auto"
-    threads: Int = Field(0, ge=0)
+    threads: Int = Field(0, ge=0, le=4096)
     device: DeviceName = "auto"
-
+    # Learning-rate schedule (`cnnlab.train.schedules`); its options are None when not given, so a
+    # check can refuse an option the chosen schedule does not take (`SCHEDULE_OPTIONS`).
+    schedule: ScheduleName = "constant"
+    warmup_epochs: Int = Field(0, ge=0)
+    step_size: Int | None = Field(None, ge=1)
+    gamma: Number | None = Field(None, gt=0, lt=1)
+    min_lr: Number | None = Field(None, ge=0, allow_inf_nan=False)
+    pct_start: Number | None = Field(None, gt=0, lt=1)
+    div_factor: Number | None = Field(None, ge=1, allow_inf_nan=False)
+    final_div_factor: Number | None = Field(None, ge=1, allow_inf_nan=False)
+    plateau_patience: Int | None = Field(None, ge=0)
+    label_smoothing: Number = Field(0.0, ge=0, lt=1)
+    restore_best: bool = False
 
 
 class Experiment(_Section):
@@ -301,11 +357,9 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
             continue
         if kind == "value_error" and isinstance(ctx.get("error"), ValueError):
             text = str(ctx["error"])
-        elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-            op = {"greater_than": ">", "greater_than_equal": "≥",
-                  "less_than": "<", "less_than_equal": "≤"}[kind]
+        elif kind in _BOUND_SIGNS:
             bound = next(iter(ctx.values()))
-            text = f"is out of range: must be {op} {bound}"
+            text = f"is out of range: must be {_allowed_range(loc) or f'{_BOUND_SIGNS[kind]} {bound}'}"
         elif kind == "literal_error":
             expected = re.findall(r"'([^']*)'|(\d+)", str(ctx.get("expected", "")))
             text = one_of([quoted or number for quoted, number in expected], err.get("input"))
@@ -314,6 +368,25 @@ def _problems(exc: ValidationError, fields: dict[str, Any]) -> list[Problem]:
         # A union (float | "test") reports each arm; keep the first message per key.
         problems.setdefault(key, Problem(key, err.get("input"), text))
     return list(problems.values())
+
+
+_BOUND_SIGNS = {"greater_than": ">", "greater_than_equal": "≥", "less_than": "<", "less_than_equal": "≤"}
+
+
+def _allowed_range(loc: tuple[Any, ...]) -> str | None:
+    """Both bounds of the numeric field at ``loc`` ("> 0 and ≤ 10"), or None when it has one."""
+    model: Any = Experiment
+    info = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
+            return None
+        info = fields[part]
+        model = info.annotation
+    bounds = [f"{sign} {getattr(meta, name)}" for meta in (info.metadata if info else [])
+              for name, sign in (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"))
+              if getattr(meta, name, None) is not None]
+    return " and ".join(bounds) if len(bounds) > 1 else None
 
 
 def _known_fields() -> dict[str, Any]:

@@ -56,6 +56,10 @@ class UnknownRunError(StoreError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UntrustedCodeError(CnnlabError):
+    """A stored run names code (``module:Class``) that the user did not name for this command."""
+
+
 class CheckpointError(CnnlabError):
     """A checkpoint is missing, corrupt or unsafe to load."""
 

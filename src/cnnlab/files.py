@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +65,88 @@ def save_figure(fig: Figure, path: str | Path, dpi: int, key: str = "--output") 
         return write_atomic(path, buffer.getvalue())
     except OSError as exc:
         raise ConfigError(Problem(key, str(path), f"cannot be written: {exc.strerror}")) from None
+
+
+# The file that marks a folder as written by cnnlab, naming what wrote it (report, inspect).
+OUTPUT_MARKER = ".cnnlab-output"
+
+
+class OutputFolder:
+    """A folder a command writes its files into (``-o DIR``), checked before anything is computed
+    and written through a temporary folder beside it.
+
+    A symbolic link is refused (naming where it leads: give that folder itself), as is a file, and
+    a folder with files in it that cnnlab did not write as a ``kind`` output (its marker file says
+    so), unless ``force``. The files are written into a fresh temporary folder; on success a new
+    folder is that temporary folder renamed into place, and into an earlier output (or, forced, a
+    foreign folder) each file is renamed into place, replacing the one of the same name. A failure
+    leaves the folder as it was.
+
+        out = OutputFolder(path, "report")      # refuses now, before any work
+        with out as staging:                    # write into staging
+            ...
+        out.final(staging / "index.html")       # where that file is now
+    """
+
+    def __init__(self, path: str | Path, kind: str, *, force: bool = False, key: str = "--output"):
+        self.path = Path(os.path.abspath(Path(path).expanduser()))
+        self.kind, self.key = kind, key
+        self._staging: Path | None = None
+        if self.path.is_symlink():
+            raise ConfigError(Problem(key, str(path), f"is a symbolic link (to {os.readlink(self.path)}); "
+                                      "cnnlab does not write through a link: give the folder itself to "
+                                      "write there"))
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(Problem(key, str(path), f"is a file; give a folder for the {kind}"))
+        marked = self.path / OUTPUT_MARKER
+        foreign = [p.name for p in self.path.iterdir()] if self.path.is_dir() and not marked.is_file() else []
+        if foreign and not force:
+            shown = ", ".join(sorted(foreign)[:3]) + (" …" if len(foreign) > 3 else "")
+            raise ConfigError(Problem(key, str(path), f"is a folder with files cnnlab did not write "
+                                      f"({shown}); nothing was written: give a new or empty folder, or "
+                                      f"--force to write the {kind} into it anyway"))
+
+    def __enter__(self) -> Path:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                                  dir=self.path.parent))
+        except OSError as exc:
+            raise ConfigError(Problem(self.key, str(self.path),
+                                      f"cannot be created: {exc.strerror}")) from None
+        return self._staging
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        staging = self._staging
+        assert staging is not None
+        try:
+            if kind is None:
+                self._publish(staging)
+        except OSError as exc:
+            raise ConfigError(Problem(self.key, str(self.path),
+                                      f"cannot be written: {exc.strerror}")) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def final(self, staged: Path) -> Path:
+        """Where a file written into the staging folder is once the output is published."""
+        assert self._staging is not None
+        return self.path / Path(staged).relative_to(self._staging)
+
+    def _publish(self, staging: Path) -> None:
+        if self.path.is_symlink():  # made while the output was computed
+            raise ConfigError(Problem(self.key, str(self.path), "became a symbolic link while cnnlab "
+                                      "worked; nothing was written"))
+        (staging / OUTPUT_MARKER).write_text(f"{self.kind}\n")
+        os.chmod(staging, 0o755)
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+        if not self.path.exists():
+            os.rename(staging, self.path)
+            return
+        for source in sorted(staging.rglob("*")):
+            target = self.path / source.relative_to(staging)
+            if source.is_dir():
+                target.mkdir(exist_ok=True)
+            else:
+                os.replace(source, target)

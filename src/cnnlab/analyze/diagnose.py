@@ -46,12 +46,13 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from cnnlab.analyze.cures import cure_for
 from cnnlab.analyze.rundata import RunData
 
 DIVERGED_LOSS_RATIO = 2.0
@@ -193,9 +194,26 @@ def diagnose_epochs(
     settings: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     """Findings for one run's epochs (dicts with ``epoch``, ``train_loss``, ``val_acc``, ...); ``settings``
-    (dotted config keys) name the learning rate and loss in the advice."""
-    curves = _Curves(epochs)
+    (dotted config keys) name the learning rate and loss in the advice, and the advice of a
+    finding that a setting cures ends with it as ``-s`` options (`cnnlab.analyze.cures`)."""
     settings = settings or {}
+    return [_with_cure(finding, settings) for finding in _findings(epochs, status, error, settings)]
+
+
+def _with_cure(finding: Finding, settings: Mapping[str, Any]) -> Finding:
+    cure = cure_for(finding, settings)
+    if cure is None or all(option in finding.advice for option in cure.options()):
+        return finding
+    return replace(finding, advice=f"{finding.advice}; as settings: {cure.overrides()}")
+
+
+def _findings(
+    epochs: Sequence[Mapping[str, float | None]],
+    status: str | None,
+    error: str | None,
+    settings: Mapping[str, Any],
+) -> list[Finding]:
+    curves = _Curves(epochs)
     diverged = _diverged(curves, status, error)
     if diverged:
         return [diverged]
@@ -353,11 +371,13 @@ def _overfitting(c: _Curves, settings: Mapping[str, Any] | None = None) -> Findi
     if epochs and epochs[0] != epochs[-1] and best is not None:
         patience = "" if (settings or {}).get("train.patience") else " (train.patience)"
         advice = (
-            f"keep the model of epoch {best[0]}, the best by {best[1]}, by stopping early{patience}, or "
-            "regularise more (dropout, weight decay, data augmentation)"
+            f"keep the model of epoch {best[0]}, the best by {best[1]}, by stopping early{patience} or "
+            "with train.restore_best, or regularise more (dropout, weight decay, data augmentation: "
+            "data.augment)"
         )
     else:
-        advice = "regularise more (dropout, weight decay, data augmentation) or use more training data"
+        advice = ("regularise more (dropout, weight decay, data augmentation: data.augment) or use more "
+                  "training data")
     return Finding(OVERFITTING, "; ".join(parts), tuple(epochs), advice)
 
 
@@ -503,7 +523,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
         "training accuracy stalls: " + evidence,
         (first, last),
         "give the model more capacity (filters, layers) or reduce dropout and weight decay; if the "
-        "training loss also stalls early, try a learning-rate schedule",
+        "training loss also stalls early, try a learning-rate schedule (train.schedule)",
     )
 
 
@@ -648,7 +668,7 @@ def _unstable(c: _Curves) -> Finding | None:
         f"more than the trend moves ({_signed_pts(slope * (x[-1] - x[0]))} points); the largest jump is "
         f"from {_pct(y[j])} at epoch {int(x[j])} to {_pct(y[j + 1])} at epoch {int(x[j + 1])}",
         (int(x[j]), int(x[j + 1])),
-        "lower the learning rate, raise the batch size, or use a learning-rate schedule",
+        "lower the learning rate, raise the batch size, or use a learning-rate schedule (train.schedule)",
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.config import Experiment, apply_overrides, config_hash
+from cnnlab.config import Experiment, apply_overrides
 from cnnlab.store import RunStore
 
 
@@ -99,11 +99,14 @@ def store_run(
     status: str | None = None,
 ) -> str:
     """Store one run with these epochs and the summary the trainer would write; returns its id."""
+    from cnnlab.checks import filled_hashes
+
+    hashes = filled_hashes(config)  # as a trained run of this config is hashed
     run_id = store.create_run(
         name=config.get("name"),
         config=config,
-        config_hash=config_hash(config),
-        cell_hash=config_hash(config, include_seed=False),
+        config_hash=hashes[0],
+        cell_hash=hashes[1],
         seed=int(config.get("seed", 0)),
         host="synthetic",
         versions={"cnnlab": "synthetic"},

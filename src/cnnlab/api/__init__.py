@@ -24,15 +24,19 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from cnnlab.store import RunStore
+    from cnnlab.train.lr_find import LrFinding
 
-__all__ = ["Figures", "Run", "Study", "WrittenReport", "load_run", "report", "resume", "runs", "sweep",
-           "train"]
+__all__ = ["Figures", "Run", "Study", "WrittenReport", "load_run", "lr_find", "report", "resume", "runs",
+           "sweep", "train"]
 
 
 def _store(store: str | RunStore | None) -> RunStore:
+    from cnnlab.checks import upgrade_hashes
     from cnnlab.store import RunStore
 
-    return store if isinstance(store, RunStore) else RunStore(store)
+    opened = store if isinstance(store, RunStore) else RunStore(store)
+    upgrade_hashes(opened)  # a store from before defaults were filled in: found by what runs compute
+    return opened
 
 
 def _dotted(settings: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -58,6 +62,52 @@ def _finish(run: Run) -> Run:
     return run
 
 
+def _experiment(experiment: str | Path | Mapping[str, Any] | None, settings: Mapping[str, Any] | None,
+                sections: Mapping[str, Any], data_dir: str | Path | None) -> tuple[Any, str | None]:
+    """The validated experiment from a file or dict, ``settings`` and the per-section overrides,
+    and the data root (``data_dir``) it was given."""
+    from cnnlab.checks import load_experiment
+
+    overrides = _dotted(settings or {})
+    for section in ("data", "model", "train"):
+        value = sections.get(section)
+        if isinstance(value, Mapping):
+            overrides.update(_dotted(value, f"{section}."))
+        elif value is not None:  # not a table: validation names it
+            overrides[section] = value
+    overrides.update({key: sections[key] for key in ("seed", "name") if sections.get(key) is not None})
+    root = root_setting(data_dir)
+    if root:
+        overrides["data.root"] = root
+    if experiment is None or isinstance(experiment, Mapping):
+        return load_experiment(base=dict(experiment or {}), overrides=overrides), root
+    if isinstance(experiment, str | Path):
+        return load_experiment(experiment, overrides), root
+    raise ConfigError(Problem("experiment", type(experiment).__name__,
+                              "must be an experiment file path or a dict of settings"))
+
+
+def lr_find(
+    experiment: str | Path | Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    *,
+    data: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    train: Mapping[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+    start_lr: float = 1e-7,
+    end_lr: float = 10.0,
+    steps: int | None = None,
+) -> LrFinding:
+    """The learning-rate range test of `cnnlab lr-find` on a copy of the experiment's model
+    (arguments as `train`); nothing is stored. The result has ``suggestion``, ``line()`` (the
+    ``-s train.lr=...`` override), ``text()``, ``figure()`` and ``save(path)``."""
+    from cnnlab.train.lr_find import lr_find as range_test
+
+    exp, _ = _experiment(experiment, settings, {"data": data, "model": model, "train": train}, data_dir)
+    return range_test(exp, start_lr=start_lr, end_lr=end_lr, steps=steps)
+
+
 def train(
     experiment: str | Path | Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
@@ -78,51 +128,53 @@ def train(
     ``cnnlab.train("examples/book-cnn-mnist.toml", train={"epochs": 3})``. ``data_dir`` is the
     CLI's ``--data-dir``. Prints one line per epoch; Ctrl-C (or a notebook's interrupt) stores the
     run as ``interrupted`` and raises KeyboardInterrupt: continue it with `resume`."""
-    from cnnlab.checks import load_experiment
     from cnnlab.train import train_experiment
+    from cnnlab.trust import code_module
 
-    overrides = _dotted(settings or {})
-    for section, value in (("data", data), ("model", model), ("train", train)):
-        if isinstance(value, Mapping):
-            overrides.update(_dotted(value, f"{section}."))
-        elif value is not None:  # not a table: validation names it
-            overrides[section] = value
-    overrides.update({key: value for key, value in (("seed", seed), ("name", name)) if value is not None})
-    root = root_setting(data_dir)
-    if root:
-        overrides["data.root"] = root
-    if experiment is None or isinstance(experiment, Mapping):
-        exp = load_experiment(base=dict(experiment or {}), overrides=overrides)
-    elif isinstance(experiment, str | Path):
-        exp = load_experiment(experiment, overrides)
-    else:
-        raise ConfigError(Problem("experiment", type(experiment).__name__,
-                                  "must be an experiment file path or a dict of settings"))
+    exp, root = _experiment(experiment, settings, {"data": data, "model": model, "train": train,
+                                                   "seed": seed, "name": name}, data_dir)
     run_store = _store(store)
     out = console()
     outcome = train_experiment(exp, run_store, console=out, progress=progress and not in_notebook())
-    return _finish(Run(outcome.record, run_store, root))
+    own = code_module(exp.model.name)  # named by this call's own settings
+    return _finish(Run(outcome.record, run_store, root, trust_code=[own] if own else None))
 
 
 def resume(run: str | Run, *, epochs: int | None = None, data_dir: str | Path | None = None,
-           store: str | RunStore | None = None, progress: bool = True) -> Run:
+           store: str | RunStore | None = None, progress: bool = True,
+           trust_code: str | Sequence[str] | None = None) -> Run:
     """Continue an interrupted run from its checkpoint (`cnnlab train --resume RUN`); ``epochs``
-    raises its epoch count to train a finished run further."""
+    raises its epoch count to train a finished run further. A run whose model is your own
+    ``module:Class`` needs ``trust_code="module"``: a stored run never decides what is imported."""
     from cnnlab.train import resume_run
+    from cnnlab.trust import trusting
 
     run_store = run.store if isinstance(run, Run) and store is None else _store(store)
-    ref = run.id if isinstance(run, Run) else run
+    ref = _run_ref(run.id if isinstance(run, Run) else run)
+    trusted = run._trust_code if isinstance(run, Run) and trust_code is None else trust_code
     root = root_setting(data_dir)
-    outcome = resume_run(ref, run_store, epochs=epochs, data_root=root, console=console(),
-                         progress=progress and not in_notebook())
-    return _finish(Run(outcome.record, run_store, root))
+    with trusting(trusted) as modules:
+        outcome = resume_run(ref, run_store, epochs=epochs, data_root=root, console=console(),
+                             progress=progress and not in_notebook())
+    return _finish(Run(outcome.record, run_store, root, trust_code=modules))
 
 
-def load_run(run: str, *, store: str | RunStore | None = None, data_dir: str | Path | None = None) -> Run:
+def _run_ref(run: Any) -> str:
+    """A run reference (id, id prefix or name) checked to be a non-empty string."""
+    if not isinstance(run, str) or not run.strip():
+        raise ConfigError(Problem("run", run, "must be a run id, id prefix or run name (a non-empty "
+                                  "string, e.g. 'r1d1c8049'); cnnlab.runs() lists them"))
+    return run
+
+
+def load_run(run: str, *, store: str | RunStore | None = None, data_dir: str | Path | None = None,
+             trust_code: str | Sequence[str] | None = None) -> Run:
     """A stored run by id, unique id prefix or name; an unknown one raises `UnknownRunError` (a
-    KeyError) naming it."""
+    KeyError) naming it. If the run's model is a ``module:Class`` (your own code), its ``model``,
+    ``inspect`` and ``predict`` import that module only when you name it: ``trust_code="module"``
+    (a stored run, or a copied run folder, never decides on its own what is imported)."""
     run_store = _store(store)
-    return Run(run_store.get_run(run), run_store, root_setting(data_dir))
+    return Run(run_store.get_run(_run_ref(run)), run_store, root_setting(data_dir), trust_code)
 
 
 def runs(*, status: str | None = None, name: str | None = None, limit: int | None = None,
@@ -201,14 +253,20 @@ def sweep(
 
 
 def report(*runs: str, output: str | Path = "report", metric: str | None = None,
-           exclude: Sequence[str] = (), store: str | RunStore | None = None) -> WrittenReport:
+           exclude: Sequence[str] = (), store: str | RunStore | None = None,
+           trust_code: str | Sequence[str] | None = None, force: bool = False) -> WrittenReport:
     """Write the report on sweeps or runs (names, ids or id prefixes) into the folder ``output``, as
     `cnnlab report` does; returns the files written (``.html``, ``.markdown``, ``.pngs``) and the
-    conclusions, shown in a notebook as a link to the report and its conclusions."""
+    conclusions, shown in a notebook as a link to the report and its conclusions. ``trust_code`` as
+    for `load_run`; ``force`` writes into a folder holding files cnnlab did not write."""
     from cnnlab.analyze import analyze_stored
+    from cnnlab.files import OutputFolder
     from cnnlab.report import build_report, write_report_files
+    from cnnlab.trust import trusting
 
+    out = OutputFolder(output, "report", force=force)  # refused before any work
     run_store = _store(store)
-    analysis = analyze_stored(run_store, list(runs), metric=metric, exclude=list(exclude))
-    files = write_report_files(build_report(analysis, run_store), output)
+    with trusting(trust_code):
+        analysis = analyze_stored(run_store, list(runs), metric=metric, exclude=list(exclude))
+        files = write_report_files(build_report(analysis, run_store), out)
     return WrittenReport(files, analysis.conclusions.sentences())

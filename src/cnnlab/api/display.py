@@ -19,7 +19,11 @@ SWEEP_POLL_S = 2.0
 
 
 def console() -> Console:
-    """The console training prints to: plain text lines in a notebook, Rich in a terminal."""
+    """The console training prints to: plain text lines in a notebook, Rich in a terminal (text
+    with control characters escaped, see `cnnlab.terminal.printable`)."""
+    from cnnlab.terminal import printable
+
+    printable.install()
     if in_notebook():
         return Console(force_jupyter=False, force_terminal=False, width=120)
     return Console()

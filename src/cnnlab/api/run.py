@@ -57,12 +57,24 @@ class Figures:
 
 class Run:
     """A stored run: ``run.history``, ``run.plot()``, ``run.inspect()``, ``run.predict(images)``,
-    ``run.model``; shown as a summary table in a notebook."""
+    ``run.model``; shown as a summary table in a notebook.
 
-    def __init__(self, record: RunRecord, store: RunStore, data_root: str | None = None):
+    ``trust_code`` names the modules a stored ``module:Class`` model may be imported from (see
+    `cnnlab.load_run`); a run trained in this session trusts the module its own settings named."""
+
+    def __init__(self, record: RunRecord, store: RunStore, data_root: str | None = None,
+                 trust_code: str | Sequence[str] | None = None):
+        from cnnlab.trust import trust_modules
+
         self._record = record
         self.store = store
         self._data_root = data_root
+        self._trust_code = trust_modules(trust_code)
+
+    def _trusting(self):
+        from cnnlab.trust import trusting
+
+        return trusting(self._trust_code)
 
     @property
     def record(self) -> RunRecord:
@@ -130,7 +142,8 @@ class Run:
     def _loaded(self) -> LoadedRun:
         from cnnlab.inspect import load_run
 
-        return load_run(self.store, self.id)
+        with self._trusting():
+            return load_run(self.store, self.id)
 
     @property
     def model(self) -> nn.Module:
@@ -143,20 +156,24 @@ class Run:
         return self._loaded.classes
 
     def inspect(self, index: int | None = None, *, image: str | Path | None = None, layer: str | None = None,
-                output: str | Path | None = None, style: str = "auto") -> Figures:
+                output: str | Path | None = None, style: str = "auto", force: bool = False) -> Figures:
         """Filters, feature maps (also without pooling), Grad-CAM and saliency for test image ``index``
-        or your ``image`` file, written where `cnnlab inspect` writes them and shown inline."""
+        or your ``image`` file, written where `cnnlab inspect` writes them and shown inline
+        (``force``: into an ``output`` folder holding files cnnlab did not write)."""
         from cnnlab.inspect import inspect_run
 
-        result = inspect_run(self.store, self.id, index=index, image=image, out_dir=output, layer=layer,
-                             style=style, data_root=self._data_root)
+        with self._trusting():
+            result = inspect_run(self.store, self.id, index=index, image=image, out_dir=output, layer=layer,
+                                 style=style, data_root=self._data_root, force=force)
         return Figures(result.description, result.files, result.top, result.label)
 
-    def confusion(self, output: str | Path | None = None) -> Figures:
+    def confusion(self, output: str | Path | None = None, force: bool = False) -> Figures:
         """The confusion matrix on the run's test split (as `cnnlab confusion`), shown inline."""
         from cnnlab.inspect import confusion_run
 
-        result = confusion_run(self.store, self.id, out_dir=output, data_root=self._data_root)
+        with self._trusting():
+            result = confusion_run(self.store, self.id, out_dir=output, data_root=self._data_root,
+                                   force=force)
         return Figures(f"run {self.id}: test accuracy {100 * result.scores.accuracy:.2f}%", result.files)
 
     def predict(self, images: Any, *, style: str = "auto") -> pd.DataFrame:

@@ -25,14 +25,15 @@ class DatasetFacts:
     shape: tuple[int, int, int] | None  # (C, H, W); None: user data, known once read
     needs_path: bool = False  # data.path names the user's folder or file
     has_extra: bool = False  # data.extra adds the dataset's extra training images
+    digits: bool = False  # images of digits: a horizontal flip makes them other shapes
 
 
 DATASETS: dict[str, DatasetFacts] = {facts.name: facts for facts in (
     DatasetFacts("cifar10", load_cifar10, (3, 32, 32)),
     DatasetFacts("fashion-mnist", load_fashion_mnist, (1, 28, 28)),
     DatasetFacts("imagefolder", load_imagefolder, None, needs_path=True),
-    DatasetFacts("mnist", load_mnist, (1, 28, 28)),
-    DatasetFacts("mnist-sample", load_mnist_sample, (1, 28, 28)),
+    DatasetFacts("mnist", load_mnist, (1, 28, 28), digits=True),
+    DatasetFacts("mnist-sample", load_mnist_sample, (1, 28, 28), digits=True),
     DatasetFacts("npz", load_npz, None, needs_path=True),
-    DatasetFacts("svhn", load_svhn, (3, 32, 32), has_extra=True),
+    DatasetFacts("svhn", load_svhn, (3, 32, 32), has_extra=True, digits=True),
 )}

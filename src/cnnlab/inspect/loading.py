@@ -11,7 +11,7 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
-from cnnlab.checks import validate_experiment
+from cnnlab.checks import check_checkpoint_config, validate_experiment
 from cnnlab.data import Split, load_data
 from cnnlab.data.labels import run_dataset
 from cnnlab.data.transforms import Normalizer
@@ -19,7 +19,8 @@ from cnnlab.errors import CheckpointError, DataError
 from cnnlab.models import build_model
 from cnnlab.models.build import resolve_channels_last
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.store.checkpoint import check_checkpoint_config, load_checkpoint
+from cnnlab.store.checkpoint import load_checkpoint
+from cnnlab.trust import refuse_untrusted
 
 _NEEDED = ("model", "config", "classes", "input_shape", "mean", "std")
 
@@ -61,8 +62,10 @@ class LoadedRun:
 
 def load_run(store: RunStore, ref: str) -> LoadedRun:
     """The run ``ref`` (id, id prefix or name) with its last checkpoint's weights loaded into the
-    model its stored config builds; a checkpoint whose config differs from it is refused."""
+    model its stored config builds; a checkpoint whose config differs from it is refused, and so is
+    a stored ``module:Class`` whose module the user did not name for this command (`trusting`)."""
     record = store.get_run(ref)
+    refuse_untrusted(record.config, f"run {record.id}")
     path = store.checkpoint_path(record.id)
     state = load_checkpoint(path)
     missing = [key for key in _NEEDED if key not in state]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import torch
 
 from cnnlab.data import Split
 from cnnlab.errors import ConfigError, DataError, Problem
+from cnnlab.files import OutputFolder
 from cnnlab.inspect.evaluation import ClassScores, class_scores, confident_mistakes, confusion_matrix
 from cnnlab.inspect.figures import confusion_figure, image_grid_figure
 from cnnlab.inspect.loading import LoadedRun, load_run, load_test_split
@@ -29,6 +33,30 @@ _GRID = re.compile(r"^\s*(\d+)\s*[x×*]\s*(\d+)\s*$")
 
 def _folder(store: RunStore, run: LoadedRun, out_dir: str | Path | None) -> Path:
     return output_dir(out_dir if out_dir is not None else store.run_dir(run.record.id) / "inspect")
+
+
+def _is_folder(output: str | Path | None) -> bool:
+    """``-o`` names a folder (not one image file: .png, .svg, .pdf)."""
+    return output is not None and Path(output).suffix.lower() not in FIGURE_SUFFIXES
+
+
+def _output(out_dir: str | Path | None, force: bool) -> OutputFolder | None:
+    """The user's ``-o DIR`` as an OutputFolder (checked now: a link, a file or a folder of other
+    files is refused unless ``force``), or None for the run's own inspect folder."""
+    return OutputFolder(out_dir, "inspect output", force=force) if out_dir is not None else None
+
+
+@contextlib.contextmanager
+def _writing(store: RunStore, run: LoadedRun, out: OutputFolder | None,
+             files: list[Written]) -> Iterator[Path]:
+    """The folder to draw into: the run's inspect folder, or a staging folder that becomes ``out``
+    on success, after which ``files`` (filled in the block) name their published paths."""
+    if out is None:
+        yield _folder(store, run, None)
+        return
+    with out as staging:
+        yield staging
+    files[:] = [dataclasses.replace(written, path=out.final(written.path)) for written in files]
 
 
 FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
@@ -59,28 +87,31 @@ def _test_image(split: Split, index: int) -> tuple[torch.Tensor, int]:
 
 def inspect_run(store: RunStore, ref: str, *, index: int | None = None, image: str | Path | None = None,
                 out_dir: str | Path | None = None, layer: str | None = None, style: str = "auto",
-                data_root: str | None = None) -> Inspection:
+                data_root: str | None = None, force: bool = False) -> Inspection:
     """Every inspect figure (see `inspect_model`) of run ``ref`` for test image ``index``
-    (default 0) or for the image file ``image``, preprocessed as `cnnlab predict` does."""
+    (default 0) or for the image file ``image``, preprocessed as `cnnlab predict` does; into the
+    run's folder, or ``out_dir`` (see `cnnlab.files.OutputFolder`; ``force`` for a foreign one)."""
     if index is not None and image is not None:
         raise ConfigError(Problem("image", str(image), "cannot be combined with index: give one"))
+    out = _output(out_dir, force)
     run = load_run(store, ref)
-    folder = _folder(store, run, out_dir)
     label = None
     files: list[Written] = []
-    if image is not None:
-        chosen = resolve_style(style, run.dataset, run.input_shape)
-        pixels = to_input(read_image(image), run.input_shape, chosen)
-        description = Path(image).name
-        files.append(Written(f"{description} as the model sees it", save_image(pixels, folder / "input.png"),
-                             "inspect-input"))
-    else:
-        index = 0 if index is None else index
-        pixels, true_class = _test_image(load_test_split(run, data_root), index)
-        description, label = f"test image {index}", run.classes[true_class]
-    result = inspect_model(run.model, run.normalize(pixels[None]), folder, image=pixels,
-                           classes=run.classes, layer=layer, description=description, label=label)
-    result.files[:0] = files
+    with _writing(store, run, out, files) as folder:
+        if image is not None:
+            chosen = resolve_style(style, run.dataset, run.input_shape)
+            pixels = to_input(read_image(image), run.input_shape, chosen)
+            description = Path(image).name
+            files.append(Written(f"{description} as the model sees it",
+                                 save_image(pixels, folder / "input.png"), "inspect-input"))
+        else:
+            index = 0 if index is None else index
+            pixels, true_class = _test_image(load_test_split(run, data_root), index)
+            description, label = f"test image {index}", run.classes[true_class]
+        result = inspect_model(run.model, run.normalize(pixels[None]), folder, image=pixels,
+                               classes=run.classes, layer=layer, description=description, label=label)
+        files += result.files
+    result.files = files
     _register(store, run, result.files)
     return result
 
@@ -96,10 +127,15 @@ class ConfusionResult:
 
 
 def confusion_run(store: RunStore, ref: str, *, out_dir: str | Path | None = None,
-                  data_root: str | None = None) -> ConfusionResult:
+                  data_root: str | None = None, force: bool = False) -> ConfusionResult:
     """Evaluate run ``ref`` on its test split; write ``confusion.png`` (counts and normalised)."""
+    out = _output(out_dir, force)
     run = load_run(store, ref)
-    result = _confusion(run, load_test_split(run, data_root), _folder(store, run, out_dir))
+    files: list[Written] = []
+    with _writing(store, run, out, files) as folder:
+        result = _confusion(run, load_test_split(run, data_root), folder)
+        files += result.files
+    result.files = files
     _register(store, run, result.files)
     return result
 
@@ -134,10 +170,12 @@ class SamplesResult:
 
 
 def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = False,
-                out_dir: str | Path | None = None, data_root: str | None = None) -> SamplesResult:
+                out_dir: str | Path | None = None, data_root: str | None = None,
+                force: bool = False) -> SamplesResult:
     """The first test images with their true and predicted classes (``samples.png``), or with
     ``errors`` the most confident mistakes with their probabilities (``mistakes.png``)."""
     rows, cols = parse_grid(grid)
+    out = _output(out_dir, force) if _is_folder(out_dir) else None
     run = load_run(store, ref)
     split = load_test_split(run, data_root)
     probabilities = run.probabilities(split.images)
@@ -165,8 +203,12 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
     title = (f"run {run.record.id} · {what} ({counted})"
              + ("" if errors else "\ncaption: true class, → prediction when wrong"))
     fig = image_grid_figure(split.images[chosen], captions, rows, cols, title, wrong)
-    path = save_figure(fig, _figure_path(store, run, out_dir, f"{stem}.png"))
-    result.files.append(Written(what, path, f"inspect-{stem}"))
+    if out is None:  # the run's folder, or one image file named with -o
+        path = save_figure(fig, _figure_path(store, run, out_dir, f"{stem}.png"))
+        result.files.append(Written(what, path, f"inspect-{stem}"))
+    else:
+        with _writing(store, run, out, result.files) as folder:
+            result.files.append(Written(what, save_figure(fig, folder / f"{stem}.png"), f"inspect-{stem}"))
     _register(store, run, result.files)
     return result
 

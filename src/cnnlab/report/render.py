@@ -11,8 +11,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from cnnlab.errors import ConfigError, Problem
-from cnnlab.files import write_atomic
+from cnnlab.files import OutputFolder, write_atomic
 from cnnlab.report.content import Report
 
 HTML_FILE = "index.html"
@@ -70,22 +69,16 @@ def render_markdown(report: Report) -> str:
     return _environment(True).get_template(MARKDOWN_FILE).render(r=report)
 
 
-def write_report_files(report: Report, folder: str | Path) -> ReportFiles:
-    """Write index.html, report.md and the PNGs into ``folder`` (created), each atomically; PNGs
-    of an earlier report there (``fig-*.png``) that this one does not draw are removed."""
-    folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(Problem("--output", str(folder), "is a file; give a folder for the report"))
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(Problem("--output", str(folder), f"cannot be created: {exc.strerror}")) from None
-    try:
-        pngs = [write_atomic(folder / fig.filename, fig.png) for fig in report.all_figures]
-        markdown = write_atomic(folder / MARKDOWN_FILE, render_markdown(report))
-        html = write_atomic(folder / HTML_FILE, render_html(report))
-    except OSError as exc:
-        raise ConfigError(Problem("--output", str(folder), f"cannot be written: {exc.strerror}")) from None
-    for stale in set(folder.glob("fig-*.png")) - set(pngs):
+def write_report_files(report: Report, folder: str | Path | OutputFolder) -> ReportFiles:
+    """Write index.html, report.md and the PNGs into ``folder`` through a temporary folder (see
+    `cnnlab.files.OutputFolder`: a link, a file or a folder of other files is refused); PNGs of an
+    earlier report there (``fig-*.png``) that this one does not draw are removed."""
+    out = folder if isinstance(folder, OutputFolder) else OutputFolder(folder, "report")
+    with out as staging:
+        pngs = [write_atomic(staging / fig.filename, fig.png) for fig in report.all_figures]
+        markdown = write_atomic(staging / MARKDOWN_FILE, render_markdown(report))
+        html = write_atomic(staging / HTML_FILE, render_html(report))
+    written = [out.final(png) for png in pngs]
+    for stale in set(out.path.glob("fig-*.png")) - set(written):
         stale.unlink(missing_ok=True)
-    return ReportFiles(folder, html, markdown, pngs)
+    return ReportFiles(out.path, out.final(html), out.final(markdown), written)

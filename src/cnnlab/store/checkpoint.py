@@ -3,7 +3,6 @@ elsewhere runs no code, and told apart when refused: damaged, unsafe, or holding
 
 from __future__ import annotations
 
-import copy
 import io
 import pickle
 import re
@@ -12,10 +11,8 @@ from typing import Any
 
 import torch
 
-from cnnlab.config import config_hash
 from cnnlab.errors import CheckpointError
 from cnnlab.files import write_atomic
-from cnnlab.store.record import RunRecord
 
 FORMAT_VERSION = 1
 _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
@@ -107,38 +104,3 @@ def nonfinite_weights(weights: Any) -> list[str]:
 def _damaged(path: Path, detail: str) -> str:
     return (f"checkpoint {path} is corrupt or truncated ({detail}); resume or retrain the run "
             "to write it again")
-
-
-def check_checkpoint_config(state: dict[str, Any], record: RunRecord, path: Path) -> None:
-    """Refuse a checkpoint whose config is not the run's stored config (keys that only say where
-    or how fast it ran, and ``train.epochs``, which a resume may raise, left out)."""
-    stored, written = _comparable(record.config), _comparable(state.get("config"))
-    if config_hash(stored) == config_hash(written):
-        return
-    stored_keys, written_keys = _flat(stored), _flat(written)
-    keys = sorted(key for key in stored_keys.keys() | written_keys.keys()
-                  if stored_keys.get(key) != written_keys.get(key))
-    shown = ", ".join(f"{key} = {written_keys.get(key)!r} (stored: {stored_keys.get(key)!r})"
-                      for key in keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
-    raise CheckpointError(f"checkpoint {path} was refused: its config is not run {record.id}'s "
-                          f"stored config ({shown or 'it has none'}); it was not written by this "
-                          "run: train or resume the run to write its own")
-
-
-def _comparable(config: Any) -> dict[str, Any]:
-    if not isinstance(config, dict):
-        return {}
-    config = copy.deepcopy(config)
-    if isinstance(config.get("train"), dict):
-        config["train"].pop("epochs", None)
-    return config
-
-
-def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

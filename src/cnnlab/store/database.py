@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import NoSuchModuleError, OperationalError
 
 from cnnlab.errors import StoreError
+from cnnlab.store.liveness import grace_s
 from cnnlab.store.urls import URL_EXAMPLE
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
@@ -53,7 +54,13 @@ def make_engine(url: URL, shown: str, read_only: bool = False) -> Engine:
     so commits still in a WAL that was never checkpointed are not seen."""
     try:
         if url.get_backend_name() != "sqlite":
-            return create_engine(url, pool_pre_ping=True, json_serializer=json_dumps)
+            # A process paused (SIGSTOP, a frozen VM) inside a transaction holds its row locks:
+            # the server ends its session after the heartbeat grace, so another process can take
+            # the run over, and the paused one's late writes fail (see RunStore.put_fenced).
+            options = " ".join([*([str(url.query["options"])] if "options" in url.query else []),
+                                f"-c idle_in_transaction_session_timeout={grace_s() * 1000}"])
+            return create_engine(url.difference_update_query(["options"]), pool_pre_ping=True,
+                                 json_serializer=json_dumps, connect_args={"options": options})
         if read_only:
             url = URL.create("sqlite", database=f"file:{url.database}",
                              query={"mode": "ro", "immutable": "1", "uri": "true"})

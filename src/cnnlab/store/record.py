@@ -44,6 +44,8 @@ class RunRecord:
     pid: int | None = None
     heartbeat_at: datetime | None = None
     lease: int | None = None
+    hash_version: int | None = None
+    legacy_hash: str | None = None
     data_facts: dict[str, int] | None = None  # classes and split sizes as trained (None: stored before)
 
     @property

@@ -20,7 +20,7 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,10 +41,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from cnnlab.config import HASH_VERSION
 from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
+from cnnlab.store.damage import refuse_damaged, sqlite_path
 from cnnlab.store.database import (
     READ_ONLY,
     SQLITE_DISK,
@@ -103,6 +105,8 @@ class RunStore:
         # disk is full, is still read; writing to it says why it cannot be written.
         self.read_only = unwritable_sqlite(self._url)
         self._why_read_only = READ_ONLY
+        if (database := sqlite_path(self._url)) is not None:  # a damaged file: one line, untouched
+            refuse_damaged(database, immutable=self.read_only or "immutable" in str(self._url))
         self._open()
         if not self.read_only:
             try:
@@ -156,6 +160,7 @@ class RunStore:
         status: str = "running",
         sweep: str | None = None,
         trial: int | None = None,
+        hash_version: int = HASH_VERSION,
     ) -> str:
         """Store a new run and return its id (``r`` + 8 hex digits)."""
         now = datetime.now(UTC)
@@ -174,6 +179,7 @@ class RunStore:
                 "epochs_done": 0,
                 "sweep": sweep,
                 "trial": trial,
+                "hash_version": hash_version,
             }
         )
         self.check_writable()
@@ -186,6 +192,22 @@ class RunStore:
                 continue
             return run_id
         raise StoreError(f"store {self.url}: could not find a free run id")
+
+    def rehash(self, hashes: Callable[[dict[str, Any]], tuple[str, str]], version: int) -> int:
+        """Compute ``config_hash`` and ``cell_hash`` again, as ``hashes(config)`` says, for every run
+        whose hashes are of an older ``hash_version``; each keeps its first hash as ``legacy_hash``.
+        One transaction; returns how many runs changed (0 at once when none is older)."""
+        older = (RunRow.hash_version.is_(None)) | (RunRow.hash_version < version)
+        with self._session() as session:
+            if not session.scalar(select(func.count()).select_from(RunRow).where(older)):
+                return 0
+        with self._session(write=True) as session:
+            rows = session.scalars(select(RunRow).where(older)).all()
+            for row in rows:
+                row.legacy_hash = row.legacy_hash or row.config_hash
+                row.config_hash, row.cell_hash = hashes(row.config)
+                row.hash_version = version
+            return len(rows)
 
     def check_writable(self) -> None:
         """Fail before anything is written when runs cannot be stored here: a read-only store
@@ -216,6 +238,34 @@ class RunStore:
         with self._session(write=True) as session:
             _check_lease(_get_row(session, run_id, lock=True), lease)
             yield
+
+    def put_fenced(self, run_id: str, lease: int, staged: Path, target: Path,
+                   keep_previous: Path | None = None) -> None:
+        """Rename the complete file ``staged`` to ``target`` (the file there first renamed to
+        ``keep_previous``) while this process holds the run (``lease``, its row locked). If the
+        lock turns out lost when its transaction ends (a process paused inside here past the
+        server's idle-in-transaction timeout, which ended its session so another could take the
+        run over), both renames are undone and LeaseLost raised: the late file never stays."""
+        moved: list[tuple[Path, Path]] = []
+        try:
+            with self.fenced(run_id, lease):
+                if keep_previous is not None and target.exists():
+                    os.replace(target, keep_previous)
+                    moved.append((target, keep_previous))
+                os.replace(staged, target)
+                moved.append((staged, target))
+        except StoreError as exc:
+            for source, destination in reversed(moved):
+                with contextlib.suppress(OSError):
+                    os.replace(destination, source)
+            if isinstance(exc, LeaseLost) or not moved:
+                raise
+            raise LeaseLost(f"run {run_id}: this process lost its hold on the run while it wrote "
+                            f"{target.name} (its database session ended: {exc}); the file was put back") \
+                from exc
+        finally:
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)
 
     def update_run(self, run_id: str, lease: int | None = None, **fields: Any) -> None:
         """Set run fields (status, finished_at, duration_s, summary metrics, ...); with ``lease``,
@@ -491,6 +541,13 @@ class RunStore:
         except OperationalError as exc:
             why = self._why_read_only if self.read_only else explain(exc)
             raise StoreError(f"store {self.url}: {why}") from exc
+        except IntegrityError:
+            raise
+        except DatabaseError as exc:  # damaged while this process had it open
+            database = sqlite_path(self._url)
+            if database is not None:
+                refuse_damaged(database, immutable=self.read_only)
+            raise StoreError(f"store {self.url}: {exc.orig}") from exc
 
     def _upsert(self, session: Session, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
         """INSERT, or UPDATE the row with the same ``key`` columns, as one statement."""

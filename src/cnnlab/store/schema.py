@@ -137,6 +137,10 @@ class RunRow(Base):
     # Summary metrics that were NaN or ±inf ({"final_val_loss": "nan"}); their column holds NULL,
     # because SQLite turns NaN into NULL and JSON has no NaN at all.
     nonfinite: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # How config_hash was computed (cnnlab.config.HASH_VERSION; NULL: 1, before defaults were filled
+    # in), and the hash the run had before it was computed again (NULL when it never was).
+    hash_version: Mapped[int | None] = mapped_column(Integer)
+    legacy_hash: Mapped[str | None] = mapped_column(String(64))
 
 
 class EpochRow(Base):

@@ -106,6 +106,23 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
     return cells
 
 
+def planned_cells(spec: SweepSpec) -> list[Cell]:
+    """The cells × seeds a grid or random sweep queues (as `expand_cells`, without building any
+    model: the spec may come from storage), for rebuilding its state from the run store."""
+    if spec.mode == "tpe":
+        return []
+    if spec.mode == "random":
+        points = [(decode(spec, params), params) for params in sample_random(spec)]
+    else:
+        points = [(overrides, {}) for overrides in grid_points(spec)]
+    cells: dict[str, Cell] = {}
+    for seed in spec.seeds:
+        for overrides, params in points:
+            cell = make_cell(spec, overrides, seed, params)
+            cells.setdefault(cell.config_hash, cell)
+    return list(cells.values())
+
+
 def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
     """The union of the grids' cartesian products, each crossed with the zip rows."""
     zip_rows: list[dict[str, Any]] = [{}]

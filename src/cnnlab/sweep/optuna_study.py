@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.errors import ConfigError, Problem, StoreError
 from cnnlab.store.liveness import pid_alive
 from cnnlab.sweep.cells import Cell, expand_cells, make_cell
-from cnnlab.sweep.retry import SPEC_ATTR, requeue
+from cnnlab.sweep.retry import SPEC_ATTR, gave_up, requeue
 from cnnlab.sweep.space import distributions
 from cnnlab.sweep.spec import SweepSpec
 from cnnlab.sweep.storage import Location
@@ -48,7 +48,7 @@ class QueueResult:
 def open_study(location: Location, name: str, storage: optuna.storages.BaseStorage | None = None,
                **kwargs: Any) -> tuple[optuna.Study, SweepSpec]:
     """Load an existing sweep's study and its spec; StoreError when there is no such sweep."""
-    storage = storage or location.open_storage(create=False)
+    storage = storage or location.open_storage(create=False, repair=False)
     if storage is None:
         raise StoreError(f"no sweeps at {location.describe()} yet: start one with `cnnlab sweep FILE`")
     try:
@@ -83,7 +83,8 @@ def queue_sweep(spec: SweepSpec, location: Location) -> QueueResult:
     data["config_hashes"] = [cell.config_hash for cell in cells]
     study.set_user_attr(SPEC_ATTR, data)
     recover_stale(study, storage)
-    covered = {t.user_attrs.get("config_hash") for t in study.get_trials(deepcopy=False, states=COVERING)}
+    covered = {t.user_attrs.get("config_hash") for t in study.get_trials(deepcopy=False)
+               if t.state in COVERING or gave_up(t)}
     queued = 0
     for cell in cells:
         if cell.config_hash not in covered:
@@ -171,7 +172,7 @@ def recover_stale(study: optuna.Study, storage: optuna.storages.BaseStorage) -> 
         try:
             storage.set_trial_user_attr(trial_id, "outcome", "worker died")
             if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
-                requeue(study, storage.get_trial(trial_id), count=False)
+                requeue(study, storage.get_trial(trial_id), count=False, died=True)
                 recovered += 1
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker recovered it first

@@ -14,10 +14,18 @@ CELL_ATTRS = ("cell", "seed", "label", "config_hash", "cell_hash")
 SKIPPED = ("surplus", "removed")
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, *, count: bool) -> bool:
+# A cell whose worker process died this many times in a row (killed: out of memory, or kill -9)
+# is not queued again until the sweep is started again: it would kill every worker in turn.
+MAX_WORKER_DEATHS = 3
+DEATHS_ATTR = "cnnlab_worker_deaths"
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, *, count: bool, died: bool = False) -> bool:
     """Queue a copy of a failed or interrupted trial (same cell, params and retry history, in
     the format of Optuna's RetryHeartbeatStaleTrialCallback). ``count``: a failure, which uses
-    up one of the sweep's retries; False for an interruption. Returns whether it was queued."""
+    up one of the sweep's retries; False for an interruption. ``died``: its worker process died
+    (counted; after MAX_WORKER_DEATHS the cell is stored failed with the cause instead). Returns
+    whether it was queued."""
     if trial.user_attrs.get("outcome") in SKIPPED:
         return False
     spec = study.user_attrs.get(SPEC_ATTR, {})
@@ -26,7 +34,11 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, count: bool) -> bool:
         history.append(trial.number)
         if len(history) > spec.get("retries", 0):
             return False
-    system_attrs = {**trial.system_attrs, "retry_history": history,
+    deaths = int(trial.system_attrs.get(DEATHS_ATTR, 0)) + died
+    if deaths >= MAX_WORKER_DEATHS:
+        _give_up(study, trial, deaths)
+        return False
+    system_attrs = {**trial.system_attrs, "retry_history": history, DEATHS_ATTR: deaths,
                     "failed_trial": trial.system_attrs.get("failed_trial", trial.number)}
     user_attrs = {k: v for k, v in trial.user_attrs.items() if k in CELL_ATTRS}
     if not count:  # interrupted: the new trial will continue the same run
@@ -40,12 +52,31 @@ def requeue(study: optuna.Study, trial: FrozenTrial, *, count: bool) -> bool:
     return True
 
 
+def _give_up(study: optuna.Study, trial: FrozenTrial, deaths: int) -> None:
+    """Store the cell as failed, with why, in a trial of its own (the dead one is finished)."""
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k in CELL_ATTRS or k == "run_id"}
+    user_attrs["outcome"] = "worker died"
+    user_attrs["error"] = (f"its worker process died {deaths} times while training this cell, without "
+                           "a word (killed: most often for running out of memory, or kill -9); it is "
+                           "not queued again: give it less memory (a smaller batch_size or model: a "
+                           "new cell) and run the sweep again")
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, params=trial.params, distributions=trial.distributions,
+        user_attrs=user_attrs, system_attrs={**trial.system_attrs, DEATHS_ATTR: deaths}))
+
+
+def gave_up(trial: FrozenTrial) -> bool:
+    """A cell stored failed because its worker died MAX_WORKER_DEATHS times: not queued again by
+    running the sweep again (a changed config is a new cell)."""
+    return trial.state == TrialState.FAIL and trial.system_attrs.get(DEATHS_ATTR, 0) >= MAX_WORKER_DEATHS
+
+
 class RetryFailed:
     """Optuna's heartbeat-stale callback for sweeps: queue the dead worker's cell again to continue
     its run; a killed worker is no failure of the cell, so no retry is used up."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        requeue(study, trial, count=False)
+        requeue(study, trial, count=False, died=True)
 
 
 def retries_left(study: optuna.Study, trial: FrozenTrial) -> int:

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from cnnlab.sweep.storage import Location
 from cnnlab.sweep.view import live_status
 from cnnlab.sweep.worker import WorkerOptions, work
 from cnnlab.train.hardware import physical_cores
+from cnnlab.trust import trust_modules
 
 
 @dataclass
@@ -65,7 +66,7 @@ def plan_workers(workers: int | None, runnable: int | None = None,
 def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *,
               workers: int | None = None, threads: int | None = None, data_root: str | None = None,
               console: Console | None = None, live: bool = True, vmap: int = 0,
-              overrides: list[str] | None = None) -> SweepOutcome:
+              overrides: list[str] | None = None, trust_code: Sequence[str] = ()) -> SweepOutcome:
     """Validate a sweep file (or spec), queue its missing cells in the study, and train them with
     ``workers`` local processes (0: only queue, for `cnnlab worker`s elsewhere). Run it again
     and only what is missing is trained: interrupted runs resume, failed ones are retried.
@@ -84,22 +85,29 @@ def run_sweep(sweep: str | Path | SweepSpec, location: Location | None = None, *
     if workers == 0:
         location.check_writable()  # the run store exists from now on, for the workers to come
         return SweepOutcome(sweep_status(location, spec.name), queued)
-    outcome = _drain(location, spec.name, workers, threads, data_root, console, live, vmap)
+    # The user gave this sweep: its workers may import the modules it names as models.
+    trusted = tuple(sorted(spec.code_modules() | trust_modules(trust_code)))
+    outcome = _drain(location, spec.name, workers, threads, data_root, console, live, vmap, trusted)
     outcome.queued = queued
     return outcome
 
 
 def run_worker(study: str, location: Location | None = None, *, workers: int | None = None,
                threads: int | None = None, data_root: str | None = None,
-               console: Console | None = None, live: bool = False, vmap: int = 0) -> SweepOutcome:
+               console: Console | None = None, live: bool = False, vmap: int = 0,
+               trust_code: Sequence[str] = ()) -> SweepOutcome:
     """Work on a queued sweep (on this or any machine that reaches its storage) until no cell is
-    left, with ``workers`` processes here (default: one per physical core; with ``vmap``, one)."""
+    left, with ``workers`` processes here (default: one per physical core; with ``vmap``, one).
+    The sweep comes from storage: a cell's ``module:Class`` model is imported only when its
+    module is in ``trust_code``."""
     location = location or Location()
-    return _drain(location, study, workers, threads, data_root, console or Console(), live, vmap)
+    return _drain(location, study, workers, threads, data_root, console or Console(), live, vmap,
+                  tuple(sorted(trust_modules(trust_code))))
 
 
 def _drain(location: Location, name: str, workers: int | None, threads: int | None,
-           data_root: str | None, console: Console, live: bool, vmap: int = 0) -> SweepOutcome:
+           data_root: str | None, console: Console, live: bool, vmap: int = 0,
+           trust_code: tuple[str, ...] = ()) -> SweepOutcome:
     if vmap > 1 and workers is None:
         workers = 1  # one process trains the cells together (on a GPU: one process holds it)
     with quiet_optuna():
@@ -111,7 +119,7 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
             recover_stale(study, storage)  # cells of killed workers are runnable again
         count, threads = plan_workers(workers, runnable(study, spec), threads)
     options = WorkerOptions(location, name, threads, data_root, verbose=not live and not console.quiet,
-                            vmap=vmap)
+                            vmap=vmap, trust_code=trust_code)
     interrupted = False
     exitcodes: list[int] = []
     with live_status(location, name, console, enabled=live and count > 0):

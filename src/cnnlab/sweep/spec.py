@@ -54,6 +54,17 @@ class SweepSpec:
     claim: dict[str, Any] = field(default_factory=dict)  # the seed study's own claim (cnnlab.analyze.claim)
     overrides: dict[str, Any] = field(default_factory=dict)  # `sweep -s key=value`, in every cell
 
+    def code_modules(self) -> frozenset[str]:
+        """The modules this sweep names as models (``model.name = "module:Class"``): the ones its
+        workers may import when the user gave this sweep (a file, not storage)."""
+        from cnnlab.trust import named_modules
+
+        varied = {f"{key}#{n}": values for n, grid in enumerate(self.grids) for key, values in grid.items()
+                  if key == "model.name"}
+        varied |= {key: values for key, values in self.zip.items() if key == "model.name"}
+        varied |= {key: dim.get("choices", []) for key, dim in self.space.items() if key == "model.name"}
+        return named_modules(self.base, varied)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (what the study stores for workers on other machines)."""
         return copy.deepcopy(asdict(self))

@@ -15,6 +15,7 @@ from cnnlab.analyze.stats import summarize
 from cnnlab.errors import StoreError
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import GONE, process_gone
+from cnnlab.store.schema import FINISHED
 from cnnlab.sweep.optuna_study import open_study, quiet_optuna, sampled
 from cnnlab.sweep.retry import SKIPPED, SPEC_ATTR
 from cnnlab.sweep.spec import SweepSpec
@@ -146,7 +147,7 @@ def sweep_status(location: Location, name: str, store: RunStore | None = None) -
 def list_sweeps(location: Location, store: RunStore | None = None) -> list[SweepStatus]:
     """Every sweep in the storage, by name."""
     with quiet_optuna():
-        storage = location.open_storage(create=False)
+        storage = location.open_storage(create=False, repair=False)
         if storage is None:
             return []
         out = []
@@ -196,17 +197,62 @@ def _status(study: optuna.Study, spec: SweepSpec, location: Location, store: Run
         cell = cells.setdefault(attrs["cell_hash"], CellStatus(attrs["label"], attrs["cell_hash"]))
         record = _record(trial, runs, by_trial, store)
         run = _seed_run(trial, record)
-        if run.state == "running" and record is not None and process_gone(record):
-            run.state = GONE
-        if run.state == "done" and record is not None and store is not None and _has_domains(record):
-            run.domains = _domain_accuracies(store.epochs(record.id))
+        if store is not None:
+            _settle(run, record, spec, store)
         cell.runs.append(run)
+    if spec.mode != "tpe" and queued is not None and set(queued) - set(latest):
+        _add_untracked(cells, first, set(latest), runs, spec, store)
     status.cells = sorted(cells.values(), key=lambda c: first[c.cell_hash])
     status.grids = _grids(spec)
     if spec.mode == "tpe":
         real = [t for t in sampled(trials) if t.user_attrs.get("outcome") not in SKIPPED]
         status.unsampled = max(0, spec.n_trials - len(real)) * len(spec.seeds)
     return status
+
+
+def _settle(run: SeedRun, record: RunRecord | None, spec: SweepSpec, store: RunStore) -> None:
+    """The run store is the truth: a run it holds as finished is done (or diverged) whatever its
+    trial says (the trial's end may be lost with a damaged journal); a running run whose process
+    died is said so."""
+    if record is None:
+        return
+    if record.status in FINISHED and run.state not in ("done", "diverged"):
+        run.state = "diverged" if record.status == "diverged" else "done"
+        epochs = store.epochs(record.id)
+        value = epochs[-1].get(spec.metric) if epochs else None
+        run.value = float(value) if value is not None else None
+        run.error = None
+    if run.state == "running" and process_gone(record):
+        run.state = GONE
+    if run.state == "done" and _has_domains(record):
+        run.domains = _domain_accuracies(store.epochs(record.id))
+
+
+def _add_untracked(cells: dict[str, CellStatus], first: dict[str, int], tracked: set[str],
+                   runs: dict[str, RunRecord], spec: SweepSpec, store: RunStore | None) -> None:
+    """Cells × seeds the sweep queued that no trial holds (lost with a damaged journal): as the run
+    store has them, else pending."""
+    from cnnlab.sweep.cells import planned_cells
+
+    by_hash: dict[str, RunRecord] = {}
+    for record in runs.values():  # newest first: keep the newest run of each config
+        by_hash.setdefault(record.config_hash, record)
+    after = max(first.values(), default=0) + 1  # cells no trial holds come after the others
+    for planned in planned_cells(spec):
+        if planned.config_hash in tracked:
+            continue
+        cell = cells.setdefault(planned.cell_hash, CellStatus(planned.label, planned.cell_hash))
+        first.setdefault(planned.cell_hash, after + len(first))
+        record = by_hash.get(planned.config_hash)
+        run = SeedRun(seed=planned.seed, state="pending", trial=-1)
+        if record is not None:
+            run.run_id, run.epochs_done = record.id, record.epochs_done
+            run.epochs_planned = record.planned_epochs
+            run.state = {"running": "running", "interrupted": "interrupted", "failed": "failed",
+                         "pruned": "pruned"}.get(record.status, "pending")
+            if store is not None:
+                _settle(run, record, spec, store)
+        cell.runs.append(run)
 
 
 def _grids(spec: SweepSpec) -> list[tuple[str, list[tuple[str, str]]]]:

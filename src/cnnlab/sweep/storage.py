@@ -57,8 +57,11 @@ class Location:
             return make_url(url).render_as_string(hide_password=True)
         return str(self.journal_path)
 
-    def open_storage(self, create: bool = True) -> optuna.storages.BaseStorage | None:
-        """The Optuna storage; None when ``create`` is false and a local journal does not exist."""
+    def open_storage(self, create: bool = True, repair: bool = True) -> optuna.storages.BaseStorage | None:
+        """The Optuna storage; None when ``create`` is false and a local journal does not exist.
+        A damaged journal (`cnnlab.sweep.journal`) is said in one line and, with ``repair``, cut
+        back to its readable records (the damaged file kept beside it); without, it is read from
+        those records and nothing can be written to it."""
         url = self.storage_url
         if url is None:
             path = self.journal_path
@@ -67,6 +70,14 @@ class Location:
             path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
+            from cnnlab.sweep.journal import ReadableRecords, journal_damage, repair_journal, say
+
+            if path.exists() and (damage := journal_damage(path)) is not None:
+                if not repair:
+                    say(damage, None)
+                    return optuna.storages.JournalStorage(ReadableRecords(damage))
+                if (repaired := repair_journal(path)) is not None:
+                    say(*repaired)
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         return _rdb_storage(url, self.describe())
 
@@ -95,10 +106,14 @@ class Location:
         url = self.store
         if url is None and self.storage_url is not None:
             url = self.storage_url
+        from cnnlab.checks import upgrade_hashes
+
         root = self.root_path if self.root else None
         if read_only:
-            return open_read_only(url, root)
-        return RunStore(url, root=root)
+            return open_read_only(url, root)  # read as it is: hashes are upgraded by a writer
+        store = RunStore(url, root=root)
+        upgrade_hashes(store)  # runs stored before defaults were filled in are found by their config
+        return store
 
 
 def _rdb_storage(url: str, shown: str) -> optuna.storages.RDBStorage:

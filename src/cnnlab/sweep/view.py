@@ -200,7 +200,7 @@ def live_status(location: Location, name: str, console: Console, enabled: bool =
         yield
         return
     if not console.is_terminal:
-        with progress_lines(location, name, console):
+        with progress_lines(location, name, console, every_s=REFRESH_S):
             yield
         return
     last: list[RenderableType] = [Text(f"sweep {name}: starting workers…")]

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from cnnlab.config import Experiment
-from cnnlab.errors import CheckpointError, ConfigError, LeaseLost, LoadInterrupted
+from cnnlab.errors import CheckpointError, ConfigError, LeaseLost, LoadInterrupted, UntrustedCodeError
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.liveness import process_gone
 from cnnlab.store.schema import FINISHED, RESUMABLE
@@ -49,6 +49,7 @@ from cnnlab.train.hardware import physical_cores, resolve_device
 from cnnlab.train.lifecycle import Pruned
 from cnnlab.train.loop import StopFlag
 from cnnlab.train.run import RunOutcome, resume_run, train_sweep_cells
+from cnnlab.trust import refuse_untrusted, trusting
 
 POLL_S = 2.0
 # Lines a worker prints even when quiet: it lost a run to another worker.
@@ -66,6 +67,9 @@ class WorkerOptions:
     verbose: bool = False  # print each run's lines (when no live view shows the sweep)
     poll_s: float = POLL_S
     vmap: int = 0  # > 1: take up to this many cells at once and train those that fit together vmapped
+    # Modules a cell's model.name may import (named by the user's sweep file or --trust-code):
+    # the spec comes from storage, which never decides on its own what is imported.
+    trust_code: tuple[str, ...] = ()
 
 
 @dataclass
@@ -93,7 +97,7 @@ def work(options: WorkerOptions, console: Console | None = None) -> WorkerReport
         study, _ = open_study(options.location, options.study, storage)
         assert storage is not None
         store = options.location.open_store()
-        with contextlib.closing(store):
+        with contextlib.closing(store), trusting(options.trust_code):
             _loop(study, storage, store, options, console, stop, report)
         report.interrupted = report.interrupted or stop.requested
     return report
@@ -219,7 +223,10 @@ class _TrialRun:
         trained, else (None, outcome) once the trial has ended (reused, resumed, failed, …)."""
         try:
             exp = self._experiment()
-        except ConfigError as exc:
+            if exp is not None:
+                refuse_untrusted(exp.resolved(), f"sweep {self.study.study_name}, cell "
+                                 f"{self.trial.user_attrs.get('label', self.trial.number)}")
+        except (ConfigError, UntrustedCodeError) as exc:
             return None, self.fail(exc, retry=False)
         if exp is None:
             return None, self._finish("removed", TrialState.FAIL)

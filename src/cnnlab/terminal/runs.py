@@ -12,6 +12,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from cnnlab.analyze.best import restored_note
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.compare import Comparison
 from cnnlab.data.labels import run_dataset
@@ -162,7 +163,8 @@ def run_detail(
 ) -> list[RenderableType]:
     """A run's summary, its resolved config, its files, its per-domain table (mixtures) and its
     per-epoch table (made to fit ``width``)."""
-    parts: list[RenderableType] = [_summary(record, tags), _config(record.config)]
+    note = restored_note(record.config, record.status, epochs)
+    parts: list[RenderableType] = [_summary(record, tags, note), _config(record.config)]
     if artifacts:
         parts.append(artifacts_table(artifacts))
     if domain_names(epochs):
@@ -292,7 +294,7 @@ def _epochs_table(epochs: Sequence[dict[str, Any]], shown: Sequence[str], best_e
     return table
 
 
-def _summary(run: RunRecord, tags: Sequence[str] = ()) -> Table:
+def _summary(run: RunRecord, tags: Sequence[str] = (), stored_model: str | None = None) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
@@ -319,7 +321,8 @@ def _summary(run: RunRecord, tags: Sequence[str] = ()) -> Table:
         grid.add_row("finished", format_time(run.finished_at))
     if run.duration_s is not None:
         grid.add_row("duration", format_duration(run.duration_s))
-    grid.add_row("config hash", f"{run.config_hash} (cell {run.cell_hash})")
+    legacy = f"; {run.legacy_hash} before defaults were filled in" if run.legacy_hash else ""
+    grid.add_row("config hash", f"{run.config_hash} (cell {run.cell_hash}{legacy})")
     for label, value in (
         ("parameters", f"{run.n_params:,}" if run.n_params is not None else None),
         ("precision", run.precision),
@@ -330,6 +333,8 @@ def _summary(run: RunRecord, tags: Sequence[str] = ()) -> Table:
             grid.add_row(label, Text(value))
     grid.add_row("host", Text(run.host))
     grid.add_row("versions", Text(", ".join(f"{k} {v}" for k, v in run.versions.items())))
+    if stored_model:
+        grid.add_row("stored model", Text(stored_model.removeprefix("stored model: ")))
     if run.error:
         grid.add_row("error", Text(run.error, style="red"))
     return grid

@@ -33,17 +33,14 @@ The stepper protocol (`Stepper`), with two implementations: `cnnlab.train.single
 * ``evaluate(cell)``: the cell's validation/test metrics (``val_loss``, ``val_acc``, ...);
 * ``lr(cell)``: the learning rate the cell ended the epoch with;
 * ``checkpoint(cell, epoch, early, seconds)``: the cell's checkpoint contents;
+* ``recipe_callbacks(cell, early)``: the epoch steps of the cell's training recipe, which follow
+  its early stopping and come before its checkpoint (the plateau schedule, restore_best);
 * ``drop(cells)``: those cells ended; train them no more.
 
-Training recipes plug in as small objects the steppers call per batch, never as branches in a
-loop: every stepper holds a ``schedule`` and an ``augment`` (None: off).
-
-* ``schedule(step) -> factor``: called before optimizer step ``step`` (0-based, counted over the
-  run's epochs, so a resumed run continues the schedule without extra checkpoint state); each
-  cell's learning rate for that step is its configured rate times the factor.
-* ``augment(images) -> images``: called on each normalised training batch ``[B, C, H, W]`` before
-  the forward pass (the vmapped stepper passes its K cells' batches as one ``[K·B, C, H, W]``);
-  an augmentation that draws random numbers should draw them from a generator of its own.
+Training recipes plug in as small objects the steppers call, never as branches in a loop: each
+cell has a `cnnlab.train.recipe.Recipe` (its lr schedule, asked for the lr before every step;
+its batch augmentation, applied to uint8 training batches with the cell's shuffle generator; its
+training loss), so a recipe works the same in a lone run, vmapped cells and sweep trials.
 """
 
 from __future__ import annotations
@@ -55,6 +52,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from rich.console import Console
@@ -63,9 +61,11 @@ from cnnlab.errors import LeaseLost
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_checkpoint
 from cnnlab.store.schema import FINISHED
+from cnnlab.train.best import stored_model_note
 from cnnlab.train.lifecycle import (
     Checkpointer,
     EarlyStopping,
+    EpochCallback,
     EpochHook,
     ProgressLine,
     Pruned,
@@ -130,6 +130,10 @@ class Stepper(Protocol):
 
     def checkpoint(self, cell: int, epoch: int, early: EarlyStopping, seconds: float) -> dict[str, Any]:
         """The cell's checkpoint after ``epoch`` (``seconds``: its training time so far)."""
+        ...
+
+    def recipe_callbacks(self, cell: int, early: EarlyStopping) -> list[EpochCallback]:
+        """The cell's recipe steps at the end of an epoch, after early stopping."""
         ...
 
     def drop(self, cells: Sequence[int]) -> None:
@@ -217,7 +221,8 @@ class Engine:
                 ProgressLine(epochs, self._print, prefix=f"{life.id} " if prefix_lines else ""),
             ]
             pruning = [Pruning(run.hook)] if run.hook is not None else []
-            life.callbacks = [run.early, *stored, *pruning, *life.callbacks]
+            recipe = stepper.recipe_callbacks(cell, run.early)
+            life.callbacks = [run.early, *recipe, *stored, *pruning, *life.callbacks]
 
     def run(self) -> list[CellRun]:
         """Train until every cell has ended; finish each stored run and print its closing line.
@@ -244,7 +249,8 @@ class Engine:
                 self._print(run.error or "")
                 run.record = run.life.record()
             else:
-                run.record = print_closing(run.life, self.console)
+                note = partial(stored_model_note, run.life.stored)
+                run.record = print_closing(run.life, self.console, note)
         return self.runs
 
     def _running(self) -> list[CellRun]:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -58,10 +59,13 @@ class EpochEnd:
 
 
 class EpochCallback:
-    """A step at the end of every epoch; the base does nothing."""
+    """A step at the end of every epoch, and one when the run ends; the base does nothing."""
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         """Called once per epoch, in the order the callbacks were given."""
+
+    def on_run_end(self, run: RunLife, status: str) -> None:
+        """Called once with the run's final status, just before it is stored."""
 
 
 @dataclass
@@ -110,10 +114,10 @@ class Checkpointer(EpochCallback):
 
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         if not end.diverged:  # a diverged epoch's weights are not worth resuming from
-            state = self.state(end.epoch)
-            with run.fenced():  # renamed into place only while this process owns the run
-                save_checkpoint(run.stored.checkpoint_path(run.id), state,
-                                keep_previous=run.stored.previous_checkpoint_path(run.id))
+            path = run.stored.checkpoint_path(run.id)
+            staged = path.with_name(f".{path.name}.staged")
+            save_checkpoint(staged, self.state(end.epoch))  # written whole before the run is locked
+            run.put_file(staged, path, run.stored.previous_checkpoint_path(run.id))
 
 
 class StoreLogger(EpochCallback):
@@ -219,14 +223,21 @@ class RunLife:
         if self.store is not None:
             self.store.update_run(self.id, lease=self.lease, heartbeat_at=datetime.now(UTC))
 
-    def fenced(self) -> contextlib.AbstractContextManager[None]:
-        """The run's row locked and its token checked while the caller changes the run's files."""
+    def put_file(self, staged: Path, target: Path, keep_previous: Path | None = None) -> None:
+        """Rename a complete file into place (the one there kept as ``keep_previous``) only while
+        this process owns the run: `RunStore.put_fenced`."""
         if self.lease is None:
-            return contextlib.nullcontext()
-        return self.stored.fenced(self.id, self.lease)
+            if keep_previous is not None and target.exists():
+                os.replace(target, keep_previous)
+            os.replace(staged, target)
+            return
+        self.stored.put_fenced(self.id, self.lease, staged, target, keep_previous)
 
     def finish(self, status: str, error: str | None, seconds: float) -> None:
-        """Store the run's end and summary; the process no longer owns it."""
+        """Tell the callbacks how the run ended, then store its end and summary; the process no
+        longer owns it."""
+        for callback in self.callbacks:
+            callback.on_run_end(self, status)
         self.stored.finish(self.id, status, error, seconds, lease=self.lease)
 
     def record(self) -> RunRecord:
@@ -246,8 +257,9 @@ def heartbeat(lives: Sequence[RunLife], interval_s: float | None = None) -> Tick
     return Ticker(beat, interval_s or heartbeat_interval_s(), name="cnnlab-run-heartbeat")
 
 
-def closing_line(record: RunRecord, store: RunStore) -> str:
-    """The line printed when a run ends: status, epochs, time, accuracies, error, where it is stored."""
+def closing_line(record: RunRecord, store: RunStore, note: str | None = None) -> str:
+    """The line printed when a run ends: status, epochs, time, accuracies, error, ``note`` (which
+    epoch's weights were stored, with train.restore_best), where it is stored."""
     epochs = f"{record.epochs_done} epoch{'s' * (record.epochs_done != 1)}"
     parts = [f"run {record.id} {record.status} after {epochs} in {record.duration_s or 0:.1f} s"]
     if record.final_test_acc is not None:
@@ -256,11 +268,15 @@ def closing_line(record: RunRecord, store: RunStore) -> str:
         parts.append(f"best val accuracy {100 * record.best_val_acc:.2f}% (epoch {record.best_epoch})")
     if record.error:
         parts.append(record.error)
+    if note:
+        parts.append(note)
     return "; ".join(parts) + f"\nstored in {store.url}"
 
 
-def print_closing(life: RunLife, console: Console) -> RunRecord:
-    """Print the run's closing line; returns the stored run."""
+def print_closing(life: RunLife, console: Console, note: Callable[[RunRecord], str | None] | None = None,
+                  ) -> RunRecord:
+    """Print the run's closing line (``note`` adds to it from the stored run); returns the stored run."""
     record = life.record()
-    console.print(closing_line(record, life.stored), highlight=False, soft_wrap=True, markup=False)
+    text = closing_line(record, life.stored, note(record) if note is not None else None)
+    console.print(text, highlight=False, soft_wrap=True, markup=False)
     return record

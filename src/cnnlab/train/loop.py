@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import DataBundle, Split
+from cnnlab.data.augment import Augment
 from cnnlab.data.transforms import Normalizer
 from cnnlab.train.losses import LossFn
 
@@ -26,10 +27,6 @@ class EpochResult:
     diverged: bool
 
 
-# A learning-rate schedule: optimizer step (0-based, counted over the run) -> factor of the base rate.
-Schedule = Callable[[int], float]
-# A batch augmentation: normalised images [B, C, H, W] -> the images the model trains on.
-Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 class StopFlag:
@@ -71,7 +68,8 @@ def train_one_epoch(
 
     ``on_batch(images_done, running_loss, running_acc)`` is called every few batches for progress.
     ``before_step(first_step + i)`` is called before batch i's forward pass (a stepper sets the
-    scheduled learning rate there); ``augment`` changes each normalised batch before it.
+    scheduled learning rate there); ``augment`` transforms each uint8 batch before normalisation,
+    drawing from ``generator`` (so a resumed run draws what the uninterrupted one drew).
     """
     model.train()
     n = len(labels)
@@ -89,10 +87,9 @@ def train_one_epoch(
         if stop is not None and stop.requested:
             raise Interrupted
         idx = order[begin : begin + batch_size]
-        x = normalize(images[idx])
+        batch = images[idx]
+        x = normalize(augment(batch, generator) if augment is not None else batch)
         y = labels[idx]
-        if augment is not None:
-            x = augment(x)
         if before_step is not None:
             before_step(first_step + step)
         with autocast_context(precision, device.type):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -44,8 +45,22 @@ _LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "mse": mse, "nll":
 assert tuple(_LOSSES) == LOSSES, "config.LOSSES and train.losses disagree"
 
 
-def make_loss(name: str) -> LossFn:
-    """The loss function called ``name``."""
+def smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, *, smoothing: float) -> torch.Tensor:
+    """Cross-entropy against targets smoothed to ``1 − ε + ε/K`` for the true class and ``ε/K``
+    for the others (torch's ``label_smoothing``, Keras' ``CategoricalCrossentropy(label_smoothing)``).
+    log_softmax is applied first, so it also serves ``nll`` (models returning log-probabilities)."""
+    return F.cross_entropy(F.log_softmax(logits, dim=1), targets, label_smoothing=smoothing)
+
+
+def make_loss(name: str, label_smoothing: float = 0.0) -> LossFn:
+    """The loss function called ``name``; ``label_smoothing`` > 0 (cross_entropy and nll only,
+    which `cnnlab.checks` enforces) gives the smoothed loss that training minimises. Evaluation
+    uses the plain loss (``label_smoothing`` 0), so validation losses stay comparable between runs."""
     if name not in _LOSSES:
         raise ConfigError(Problem("train.loss", name, one_of(LOSSES)))
+    if label_smoothing > 0:
+        if name == "mse":
+            raise ConfigError(Problem("train.label_smoothing", label_smoothing,
+                                      "applies only to train.loss 'cross_entropy' or 'nll'"))
+        return functools.partial(smoothed_cross_entropy, smoothing=label_smoothing)
     return _LOSSES[name]

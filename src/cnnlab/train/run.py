@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from cnnlab.checks import check_experiment, validate_experiment
+from cnnlab.checks import check_checkpoint_config, check_experiment, validate_experiment
 from cnnlab.config import Experiment
 from cnnlab.data import input_shape, load_data
 from cnnlab.data.labels import data_label
@@ -25,7 +25,7 @@ from cnnlab.models import Summary, build_model, rewrite_for_training, summarize
 from cnnlab.models.build import resolve_channels_last
 from cnnlab.models.cpu_bf16 import keep_small_convolutions_fp32
 from cnnlab.store import RunRecord, RunStore
-from cnnlab.store.checkpoint import check_checkpoint_config, load_resumable_checkpoint
+from cnnlab.store.checkpoint import load_resumable_checkpoint
 from cnnlab.store.liveness import refuse_if_alive
 from cnnlab.store.schema import FINISHED
 from cnnlab.train.engine import CellRun, Engine, restore
@@ -40,6 +40,7 @@ from cnnlab.train.hardware import (
 from cnnlab.train.lifecycle import EarlyStopping, EpochHook, RunLife
 from cnnlab.train.single import ModelStepper, Prepared, count_params
 from cnnlab.train.vmap import CellHook, VmapCells, vmap_groups
+from cnnlab.trust import refuse_untrusted
 
 
 @dataclass
@@ -127,6 +128,7 @@ def resume_run(
     (the one before it when the newest is damaged); rows after it are dropped. Nothing is
     written before the run is known to be resumable."""
     record = store.get_run(ref)
+    refuse_untrusted(record.config, f"run {record.id}")
     refuse_if_alive(record)
     raw = dict(record.config)
     if epochs is not None:
@@ -178,6 +180,8 @@ def _fit(prepared: Prepared, life: RunLife, state: dict[str, Any] | None, consol
                 f"{'channels_last' if prepared.channels_last else 'NCHW'}, "
                 + (device_label(device) if device.type == "cuda"
                    else f"{threads} thread{'s' * (threads != 1)}")]
+    if recipe := stepper.recipe.describe():
+        messages.append(f"recipe: {recipe}")
     if state is not None:
         messages.append(f"resuming run {life.id} after epoch {start_epoch - 1}")
     if device.type == "cpu" and (hint := busy_cpu_hint(cfg.threads, threads)):

@@ -12,11 +12,9 @@ from torch import nn
 from cnnlab.config import Experiment
 from cnnlab.data import DataBundle
 from cnnlab.data.transforms import Normalizer
-from cnnlab.train.lifecycle import EarlyStopping
+from cnnlab.train.lifecycle import EarlyStopping, EpochCallback
 from cnnlab.train.loop import (
-    Augment,
     EpochResult,
-    Schedule,
     StopFlag,
     evaluation_metrics,
     on_device,
@@ -24,6 +22,8 @@ from cnnlab.train.loop import (
 )
 from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
+from cnnlab.train.recipe import Recipe
+from cnnlab.train.schedules import set_lr
 
 
 @dataclass
@@ -39,21 +39,19 @@ class Prepared:
 
 
 class ModelStepper:
-    """One model (cell 0) with its optimizer, loss, normaliser and shuffle generator; with
-    ``resume_state`` (a checkpoint) it continues where that checkpoint left off. ``schedule`` and
-    ``augment``: the per-batch training recipes (see `cnnlab.train.engine`)."""
+    """One model (cell 0) with its optimizer, loss, normaliser, shuffle generator and training
+    recipe (`cnnlab.train.recipe.Recipe`: schedule, augmentation, training loss, restore_best);
+    with ``resume_state`` (a checkpoint) it continues where that checkpoint left off."""
 
-    def __init__(self, prepared: Prepared, resume_state: dict[str, Any] | None = None, *,
-                 schedule: Schedule | None = None, augment: Augment | None = None) -> None:
+    def __init__(self, prepared: Prepared, resume_state: dict[str, Any] | None = None) -> None:
         self.prepared = prepared
         exp, data, device = prepared.exp, prepared.data, prepared.device
         self.cfg = exp.train
         self.optimizer = make_optimizer(self.cfg, prepared.model.parameters())
-        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self.loss_fn = make_loss(self.cfg.loss)
+        self.recipe = Recipe(exp, len(data.train), data.input_shape[-1], resume_state)
+        self.loss_fn = make_loss(self.cfg.loss)  # evaluation; training uses the recipe's
         self.normalize = Normalizer(data.mean, data.std, prepared.channels_last, device)
         self.generator = torch.Generator().manual_seed(exp.seed)
-        self.schedule, self.augment = schedule, augment
         if resume_state is not None:
             self.optimizer.load_state_dict(resume_state["optimizer"])
             self.generator.set_state(resume_state["rng"]["shuffle"])
@@ -78,17 +76,14 @@ class ModelStepper:
         batches = -(-len(self.train) // self.cfg.batch_size)
         return {0: train_one_epoch(
             self.prepared.model, self.train.images, self.train.labels, batch_size=self.cfg.batch_size,
-            optimizer=self.optimizer, loss_fn=self.loss_fn, normalize=self.normalize,
+            optimizer=self.optimizer, loss_fn=self.recipe.loss_fn, normalize=self.normalize,
             generator=self.generator, precision=self.prepared.precision, stop=stop, on_batch=on_batch,
-            before_step=self._scheduled if self.schedule is not None else None, augment=self.augment,
+            before_step=self._scheduled if self.recipe.scheduled else None, augment=self.recipe.augment,
             first_step=(epoch - 1) * batches,
         )}
 
     def _scheduled(self, step: int) -> None:
-        assert self.schedule is not None
-        factor = self.schedule(step)
-        for group, lr in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = lr * factor
+        set_lr(self.optimizer, self.recipe.schedule.lr(step))
 
     def evaluate(self, cell: int) -> dict[str, float]:
         """Validation and test metrics of the model (test only with ``train.eval_test``)."""
@@ -105,8 +100,12 @@ class ModelStepper:
     def checkpoint(self, cell: int, epoch: int, early: EarlyStopping, seconds: float) -> dict[str, Any]:
         """The model's checkpoint after ``epoch``."""
         p = self.prepared
-        return checkpoint_state(p.exp, p.data, p.model, self.optimizer, self.generator, early, epoch,
-                                seconds, p.device)
+        return {**checkpoint_state(p.exp, p.data, p.model, self.optimizer, self.generator, early, epoch,
+                                   seconds, p.device), **self.recipe.state()}
+
+    def recipe_callbacks(self, cell: int, early: EarlyStopping) -> list[EpochCallback]:
+        """The recipe's epoch steps (plateau, restore_best) for the model."""
+        return self.recipe.callbacks(early, self.prepared.model.state_dict)
 
     def drop(self, cells: Sequence[int]) -> None:
         """Nothing to do: a lone model's run ends with its cell."""

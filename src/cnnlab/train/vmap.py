@@ -89,10 +89,8 @@ from cnnlab.train.engine import CellRun, Engine
 from cnnlab.train.hardware import device_label, resolve_device, resolve_precision, use_precision
 from cnnlab.train.lifecycle import EarlyStopping, EpochCallback, EpochEnd, RunLife
 from cnnlab.train.loop import (
-    Augment,
     EpochResult,
     Interrupted,
-    Schedule,
     StopFlag,
     autocast_context,
     evaluation_metrics,
@@ -100,6 +98,8 @@ from cnnlab.train.loop import (
 )
 from cnnlab.train.losses import LossFn, make_loss
 from cnnlab.train.optimizers import make_optimizer
+from cnnlab.train.recipe import Recipe
+from cnnlab.train.schedules import set_lr
 from cnnlab.train.single import checkpoint_state, count_params
 from cnnlab.train.stacked_optimizer import VMAP_OPTIMIZERS, StackedOptimizer
 
@@ -214,9 +214,11 @@ class VmapCells:
     settings, `VmapUnsupported` when the cells cannot be vmapped), before anything is stored;
     `cnnlab.train.engine.Engine` then trains. ``data``: None loads each distinct (data, seed) of
     the cells with `load_data`; one bundle is used by every cell; a sequence gives one bundle per
-    cell. ``device``: None resolves the cells' ``train.device`` as a separate run would.
-    ``schedule`` and ``augment``: the per-batch training recipes (see `cnnlab.train.engine`).
-    ``models[i]`` holds cell i's weights of its last evaluated epoch."""
+    cell. ``device``: None resolves the cells' ``train.device`` as a separate run would. Each cell
+    has its own training recipe (`cnnlab.train.recipe.Recipe`): its schedule sets its lr in the
+    stacked optimizer before every step, its augmentation draws from its own shuffle generator
+    exactly what its separate run draws. ``models[i]`` holds cell i's weights of its last
+    evaluated epoch."""
 
     def __init__(
         self,
@@ -224,8 +226,6 @@ class VmapCells:
         data: DataBundle | Sequence[DataBundle] | None = None,
         *,
         device: torch.device | str | None = None,
-        schedule: Schedule | None = None,
-        augment: Augment | None = None,
     ) -> None:
         if not exps:
             raise ValueError("no cells to train")
@@ -243,7 +243,6 @@ class VmapCells:
         self.device = torch.device(device) if device is not None else resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         use_precision(self.device, self.precision)
-        self.schedule, self.augment = schedule, augment
         self.bundles = self._bundles(data)
 
         models = []
@@ -280,12 +279,14 @@ class VmapCells:
         if any(len(d.train) != self.train_images for d in self.data):
             raise ValueError("the cells' training splits differ in size")
 
-        self.loss_fn = vmap_loss(cfg.loss)
+        self.recipes = [Recipe(exp, self.train_images, bundle.input_shape[-1])
+                         for exp, bundle in zip(exps, self.bundles, strict=True)]
+        self.augment = self.recipes[0].augment  # data settings are equal across a group
+        self.loss_fn = self.recipes[0].loss_fn  # so are the loss and its label smoothing
         self.eval_loss = make_loss(cfg.loss)
         self.generators = [torch.Generator().manual_seed(exp.seed) for exp in self.exps]
         self.optimizer = StackedOptimizer(cfg.optimizer, [o.param_groups[0] for o in self.optimizers],
                                           self.device)
-        self.base_lr = self.optimizer.lr.clone()
         self.alive = list(range(len(self.exps)))  # stack position -> cell
         base, loss_fn = self.base, self.loss_fn
 
@@ -333,7 +334,7 @@ class VmapCells:
         return (f"vmap: {len(self.exps)} cells of {self.exps[0].model.name} together, {cfg.optimizer} "
                 f"lr {', '.join(f'{lr:g}' for lr in lrs)}, {cfg.loss}, "
                 f"{cfg.epochs} epoch{'s' * (cfg.epochs != 1)}, batch {cfg.batch_size}, {self.precision}, "
-                f"{where}")
+                f"{where}" + (f"; recipe: {recipe}" if (recipe := self.recipes[0].describe()) else ""))
 
     def early_stopping(self, cell: int) -> EarlyStopping:
         """The cell's early stopping, as a separate run of it sets it up."""
@@ -355,16 +356,14 @@ class VmapCells:
         seen = torch.zeros(k, dtype=torch.int64, device=device)
         active = torch.ones(k, dtype=torch.bool, device=device)
         first_step = (epoch - 1) * -(-n // cfg.batch_size)
+        scheduled = any(self.recipes[c].scheduled for c in self.alive)
         for step, begin in enumerate(range(0, n, cfg.batch_size)):
             if stop.requested:
                 raise Interrupted
             idx = orders[:, begin: begin + cfg.batch_size]
             x, y = self._batch(idx, groups)
-            if self.augment is not None:
-                flat = self.augment(x.reshape(-1, *x.shape[2:]))
-                x = flat.view(k, -1, *flat.shape[1:])
-            if self.schedule is not None:
-                self.optimizer.lr = self.base_lr * self.schedule(first_step + step)
+            if scheduled:
+                set_lr(self.optimizer, [self.recipes[c].schedule.lr(first_step + step) for c in self.alive])
             with autocast_context(self.precision, device.type):
                 grads, (loss, logits) = self.step_fn(self.params, self.buffers, x, y)
             ok = active & torch.isfinite(loss)
@@ -402,8 +401,12 @@ class VmapCells:
         torch_opt.state.clear()
         for name, state in self.optimizer.torch_state(self.alive.index(cell), named).items():
             torch_opt.state[dict(named)[name]] = state
-        return checkpoint_state(exp, data, model, torch_opt, self.generators[cell], early, epoch,
-                                seconds, self.device)
+        return {**checkpoint_state(exp, data, model, torch_opt, self.generators[cell], early, epoch,
+                                   seconds, self.device), **self.recipes[cell].state()}
+
+    def recipe_callbacks(self, cell: int, early: EarlyStopping) -> list[EpochCallback]:
+        """The cell's recipe steps (plateau, restore_best); its model holds its weights then."""
+        return self.recipes[cell].callbacks(early, self.models[cell].state_dict)
 
     def drop(self, cells: Sequence[int]) -> None:
         """Take ended cells out of the stack."""
@@ -414,7 +417,6 @@ class VmapCells:
         self.params = {name: v[index] for name, v in self.params.items()}
         self.buffers = {name: v[index] for name, v in self.buffers.items()}
         self.optimizer.select(index)
-        self.base_lr = self.base_lr[index.to(self.base_lr.device)]
         self.alive = [self.alive[p] for p in keep]
 
     def _load_cell(self, cell: int) -> nn.Module:
@@ -438,11 +440,12 @@ class VmapCells:
         return [(d, torch.tensor(p, dtype=torch.long, device=self.device)) for d, p in groups.values()]
 
     def _batch(self, idx: Tensor, groups: list[tuple[_Data, Tensor | None]]) -> tuple[Tensor, Tensor]:
-        """[K, B, C, H, W] normalised images and [K, B] labels of each cell's batch ``idx``."""
+        """[K, B, C, H, W] normalised (and, with augmentation, augmented) images and [K, B]
+        labels of each cell's batch ``idx``."""
         k, b = idx.shape
         if len(groups) == 1:
             data = groups[0][0]
-            x = data.train_norm(data.train.images[idx.reshape(-1)])
+            x = self._images(data, idx, self.alive)
             return x.view(k, b, *x.shape[1:]), data.train.labels[idx]
         shape = self.data[0].train.images.shape[1:]
         x = torch.empty(k, b, *shape, dtype=torch.float32, device=self.device)
@@ -450,9 +453,18 @@ class VmapCells:
         for data, positions in groups:
             assert positions is not None
             sel = idx[positions]
-            x[positions] = data.train_norm(data.train.images[sel.reshape(-1)]).view(len(positions), b, *shape)
+            cells = [self.alive[p] for p in positions.tolist()]
+            x[positions] = self._images(data, sel, cells).view(len(positions), b, *shape)
             y[positions] = data.train.labels[sel]
         return x, y
+
+    def _images(self, data: _Data, idx: Tensor, cells: list[int]) -> Tensor:
+        """The normalised images of ``cells``' batches ``idx`` ([cells, B]) as one [cells·B, ...]
+        tensor, each cell's block augmented from its own generator."""
+        images = data.train.images[idx.reshape(-1)]
+        if self.augment is not None:
+            images = self.augment(images, [self.generators[c] for c in cells])
+        return data.train_norm(images)
 
 
 def train_cells_vmapped(

@@ -1,4 +1,5 @@
-"""The dashboard's ASGI app: HTML pages, their JSON data, figures and store files; every route reads."""
+"""The dashboard's ASGI app: HTML pages, their JSON data, figures and runs' recorded artifacts;
+every route reads, and only requests addressed to a name the server listens on are answered."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import contextlib
 import functools
 import importlib
 import threading
-from collections.abc import AsyncIterator
-from pathlib import Path, PurePosixPath
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import plotly
@@ -16,6 +17,8 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -37,8 +40,14 @@ _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inli
         "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
-def create_app(source: Source) -> Starlette:
-    """The dashboard over ``source`` (a read-only store)."""
+# The names a dashboard on the loopback interface answers to: a page elsewhere whose name is made
+# to point at 127.0.0.1 (DNS rebinding) sends its own name in Host and is refused.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(source: Source, hosts: Sequence[str] = LOOPBACK_NAMES) -> Starlette:
+    """The dashboard over ``source`` (a read-only store), answering requests whose Host header is
+    one of ``hosts`` (the names the server listens on; 400 for any other)."""
     analyses = views.Analyses(source.store)
     figures = FigureCache(source, analyses)
 
@@ -108,10 +117,16 @@ def create_app(source: Source) -> Starlette:
         drawn, _ = await _read(figures.run, request.path_params["run_id"])
         return _png(drawn, request.path_params["index"])
 
-    async def store_file(request: Request) -> Response:
+    async def artifact_file(request: Request) -> Response:
+        path = await run_in_threadpool(views.artifact_path, source, request.path_params["run_id"],
+                                       request.path_params["name"])
+        if path is None:
+            raise HTTPException(404, "no such artifact of this run")
         # A stored HTML file opens sandboxed: no script of it runs with the dashboard's rights.
-        return FileResponse(inside(source.root, request.path_params["path"]),
-                            headers={"Content-Security-Policy": "sandbox"})
+        return FileResponse(path, headers={"Content-Security-Policy": "sandbox"})
+
+    async def no_file(request: Request) -> Response:
+        raise HTTPException(404, "no such artifact: files are addressed as /files/RUN/NAME")
 
     async def plotly_js(request: Request) -> Response:
         return FileResponse(PLOTLY_JS, media_type="text/javascript",
@@ -132,11 +147,14 @@ def create_app(source: Source) -> Starlette:
         Route("/api/sweeps/{name}/figures", study_figures),
         Route("/api/sweeps/{name}/figures/{index:int}.png", study_figure),
         Route("/api/compare", compare_data),
-        Route("/files/{path:path}", store_file),
+        Route("/files/{run_id}/{name:path}", artifact_file),
+        Route("/files/{path:path}", no_file),  # 404, not a redirect to a slashed path
         Route("/static/plotly.min.js", plotly_js),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _error_page}, lifespan=_preload)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _error_page}, lifespan=_preload,
+                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts),
+                                            www_redirect=False)])
 
 
 @contextlib.asynccontextmanager
@@ -188,18 +206,6 @@ def _png(drawn: list[Any], index: int) -> Response:
     if not 0 <= index < len(drawn):
         raise HTTPException(404, f"figure {index} does not exist ({len(drawn)} figures)")
     return Response(drawn[index].png, media_type="image/png")
-
-
-def inside(root: Path, relative: str) -> Path:
-    """The file at ``relative`` under ``root``; 404 for absolute paths, ``..`` parts, links that lead
-    out of ``root`` and anything that is not a file."""
-    parts = PurePosixPath(relative.replace("\\", "/")).parts
-    if not parts or relative.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
-        raise HTTPException(404, "no such file in the store")
-    path = (root / Path(*parts)).resolve()
-    if not path.is_relative_to(root.resolve()) or not path.is_file():
-        raise HTTPException(404, "no such file in the store")
-    return path
 
 
 async def _error_page(request: Request, exc: Exception) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 from collections.abc import Callable
@@ -9,12 +10,24 @@ from collections.abc import Callable
 import uvicorn
 
 from cnnlab.errors import ConfigError, Problem
-from cnnlab.ui.app import create_app
+from cnnlab.ui.app import LOOPBACK_NAMES, create_app
 from cnnlab.ui.source import Source
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The names a request's Host header may carry: the loopback names, the address listened on
+    and, listening on every interface (0.0.0.0, ::), this machine's name and addresses."""
+    names = [*LOOPBACK_NAMES, host.strip("[]").lower()]
+    if host in ("0.0.0.0", "::", ""):
+        machine = socket.gethostname()
+        names += [machine, socket.getfqdn(machine)]
+        with contextlib.suppress(OSError):
+            names += socket.gethostbyname_ex(machine)[2]
+    return list(dict.fromkeys(name.lower() for name in names if name))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -44,7 +57,9 @@ def serve(source: Source, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
         announce(f"listening on {host} only: this machine can open it, others cannot (--host to change)")
     else:
         announce(f"listening on {host}: anyone who reaches this machine can read the runs")
-    config = uvicorn.Config(create_app(source), log_level="warning", access_log=False)
+    hosts = allowed_hosts(host)
+    announce(f"answering requests addressed to {', '.join(hosts)} (others get 400)")
+    config = uvicorn.Config(create_app(source, hosts), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     try:
         server.run(sockets=[sock])

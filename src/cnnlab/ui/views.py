@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from cnnlab.analyze import RunData, analyze_runs, diagnose_run, stored_claim, varying_keys
 from cnnlab.analyze.cells import format_value
@@ -147,18 +148,47 @@ def run_view(source: Source, ref: str) -> dict[str, Any]:
         "diagnosis": {"outcome": outcome,
                       "findings": [{"kind": f.kind, "evidence": f.evidence, "advice": f.advice}
                                    for f in findings]},
-        "artifacts": [artifact_link(source.root, a["kind"], a["path"]) for a in store.artifacts(record.id)],
+        "artifacts": artifact_links(store, record.id),
         "has_checkpoint": source.store.checkpoint_path(record.id).is_file(),
     }
 
 
-def artifact_link(root: Path, kind: str, path: str) -> dict[str, Any]:
-    """An artifact with its URL under /files/, or none when it lies outside the store's folder."""
-    location = Path(path)
-    url = None
-    if "://" not in path and location.is_relative_to(root):
-        url = "/files/" + location.relative_to(root).as_posix()
-    return {"kind": kind, "name": location.name, "path": path, "url": url}
+def _served_artifacts(store: RunStore, run_id: str) -> dict[str, tuple[str, Path]]:
+    """The run's recorded artifacts the dashboard may serve, by name (their path inside the run's
+    folder): regular files that are recorded in the store and lie, links resolved, in that folder.
+    Anything else a store records (a path elsewhere, a link out) is never served."""
+    folder = store.checkpoint_path(run_id).parent.resolve()
+    served: dict[str, tuple[str, Path]] = {}
+    for artifact in store.artifacts(run_id):
+        if "://" in artifact["path"]:
+            continue
+        path = Path(artifact["path"]).resolve()
+        if path.is_relative_to(folder) and path.is_file():
+            served.setdefault(path.relative_to(folder).as_posix(), (artifact["kind"], path))
+    return served
+
+
+def artifact_links(store: RunStore, run_id: str) -> list[dict[str, Any]]:
+    """The run's artifacts, each with its URL ``/files/RUN/NAME`` when the dashboard serves it."""
+    served = {path: name for name, (_, path) in _served_artifacts(store, run_id).items()}
+    links = []
+    for artifact in store.artifacts(run_id):
+        name = None if "://" in artifact["path"] else served.get(Path(artifact["path"]).resolve())
+        links.append({"kind": artifact["kind"], "name": Path(artifact["path"]).name, "path": artifact["path"],
+                      "url": f"/files/{run_id}/{quote(name)}" if name is not None else None})
+    return links
+
+
+def artifact_path(source: Source, run_id: str, name: str) -> Path | None:
+    """The file of run ``run_id``'s recorded artifact ``name`` (see `artifact_links`), else None."""
+    try:
+        record = source.store.get_run(run_id)
+    except StoreError:
+        return None
+    if record.id != run_id:  # an id prefix or a name is not an artifact's address
+        return None
+    found = _served_artifacts(source.store, record.id).get(name)
+    return found[1] if found is not None else None
 
 
 def load_run_data(store: RunStore, records: Sequence[RunRecord]) -> list[RunData]:

@@ -36,10 +36,14 @@ _SPLIT_COLORS = {"train": color(0), "val": color(1), "test": color(2)}
 
 def run_figure(run: RunData) -> Figure:
     """Accuracy and loss per epoch of one run, training and validation (and test) together."""
+    scheduled = _lr_varies(run)
     with house_style():
-        fig = new_figure(9.5, 3.8)
-        acc_ax, loss_ax = fig.subplots(1, 2)
+        fig = new_figure(13.0 if scheduled else 9.5, 3.8)
+        axes = fig.subplots(1, 3 if scheduled else 2)
+        acc_ax, loss_ax = axes[0], axes[1]
         epochs = run.epoch_numbers()
+        if scheduled:
+            _lr_panel(axes[2], run)
         for split in ("train", "val", "test"):
             style = {
                 "color": _SPLIT_COLORS[split],
@@ -78,6 +82,29 @@ def run_figure(run: RunData) -> Figure:
         handles, labels = _unique(acc_ax, loss_ax)
         fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4))
     return fig
+
+
+def _lr_varies(run: RunData) -> bool:
+    """Whether the run's stored lr changed over its epochs (a schedule), so it is worth a panel."""
+    if not run.has("lr"):
+        return False
+    lr = _finite(run.series("lr"))
+    lr = lr[np.isfinite(lr)]
+    return len(lr) > 1 and float(lr.max() - lr.min()) > 1e-12 * float(lr.max())
+
+
+def _lr_panel(ax: Axes, run: RunData) -> None:
+    """The learning rate of each epoch (its last step's), log-scaled when it spans over 10×."""
+    lr = _finite(run.series("lr"))
+    ax.plot(run.epoch_numbers(), lr, color=color(4), marker="o", markersize=2.5, label="learning rate")
+    finite = lr[np.isfinite(lr) & (lr > 0)]
+    if len(finite) and finite.max() / finite.min() > 10:
+        ax.set_yscale("log")
+        plain_log_labels(ax.yaxis)
+    schedule = run.settings.get("train.schedule") or "constant"
+    warmup = run.settings.get("train.warmup_epochs") or 0
+    _axes(ax, f"learning rate: {schedule}" + (f", {warmup} warm-up epochs" if warmup else ""),
+          "lr at the epoch's last step")
 
 
 def overlay_figure(
