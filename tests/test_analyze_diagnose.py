@@ -388,3 +388,50 @@ def test_flat_at_exactly_chance_is_not_called_bouncing():
     assert finding.kind == STEP_TOO_LARGE
     assert "bounces" not in finding.evidence
     assert "validation accuracy is exactly 10.00% at every epoch" in finding.evidence
+
+
+def test_diagnose_names_chance_from_the_class_count_the_run_stored(tmp_path):
+    """A 3-class imagefolder run at chance: 33%, not the 10% of the built-in datasets."""
+    from PIL import Image
+    from rich.console import Console
+
+    from cnnlab.analyze import RunData, diagnose_run
+    from cnnlab.checks import validate_experiment
+    from cnnlab.store import RunStore
+    from cnnlab.train import train_experiment
+
+    # Every class holds the same two images: whatever a model predicts for each, it is right on
+    # exactly one third of them.
+    for split in ("train", "test"):
+        for name in ("ant", "bee", "cat"):
+            folder = tmp_path / "images" / split / name
+            folder.mkdir(parents=True)
+            for i in range(8):
+                Image.new("L", (6, 6), 40 if i % 2 else 200).save(folder / f"{i}.png")
+    exp = validate_experiment({
+        "seed": 0,
+        "data": {"dataset": "imagefolder", "path": str(tmp_path / "images"), "val": 0.0},
+        "model": {"name": "layers", "layers": [{"type": "flatten"}, {"type": "linear", "units": 3}]},
+        "train": {"optimizer": "sgd", "lr": 1e-9, "epochs": 2, "batch_size": 8, "threads": 1},
+    })
+    store = RunStore(root=tmp_path / "runs")
+    record = train_experiment(exp, store, console=Console(quiet=True), progress=False).record
+    assert record.data_facts == {"classes": 3, "train": 24, "val": 0, "test": 24}
+    text = diagnose_run(RunData(record, store.epochs(record.id))).text()
+    assert "training accuracy is 33.33% at epoch 2, chance level (33.33%) for 3 classes" in text
+    assert "10.00%" not in text
+
+
+def test_run_facts_come_from_the_run_else_from_the_built_in_dataset():
+    from cnnlab.data.facts import RunFacts, common_chance, run_facts
+
+    stored = run_facts({"data.dataset": "imagefolder"}, {"classes": 3, "train": 24, "val": 0, "test": 24})
+    assert stored == RunFacts(3, 24, None) and stored.chance == pytest.approx(1 / 3)
+    # A built-in dataset stored before runs kept their facts: its class count and the splits its
+    # config makes (mnist-sample: 20% test out of 5,000, then 10% of the rest for validation).
+    sample = run_facts({"data.dataset": "mnist-sample", "data.val": 0.1, "data.test_fraction": 0.2})
+    assert sample == RunFacts(10, 3600, 400)
+    assert run_facts({"data.dataset": "npz"}) == RunFacts()  # user data: nothing is known
+    assert common_chance([stored, stored]) == pytest.approx(1 / 3)
+    assert common_chance([stored, sample]) is None  # different class counts: no one chance level
+    assert common_chance([RunFacts(), RunFacts()]) is None

@@ -62,7 +62,7 @@ class Conclusions:
 def compared_rows(ranking: Ranking) -> tuple[list[RankedCell], list[RankedCell]]:
     """The ranked configurations with a value, split into those above chance and those at chance."""
     rows = [row for row in ranking.rows if row.summary.n]
-    chance = [row for row in rows if at_chance(ranking.metric, row.summary.mean)]
+    chance = [row for row in rows if at_chance(ranking.metric, row.summary.mean, ranking.chance)]
     return [row for row in rows if row not in chance], chance
 
 
@@ -134,18 +134,19 @@ def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
 def at_chance_sentence(ranking: Ranking) -> str | None:
     """The configurations whose accuracy sits at chance, said to be so and not ordered."""
     above, chance = compared_rows(ranking)
-    if not chance:
+    level = ranking.chance
+    if not chance or level is None:
         return None
     metric = ranking.metric
     named = ", ".join(f"{row.cell.label} ({metric.format(row.summary.mean)})" for row in chance[:MAX_LISTED])
     more = f" and {len(chance) - MAX_LISTED} more" if len(chance) > MAX_LISTED else ""
     if not above:
         return (
-            f"Every configuration sits at {chance_words()}: {named}{more}. None learned anything this "
+            f"Every configuration sits at {chance_words(level)}: {named}{more}. None learned anything this "
             f"{metric.description} shows, so the study cannot rank them; they are not ordered."
         )
     return (
-        f"At {chance_words()}, so not ordered among themselves: {named}{more}: they learned nothing "
+        f"At {chance_words(level)}, so not ordered among themselves: {named}{more}: they learned nothing "
         f"this {metric.description} shows."
     )
 
@@ -197,10 +198,10 @@ def best_configuration(ranking: Ranking) -> str | None:
         )
     else:
         score += " (one run)"
-    if at_chance(metric, summary.mean):
+    if (level := ranking.chance) is not None and at_chance(metric, summary.mean, level):
         if len(ranking.rows) > 1:
             return None  # nothing to call best: the sentence on chance says so
-        score += f", at {chance_words()}"
+        score += f", at {chance_words(level)}"
     what = (
         "Best configuration"
         if len(ranking.rows) > 1

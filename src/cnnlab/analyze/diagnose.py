@@ -1,7 +1,8 @@
 """Diagnosis of one run's curves as named states, each with the epochs and values behind it and advice.
 
 States, checked in this order; the first four exclude every later one, since they contradict them
-(accuracies are fractions, so 0.10 is 10 points; chance is 1 / ``CLASSES``):
+(accuracies are fractions, so 0.10 is 10 points; chance is 1 / the run's class count, which the
+run stored with its split sizes, or `cnnlab.data.facts` knows for a built-in dataset):
 
 - diverged (below).
 - step too large: training (or validation) accuracy ends within ``CHANCE_MARGIN`` of chance, and
@@ -54,6 +55,7 @@ import numpy as np
 
 from cnnlab.analyze.cures import cure_for
 from cnnlab.analyze.rundata import RunData
+from cnnlab.data.facts import RunFacts, run_facts
 
 DIVERGED_LOSS_RATIO = 2.0
 DIVERGED_ACC_DROP = 0.30
@@ -66,7 +68,6 @@ NOT_CONVERGED_SLOPE = 0.003
 NOT_CONVERGED_MIN_WINDOW = 2
 UNSTABLE_MIN_WINDOW = 5
 UNSTABLE_NOISE = 0.01
-CLASSES = 10  # every built-in dataset has 10 classes
 CHANCE_MARGIN = 0.05
 UNIFORM_LOSS_RATIO = 1.2
 LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
@@ -78,14 +79,6 @@ MIN_IMAGES = 3
 FALLBACK_NOISE = 0.005
 MIN_SPLIT, MAX_SPLIT = 20, 100_000  # split sizes looked for in the accuracies
 MAX_SPLIT_VALUES = 8  # distinct accuracies used to find the split size
-# Training-pool sizes of the built-in datasets (mnist-sample's test split comes out of its 5,000).
-DATASET_SIZES = {
-    "mnist-sample": 5000,
-    "mnist": 60000,
-    "fashion-mnist": 60000,
-    "cifar10": 50000,
-    "svhn": 73257,
-}
 
 DIVERGED, STEP_TOO_LARGE, STEP_TOO_SMALL, NOT_LEARNING = (
     "diverged",
@@ -156,8 +149,8 @@ def thresholds() -> list[str]:
     """The diagnosis thresholds in words, for the report's method section."""
     return [
         f"step too large: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
-        f"({_pct(1 / CLASSES)}) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × ln {CLASSES} "
-        "or a training loss that ends above its epoch-1 value",
+        f"(1 / the number of classes) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × "
+        "ln(classes) or a training loss that ends above its epoch-1 value",
         f"step too small: training accuracy within {_pts(CHANCE_MARGIN)} points of chance with a training "
         f"loss that fell less than {SMALL_STEP_FALL:.0%}, or below {_pct(UNDERFIT_TRAIN_ACC)} and still "
         "rising by more than the noise",
@@ -183,7 +176,8 @@ def thresholds() -> list[str]:
 
 def diagnose_run(run: RunData) -> Diagnosis:
     """Diagnose a stored run."""
-    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings)
+    findings = diagnose_epochs(run.epochs, status=run.status, error=run.record.error, settings=run.settings,
+                               facts=run.facts)
     return Diagnosis(run, findings, _outcome(run))
 
 
@@ -192,12 +186,16 @@ def diagnose_epochs(
     status: str | None = None,
     error: str | None = None,
     settings: Mapping[str, Any] | None = None,
+    facts: RunFacts | None = None,
 ) -> list[Finding]:
     """Findings for one run's epochs (dicts with ``epoch``, ``train_loss``, ``val_acc``, ...); ``settings``
     (dotted config keys) name the learning rate and loss in the advice, and the advice of a
-    finding that a setting cures ends with it as ``-s`` options (`cnnlab.analyze.cures`)."""
+    finding that a setting cures ends with it as ``-s`` options (`cnnlab.analyze.cures`).
+    ``facts``: the run's class count and split sizes (default: what `run_facts` knows from
+    ``settings``; without a class count, chance is unknown and no at-chance state is found)."""
     settings = settings or {}
-    return [_with_cure(finding, settings) for finding in _findings(epochs, status, error, settings)]
+    facts = facts or run_facts(settings)
+    return [_with_cure(finding, settings) for finding in _findings(epochs, status, error, settings, facts)]
 
 
 def _with_cure(finding: Finding, settings: Mapping[str, Any]) -> Finding:
@@ -212,8 +210,9 @@ def _findings(
     status: str | None,
     error: str | None,
     settings: Mapping[str, Any],
+    facts: RunFacts,
 ) -> list[Finding]:
-    curves = _Curves(epochs)
+    curves = _Curves(epochs, facts)
     diverged = _diverged(curves, status, error)
     if diverged:
         return [diverged]
@@ -266,11 +265,12 @@ def noise_of(values: np.ndarray, level: float, expected: int | None = None) -> f
 
 
 class _Curves:
-    """A run's metric columns as arrays, NaN where missing."""
+    """A run's metric columns as arrays, NaN where missing, with its class count and split sizes."""
 
-    def __init__(self, epochs: Sequence[Mapping[str, float | None]]) -> None:
+    def __init__(self, epochs: Sequence[Mapping[str, float | None]], facts: RunFacts | None = None) -> None:
         self.epoch = np.array([int(row["epoch"]) for row in epochs], dtype=int)  # type: ignore[arg-type]
         self._rows = epochs
+        self.facts = facts or RunFacts()
 
     def __len__(self) -> int:
         return len(self.epoch)
@@ -395,17 +395,16 @@ def _best_epoch(c: _Curves, settings: Mapping[str, Any]) -> tuple[int, str] | No
 def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     """Step too large, step too small or not learning, for a run whose training accuracy ends at chance."""
     acc, loss, val = c["train_acc"], c["train_loss"], c["val_acc"]
-    chance = 1.0 / CLASSES
-    if not len(c) or not math.isfinite(acc[-1]):
-        return None
+    chance = c.facts.chance
+    if not len(c) or not math.isfinite(acc[-1]) or chance is None:
+        return None  # without the class count, chance is unknown
     last = int(c.epoch[-1])
+    level = f"chance level ({_pct(chance)}) for {c.facts.classes} classes"
     if acc[-1] <= chance + CHANCE_MARGIN:
-        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, chance level for {CLASSES} classes"
+        at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, {level}"
     elif math.isfinite(val[-1]) and val[-1] <= chance + CHANCE_MARGIN:
-        at = (
-            f"validation accuracy is {_pct(val[-1])} at epoch {last}, chance level for {CLASSES} classes "
-            f"(training accuracy {_pct(acc[-1])})"
-        )
+        at = (f"validation accuracy is {_pct(val[-1])} at epoch {last}, {level} "
+              f"(training accuracy {_pct(acc[-1])})")
     else:
         return None
     lr = settings.get("train.lr")
@@ -424,7 +423,7 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             f"the training loss moved only from {first:.4g} to {loss[-1]:.4g} ({-fall:+.2%}) over epochs "
             f"{c.epoch[0]}–{last}"
         )
-        advice = _small_step_advice(settings, last)
+        advice = _small_step_advice(settings, c.facts, last)
         return Finding(STEP_TOO_SMALL, f"{why}; {at}", (int(c.epoch[0]), last), advice)
     fell = f" although the training loss fell {fall:.0%}" if math.isfinite(fall) else ""
     return Finding(
@@ -440,14 +439,15 @@ def _thrown_off(c: _Curves, settings: Mapping[str, Any]) -> str | None:
     """Evidence that the steps are too large: an epoch-1 cross-entropy above guessing, or a learning
     rate at or above ``LARGE_LR`` for its optimizer with a validation loss that ends above its minimum."""
     first = c["train_loss"][0] if len(c) else math.nan
-    uniform = math.log(CLASSES)
+    classes = c.facts.classes
+    uniform = math.log(classes) if classes and classes > 1 else math.nan
     if (
         settings.get("train.loss", "cross_entropy") == "cross_entropy"
         and first > UNIFORM_LOSS_RATIO * uniform
     ):
         return (
             f"the epoch-1 training loss {first:.3g} is above {uniform:.3g}, the loss of guessing every "
-            f"class equally (ln {CLASSES}): the first steps threw the model off"
+            f"class equally (ln {classes}): the first steps threw the model off"
         )
     lr, optimizer = settings.get("train.lr"), str(settings.get("train.optimizer", "sgd"))
     val_loss = c["val_loss"]
@@ -484,7 +484,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
     if not math.isfinite(start):
         return None
     gain = float(acc[-1] - start)
-    noise = noise_of(acc, float(acc[-1]), _expected_size(settings, "train"))
+    noise = noise_of(acc, float(acc[-1]), c.facts.train)
     first, last = int(c.epoch[-window]), int(c.epoch[-1])
     evidence = (
         f"training accuracy is {_pct(acc[-1])} at epoch {last}, {_signed_pts(gain)} points since epoch "
@@ -506,7 +506,7 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             STEP_TOO_SMALL,
             "learning, but slowly: " + evidence,
             (first, last),
-            _small_step_advice(settings, last),
+            _small_step_advice(settings, c.facts, last),
         )
     if math.isfinite(fall) and fall < SMALL_STEP_FALL:
         moved = (
@@ -514,7 +514,8 @@ def _low_accuracy(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
             f"{c.epoch[0]}–{last}; "
         )
         return Finding(
-            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last), _small_step_advice(settings, last)
+            STEP_TOO_SMALL, moved + evidence, (int(c.epoch[0]), last),
+            _small_step_advice(settings, c.facts, last),
         )
     if len(c) < UNDERFIT_WINDOW:
         return None
@@ -533,7 +534,7 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     if len(finite) < 2:
         return ""
     a, b = val[finite[0]], val[finite[-1]]
-    noise = noise_of(val, float(max(a, b)), _expected_size(settings, "val"))
+    noise = noise_of(val, float(max(a, b)), c.facts.val)
     if abs(b - a) <= noise:
         return f"; validation accuracy {_pct(a)} → {_pct(b)}, within the noise (±{_pts(noise)} points)"
     moved = "fell" if b < a else "rose"
@@ -543,37 +544,16 @@ def _validation_change(c: _Curves, settings: Mapping[str, Any]) -> str:
     )
 
 
-def expected_split_size(settings: Mapping[str, Any], split: str) -> int | None:
-    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it (None
-    when it cannot be told from the settings)."""
-    return _expected_size(settings, split)
-
-
-def _expected_size(settings: Mapping[str, Any], split: str) -> int | None:
-    """The size of a built-in dataset's ``train`` or ``val`` split as the config makes it."""
-    total = DATASET_SIZES.get(str(settings.get("data.dataset")))
-    val = settings.get("data.val")
-    if total is None or not isinstance(val, float) or not 0 < val < 1:
-        return None
-    test_fraction = settings.get("data.test_fraction") or 0.0
-    pool = total - round(total * test_fraction) if settings.get("data.dataset") == "mnist-sample" else total
-    val_size = round(pool * val)
-    if split == "val":
-        return val_size
-    limit = settings.get("data.train_limit")
-    return min(pool - val_size, limit) if isinstance(limit, int) else pool - val_size
-
-
-def optimizer_steps(settings: Mapping[str, Any], epochs: int) -> int | None:
+def optimizer_steps(settings: Mapping[str, Any], facts: RunFacts, epochs: int) -> int | None:
     """How many optimizer steps ``epochs`` epochs take with these settings (None when the training
     split's size is unknown)."""
-    size, batch = _expected_size(settings, "train"), settings.get("train.batch_size")
+    size, batch = facts.train, settings.get("train.batch_size")
     if size is None or not isinstance(batch, int) or batch < 1:
         return None
     return epochs * math.ceil(size / batch)
 
 
-def _small_step_advice(settings: Mapping[str, Any], last: int | None = None) -> str:
+def _small_step_advice(settings: Mapping[str, Any], facts: RunFacts, last: int | None = None) -> str:
     """Raise the learning rate (or switch to Adam, unless the run uses it; cross-entropy, unless it
     uses it) — after training longer when the run took few optimizer steps."""
     epochs = max(last or 0, _planned(settings)) or None
@@ -585,7 +565,7 @@ def _small_step_advice(settings: Mapping[str, Any], last: int | None = None) -> 
             "with the mse loss the gradients are small near chance: train.loss=cross_entropy learns faster"
         )
     if isinstance(epochs, int) and epochs > 0:
-        steps = optimizer_steps(settings, last or epochs)  # the steps it took, not the ones planned
+        steps = optimizer_steps(settings, facts, last or epochs)  # the steps it took, not the ones planned
         longer = f"train longer first (train.epochs={2 * epochs}"
         if steps is not None and steps < FEW_STEPS:
             return f"{longer}): the run took only {steps} optimizer steps; then " + "; ".join(parts)

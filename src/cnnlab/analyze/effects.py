@@ -13,6 +13,7 @@ from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import rankable
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import Summary, summarize
+from cnnlab.data.facts import common_chance
 
 MAX_SERIES = 6  # more combinations of the other settings than this are pooled into one series
 LOG_KEYS = ("lr", "weight_decay", "learning_rate")  # drawn on a log axis whenever positive
@@ -50,6 +51,7 @@ class Effect:
     series: list[Series]
     others: list[str]
     name: str = ""  # how figures name the setting: the key, or every key of a [zip] group
+    chance: float | None = None  # the accuracy of guessing the runs share (None: unknown)
 
     @property
     def title(self) -> str:
@@ -84,7 +86,8 @@ def effect_of(
     else:
         label = series_label or (f"pooled over {', '.join(others)}" if others else "all runs")
         series = [Series(label, pooled)]
-    return Effect(key, metric, numeric, log_scale, pooled, series, others, name)
+    return Effect(key, metric, numeric, log_scale, pooled, series, others, name,
+                  common_chance([run.facts for run in runs]))
 
 
 def _levels(

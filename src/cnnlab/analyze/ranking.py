@@ -11,6 +11,7 @@ from cnnlab.analyze.cells import Cell
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import ALPHA, CONFIDENCE, Comparison, Summary, comparison_for, holm, summarize
+from cnnlab.data.facts import common_chance
 from cnnlab.store.schema import FINISHED
 
 BEST, TIED, WORSE, UNTESTED, NO_VALUE = "best", "tied", "worse", "untested", "no value"
@@ -54,6 +55,12 @@ class Ranking:
     def best(self) -> RankedCell | None:
         """The top cell, if any cell has a value."""
         return self.rows[0] if self.rows and self.rows[0].verdict == BEST else None
+
+    @property
+    def chance(self) -> float | None:
+        """The accuracy of guessing its runs share (1 / their class count); None when unknown or
+        when the runs have different class counts."""
+        return common_chance([run.facts for row in self.rows for run in row.cell.runs])
 
     @property
     def one_seed(self) -> bool:

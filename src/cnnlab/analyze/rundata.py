@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.data.facts import RunFacts, run_facts
 from cnnlab.store import RunRecord
 
 
@@ -48,6 +49,12 @@ class RunData:
     def status(self) -> str:
         """The stored status (completed, diverged, ...)."""
         return self.record.status
+
+    @property
+    def facts(self) -> RunFacts:
+        """Its class count and split sizes: as the run stored them, else as `cnnlab.data.facts`
+        knows its built-in dataset."""
+        return run_facts(self.settings, self.record.data_facts)
 
     def epoch_numbers(self) -> np.ndarray:
         """Epoch numbers as an integer array."""

@@ -4,34 +4,38 @@ say, never a bare ``>`` or ``≈``; configurations at chance and ties said to be
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from scipy import stats as scipy_stats
 
-from cnnlab.analyze.diagnose import CHANCE_MARGIN, CLASSES, expected_split_size, split_size
+from cnnlab.analyze.diagnose import CHANCE_MARGIN, split_size
 from cnnlab.analyze.factors import EVALUATION_KEYS
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import CONFIDENCE, Difference
+from cnnlab.data.facts import common_chance
 
 APART, TIED, CANNOT_TELL = "apart", "tied", "cannot tell"
 UNKNOWN_SPLIT = "the size of the split it is measured on is unknown"
 
 
-def chance_level() -> float:
-    """The accuracy of guessing: 1 / the number of classes."""
-    return 1.0 / CLASSES
+def chance_level(runs: Iterable[RunData]) -> float | None:
+    """The accuracy of guessing, 1 / the class count, that the runs share (each run's own count,
+    as it stored it or its built-in dataset has it); None when one is unknown or they differ."""
+    return common_chance([run.facts for run in runs])
 
 
-def at_chance(metric: Metric, value: float) -> bool:
-    """An accuracy within ``CHANCE_MARGIN`` of chance (the diagnosis' margin): nothing learned."""
-    return metric.higher_is_better and math.isfinite(value) and value <= chance_level() + CHANCE_MARGIN
+def at_chance(metric: Metric, value: float, chance: float | None) -> bool:
+    """An accuracy within ``CHANCE_MARGIN`` of ``chance`` (the diagnosis' margin): nothing learned.
+    False when chance is unknown."""
+    return (chance is not None and metric.higher_is_better and math.isfinite(value)
+            and value <= chance + CHANCE_MARGIN)
 
 
-def chance_words() -> str:
+def chance_words(chance: float) -> str:
     """``chance (10.00% for 10 classes; within 5 points of it)``."""
     margin = f"within {100 * CHANCE_MARGIN:g} points of it"
-    return f"chance ({100 * chance_level():.2f}% for {CLASSES} classes; {margin})"
+    return f"chance ({100 * chance:.2f}% for {round(1 / chance)} classes; {margin})"
 
 
 def interval_text(metric: Metric, d: Difference) -> str:
@@ -67,7 +71,7 @@ def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Differe
         return Difference(diff, math.nan, math.nan, None), None
     split = next((name for name in ("val", "train") if metric.column.startswith(name)), None)
     sizes = [
-        split_size(run.series(metric.column), expected_split_size(run.settings, split) if split else None)
+        split_size(run.series(metric.column), run.facts.size(split) if split else None)
         for run in (a, b)
     ]
     if sizes[0] is None and sizes[1] is None:

@@ -76,7 +76,7 @@ def run_figure(run: RunData) -> Figure:
         _axes(loss_ax, "loss", f"loss ({run.settings.get('train.loss', 'per epoch')})")
         _honest(acc_ax, loss_ax)
         if acc_ax.lines:
-            chance_line(acc_ax, 100.0 * chance_level())
+            chance_line(acc_ax, run.facts.chance)
         dataset = run_dataset(run.record.config)
         fig.suptitle(shorten(f"{run.label}: {run.status}, {run.record.model} on {dataset}", 90))
         handles, labels = _unique(acc_ax, loss_ax)
@@ -156,7 +156,7 @@ def overlay_figure(
         else:
             _axes(loss_ax, "loss", "loss")
         _honest(acc_ax, loss_ax)
-        if acc_ax.lines and chance_line(acc_ax, 100.0 * chance_level()):
+        if acc_ax.lines and chance_line(acc_ax, chance_level(run for _, runs in groups for run in runs)):
             handles.append(Line2D([], [], color="grey", linestyle=":", label="chance"))
         fig.suptitle(shorten(title, 110))
         fig.legend(handles=handles, loc="outside right upper", title=wrap_label(legend_title) or None)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 from cnnlab.analyze.effects import Effect, Level
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.stats import CONFIDENCE, Summary
-from cnnlab.analyze.wording import chance_level
 from cnnlab.viz.style import (
     chance_line,
     color,
@@ -98,7 +97,7 @@ def effect_figure(effect: Effect) -> Figure:
                 rotation=20 if max(map(len, labels), default=0) > 8 else 0,
             )
             ax.set_xlim(-0.5, len(labels) - 0.5)
-        if metric.higher_is_better and chance_line(ax, 100.0 * chance_level()):
+        if metric.higher_is_better and chance_line(ax, effect.chance):
             handles.append(Line2D([], [], color="grey", linestyle=":", label="chance"))
         ax.set_xlabel(effect.title + (" (log scale)" if effect.log_scale else ""))
         ax.set_ylabel(metric.axis_label)

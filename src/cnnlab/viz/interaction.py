@@ -76,7 +76,7 @@ def interaction_figure(
         ax.set_xlabel(x.name)
         ax.set_ylabel(metric.axis_label)
         if metric.higher_is_better:
-            chance_line(ax, 100.0 * chance_level())
+            chance_line(ax, chance_level(scored))
         shown = "mean ± 95% CI over seeds" if intervals else "mean, no interval"
         ax.set_title(shorten(f"{metric.description}: {x.name} × {lines.name} ({shown}; dots: runs)", 90))
         fig.legend(title=wrap_label(f"lines: {lines.name}"), loc="outside right upper")

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 from cnnlab.analyze.ranking import BEST, TIED, UNTESTED, WORSE, Ranking
 from cnnlab.analyze.stats import ALPHA, CONFIDENCE
-from cnnlab.analyze.wording import chance_level
 from cnnlab.viz.style import chance_line, house_style, new_figure, shorten
 
 if TYPE_CHECKING:
@@ -64,7 +63,7 @@ def ranking_figure(ranking: Ranking, limit: int = MAX_ROWS) -> Figure:
             alpha=0.3,
             zorder=2,
         )
-        drawn = metric.higher_is_better and chance_line(ax, 100.0 * chance_level(), vertical=True)
+        drawn = metric.higher_is_better and chance_line(ax, ranking.chance, vertical=True)
         ax.set_yticks(range(len(rows)), [shorten(row.cell.label, 60) for row in rows])
         ax.invert_yaxis()
         ax.set_xlabel(metric.axis_label)

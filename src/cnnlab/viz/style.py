@@ -78,9 +78,13 @@ def wrap_label(text: str, width: int = 34) -> str:
     return "\n".join(textwrap.wrap(text, width, break_long_words=True)).replace("$", r"\$")
 
 
-def chance_line(ax: Any, percent: float, vertical: bool = False) -> bool:
-    """A dotted grey line at the accuracy of guessing, labelled, where the axis already reaches it
-    (it never stretches an axis of accuracies far above chance); True when drawn."""
+def chance_line(ax: Any, chance: float | None, vertical: bool = False) -> bool:
+    """A dotted grey line at the accuracy of guessing (``chance``, a fraction; None: unknown, no
+    line), labelled, where the axis already reaches it (it never stretches an axis of accuracies
+    far above chance); True when drawn."""
+    if chance is None:
+        return False
+    percent = 100.0 * chance
     low, high = ax.get_xlim() if vertical else ax.get_ylim()
     if not low <= percent <= high:
         return False
