@@ -11,8 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-# Statuses of a run that ended on its own: its final model is the best epoch's.
-RESTORED_STATUSES = ("completed", "stopped_early", "diverged", "pruned")
+from cnnlab.store.schema import RESTORED
 
 
 def best_epoch(epochs: Sequence[Mapping[str, Any]], monitor: str, min_delta: float = 0.0,
@@ -34,7 +33,7 @@ def restored_note(config: Mapping[str, Any], status: str, epochs: Sequence[Mappi
     """The words that say the stored model is the best epoch's, for a run with
     ``train.restore_best`` that ended on its own (None otherwise)."""
     train = config.get("train", {})
-    if not train.get("restore_best") or status not in RESTORED_STATUSES:
+    if not train.get("restore_best") or status not in RESTORED:
         return None
     monitor = train.get("monitor", "val_loss")
     found = best_epoch(epochs, monitor, float(train.get("min_delta", 0.0)))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cnnlab.analyze.study import Study
 from cnnlab.store import RunStore
+from cnnlab.store.schema import TRAINED
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def domain_sections(study: Study, store: RunStore) -> list[Section]:
     split = "test" if any(f"test/{domains[0]}_acc" in e for r in study.runs for e in r.epochs) else "val"
     labels, means, stds, rows = [], [], [], []
     for cell in study.cells:
-        finished = [r for r in cell.runs if r.status in ("completed", "stopped_early") and r.epochs]
+        finished = [r for r in cell.runs if r.status in TRAINED and r.epochs]
         if not finished:
             continue
         cell_means, cell_stds, row = [], [], [cell.label or "all runs"]

@@ -33,6 +33,11 @@ STATUSES = (
 # instead of training again, the ranking ranks them (diverging is what that configuration does),
 # and a failed attempt to continue one leaves it as it was.
 FINISHED = ("completed", "stopped_early", "diverged")
+# Runs that trained as planned (to the last epoch, or until early stopping): their results are the
+# configuration's, with nothing cut short.
+TRAINED = ("completed", "stopped_early")
+# Runs whose end leaves the model a restore-best run keeps: the best epoch's (a pruned run too).
+RESTORED = ("completed", "stopped_early", "diverged", "pruned")
 # Runs a new attempt continues from their checkpoint.
 RESUMABLE = ("interrupted", "failed", "pruned")
 

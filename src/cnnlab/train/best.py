@@ -17,9 +17,10 @@ from typing import Any
 
 import torch
 
-from cnnlab.analyze.best import RESTORED_STATUSES, restored_note
+from cnnlab.analyze.best import restored_note
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.store.schema import RESTORED
 from cnnlab.train.lifecycle import EarlyStopping, EpochCallback, EpochEnd, RunLife
 
 
@@ -49,7 +50,7 @@ class BestWeights(EpochCallback):
 
     def on_run_end(self, run: RunLife, status: str) -> None:
         """Make the run's stored final model the best epoch's, when the run ended on its own."""
-        if status in RESTORED_STATUSES and self.model and run.store is not None:
+        if status in RESTORED and self.model and run.store is not None:
             path = run.stored.checkpoint_path(run.id)
             staged = path.with_name(f".{path.name}.best.staged")
             if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
