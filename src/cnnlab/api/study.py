@@ -88,7 +88,9 @@ class Study:
     @property
     def ranking(self) -> pd.DataFrame:
         """The report's ranking: configurations by mean metric over seeds, with sd, 95% CI, seeds and
-        the verdict against the best (Welch's t-test), as numbers."""
+        the verdict against the best (the study's one test, named with its reason in
+        ``analysis.ranking.comparison``: pooled-variance t-test, or Welch's when Hartley's F-max finds
+        the variances differ), as numbers."""
         import pandas as pd
 
         metric = self.analysis.metric
