@@ -123,6 +123,18 @@ def test_compare_shows_the_settings_that_differ(client):
     assert all(len(row) == 3 for row in data["settings"])
 
 
+def test_compare_lists_no_difference_for_a_model_default_set_explicitly(tmp_path):
+    """As `cnnlab compare`: model.dropout=0.5 written out is the run that leaves it to the default."""
+    rows = curves(2)
+    with RunStore(root=tmp_path) as store:
+        plain = store_run(store, apply_overrides(Experiment().resolved(), {"train.epochs": 2}), rows)
+        explicit = store_run(store, apply_overrides(Experiment().resolved(), {
+            "train.epochs": 2, "model.dropout": 0.5, "seed": 1}), rows)
+    with TestClient(create_app(open_source(f"sqlite:///{tmp_path}/runs.sqlite")), base_url=LOCAL) as local:
+        data = local.get(f"/api/compare?runs={plain},{explicit}").json()
+    assert [row[0] for row in data["settings"]] == ["seed"], data["settings"]
+
+
 def test_pages_escape_run_text(client):
     attack = next(r["id"] for r in client.get("/api/runs").json()["runs"] if r["name"] == XSS)
     page = client.get(f"/runs/{attack}").text

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from cnnlab.analyze import RunData, analyze_runs, diagnose_run, stored_claim, varying_keys
 from cnnlab.analyze.cells import format_value
+from cnnlab.analyze.compare import differing_keys, filled_settings
 from cnnlab.analyze.diagnose import NOT_CONVERGED
 from cnnlab.analyze.study import Study
 from cnnlab.data.labels import run_dataset
@@ -344,7 +345,8 @@ def compare_view(store: RunStore, refs: Sequence[str]) -> dict[str, Any]:
         record = store.get_run(ref)
         records.setdefault(record.id, record)
     runs = load_run_data(store, list(records.values()))
-    keys = varying_keys(runs)
+    keys = differing_keys(runs)  # as `cnnlab compare`: a model default set explicitly is no difference
+    filled = [filled_settings(run) for run in runs]
     losses = [str(run.settings.get("train.loss") or "loss") for run in runs]
     metrics = [["status", *(shown_status(run.record) for run in runs)],
                ["epochs", *(str(len(run.epochs)) for run in runs)]]
@@ -360,7 +362,7 @@ def compare_view(store: RunStore, refs: Sequence[str]) -> dict[str, Any]:
                  for run, loss in zip(runs, losses, strict=True)],
         "normalise_loss": len(set(losses)) > 1,
         "losses": sorted(set(losses)),
-        "settings": [[key, *(format_value(run.settings.get(key)) for run in runs)] for key in keys],
+        "settings": [[key, *(format_value(flat.get(key)) for flat in filled)] for key in keys],
         "metrics": metrics,
     }
 
