@@ -75,5 +75,9 @@ def test_a_paused_lock_holder_is_ended_and_its_late_rename_undone(postgres, tmp_
     assert paused.returncode == 3, output
     assert "lost its hold on the run" in output
     assert target.read_bytes() == b"written by B, the new owner"
-    # A's file is nowhere (its rename of B's file to the previous one's place was undone too).
+    # A's file is nowhere (its rename of B's file to the previous one's place was undone too), and
+    # the previous checkpoint B kept is back in its place.
     assert not any(b"paused process" in f.read_bytes() for f in target.parent.iterdir() if f.is_file())
+    previous = store.previous_checkpoint_path(run_id)
+    assert previous.read_bytes() == b"epoch 1"
+    assert sorted(f.name for f in target.parent.iterdir()) == sorted([target.name, previous.name])

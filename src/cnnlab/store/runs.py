@@ -245,11 +245,18 @@ class RunStore:
         ``keep_previous``) while this process holds the run (``lease``, its row locked). If the
         lock turns out lost when its transaction ends (a process paused inside here past the
         server's idle-in-transaction timeout, which ended its session so another could take the
-        run over), both renames are undone and LeaseLost raised: the late file never stays."""
+        run over), every rename is undone and LeaseLost raised: the late file never stays, and the
+        previous file is back where it was."""
         moved: list[tuple[Path, Path]] = []
+        aside = keep_previous.with_name(keep_previous.name + ".undo") if keep_previous is not None else None
         try:
             with self.fenced(run_id, lease):
-                if keep_previous is not None and target.exists():
+                if keep_previous is not None and aside is not None and target.exists():
+                    # The previous file is put aside, not replaced, until the renames hold: undoing
+                    # them then puts every file back, that one included.
+                    with contextlib.suppress(FileNotFoundError):  # tried, not checked first
+                        os.replace(keep_previous, aside)
+                        moved.append((keep_previous, aside))
                     os.replace(target, keep_previous)
                     moved.append((target, keep_previous))
                 os.replace(staged, target)
@@ -264,8 +271,10 @@ class RunStore:
                             f"{target.name} (its database session ended: {exc}); the file was put back") \
                 from exc
         finally:
-            with contextlib.suppress(OSError):
-                staged.unlink(missing_ok=True)
+            for leftover in (staged, aside):
+                if leftover is not None:
+                    with contextlib.suppress(OSError):
+                        leftover.unlink(missing_ok=True)
 
     def update_run(self, run_id: str, lease: int | None = None, **fields: Any) -> None:
         """Set run fields (status, finished_at, duration_s, summary metrics, ...); with ``lease``,
