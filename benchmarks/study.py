@@ -19,6 +19,7 @@ each) over the run's wall time. Prints the CPU's flags and the load average.
     python benchmarks/study.py [--only seed000,seed002] [--data-dir ../shared/datasets]
         [--cifar-root DIR] [--epochs N --limit N]   # reduced, for checking the script
         [--vmap K] [--workers N]                    # passed to cnnlab sweep
+        [--keep DIR]                                # keep the run stores and reports in DIR/STUDY
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="reduced: data.train_limit (test_limit: a quarter)")
     parser.add_argument("--workers", type=int, help="cnnlab sweep --workers (default: its own)")
     parser.add_argument("--vmap", type=int, default=0, help="cnnlab sweep --vmap K")
+    parser.add_argument("--keep", type=Path, help="keep each study's run store and report in KEEP/STUDY "
+                                                  "(default: a temporary folder, removed after)")
     args = parser.parse_args()
     studies = args.only.split(",")
     unknown = sorted(set(studies) - set(STUDIES))
@@ -149,7 +152,9 @@ def main() -> None:
     reduced = f" (reduced: {' '.join(overrides[1::2])})" if overrides else " (as shipped)"
     for study in studies:
         sweep, path = STUDIES[study]
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory() as scratch:
+            tmp = str(args.keep / study) if args.keep else scratch
+            Path(tmp).mkdir(parents=True, exist_ok=True)
             home = Path(tmp) / "home"
             data = args.data_dir
             if study == "seed002":
