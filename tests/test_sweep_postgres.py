@@ -168,7 +168,7 @@ name = "paused"
 seeds = [0, 1]
 
 [base]
-data = { dataset = "mnist-sample", train_limit = 96, test_limit = 32, val = 0.1 }
+data = { dataset = "mnist-sample", train_limit = 480, test_limit = 32, val = 0.1 }
 model = { name = "book_cnn" }
 train = { optimizer = "adam", epochs = 3, batch_size = 8, eval_test = false }
 
@@ -178,7 +178,9 @@ train = { optimizer = "adam", epochs = 3, batch_size = 8, eval_test = false }
 
 
 def test_a_paused_worker_cannot_damage_the_run_another_worker_took_over(postgres, tmp_path):
-    """SIGSTOP a worker once its run has one epoch stored, let the other worker take the run over
+    """(Epochs of ~50 steps: long enough on a quiet machine for the test to see a run with exactly
+    one epoch stored; with 11 steps both workers could finish before it looked.)
+    SIGSTOP a worker once its run has one epoch stored, let the other worker take the run over
     after the (shortened) grace period and complete it, then SIGCONT: the paused worker's next
     write is fenced off, so the completed run keeps its rows and checkpoint, and the paused
     worker says so in one line and exits cleanly."""
