@@ -220,6 +220,18 @@ def test_cures_name_real_settings_and_never_the_one_a_run_has():
                             overrides=cure.settings)
 
 
+def test_each_cure_of_several_findings_is_computed_from_the_runs_own_settings():
+    settings = {"data.dataset": "mnist", "data.val": 0.1, "train.lr": 0.01, "train.loss": "cross_entropy",
+                "train.epochs": 10, "train.schedule": "cosine"}
+    found = cures([finding("overfitting"), finding("unstable"), finding("not converged")], settings)
+    assert [cure.finding for cure in found] == ["overfitting", "unstable", "not converged"]
+    assert found[0].settings == {"data.augment": "crop", "train.restore_best": True}
+    # The run has a cosine schedule already: the unstable cure lowers its lr, it does not propose
+    # the cosine schedule it has (as it did from the previous cure's settings).
+    assert found[1].settings == {"train.lr": 0.00333} and found[1].before == {"train.lr": 0.01}
+    assert found[2].settings == {"train.epochs": 20}
+
+
 def test_diagnose_write_makes_a_two_cell_sweep_as_is_versus_cured(store, tmp_path):
     record = train(store, small(lr=0.02, epochs=6))
     (diagnosis,) = diagnose_stored(store, [record.id])

@@ -80,10 +80,10 @@ def cures(findings: Sequence[FindingLike], settings: Mapping[str, Any]) -> list[
         cure = cure_for(finding, settings)
         if cure is None:
             continue
-        settings = {key: value for key, value in cure.settings.items() if key not in taken}
-        if settings:
-            taken.update(settings)
-            out.append(Cure(cure.finding, settings, {key: cure.before[key] for key in settings}))
+        changes = {key: value for key, value in cure.settings.items() if key not in taken}
+        if changes:
+            taken.update(changes)
+            out.append(Cure(cure.finding, changes, {key: cure.before[key] for key in changes}))
     return out
 
 
