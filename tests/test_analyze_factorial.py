@@ -16,6 +16,7 @@ from cnnlab.analyze import analyze_stored
 from cnnlab.analyze.factorial import GRID, NO_VALUES, NOT_A_GRID, NOT_COMPARABLE
 from cnnlab.analyze.synthetic import make_factorial
 from cnnlab.errors import ConfigError
+from cnnlab.report.content import build_report
 from cnnlab.store import RunStore
 
 LOSS = {"train.loss": ["mse", "cross_entropy"]}
@@ -182,6 +183,24 @@ def test_runs_without_the_metric_and_one_level_factors_say_so(store):
     )
     text = " ".join(analyze_stored(store, ["t"]).conclusions.effects)
     assert "lr: only 0.01 has runs with a value, so its effect cannot be estimated." in text
+
+
+def test_a_level_whose_runs_all_failed_leaves_the_others_compared(store):
+    make_factorial(
+        store,
+        "s",
+        {"train.lr": [0.001, 0.01, 1.0], **LOSS},
+        lambda s: 0.95 if s["train.lr"] == 0.01 else 0.9,
+        sd=0.01,
+        status=lambda s, seed: "failed" if s["train.lr"] == 1.0 else None,
+    )
+    study = analyze_stored(store, ["s"])
+    a = study.factorial
+    assert a.design == GRID and len(a.missing_cells) == 2
+    best, worst, _ = a.differences["lr"]  # from the levels with values only (1.0 has none)
+    assert (best, worst) == ("0.01", "0.001")
+    assert "lr (averaged over the other factors)" in " ".join(study.conclusions.effects)
+    assert build_report(study, store).title  # the report is built too
 
 
 def test_runs_on_different_evaluation_data_are_not_compared(store):
