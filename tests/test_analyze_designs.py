@@ -348,6 +348,33 @@ def test_ties_and_chance_among_learning_configurations(tmp_path):
     assert "optimizer=rmsprop" not in c.learns_best
 
 
+def test_a_loss_metric_names_the_best_and_says_worse_rows_are_higher(store):
+    make_factorial(
+        store, "l", {"train.optimizer": ["adam", "sgd", "rmsprop"]},
+        lambda s: {"adam": 0.97, "sgd": 0.90, "rmsprop": 0.969}[s["train.optimizer"]], sd=0.003,
+    )
+    sentence = analyze_stored(store, ["l"], metric="min_val_loss").conclusions.learns_best
+    assert sentence.startswith("Best by lowest validation loss (mean over 3 seeds): optimizer=adam, ")
+    assert "Highest" not in sentence and ": lower" not in sentence
+    assert re.search(r"optimizer=sgd [\d.]+, difference \+[\d.]+ \([^)]*\): higher \(so worse\)", sentence)
+
+
+def test_an_unadjusted_interval_beside_a_holm_verdict_is_said_to_be_so(store):
+    """Two rows 2.1 points below the best at 3 seeds: each interval (unadjusted) excludes 0 but the
+    Holm-corrected p is above 0.05, so neither row is called lower nor 'cannot be told apart'."""
+    final_runs(
+        store, "h",
+        {("adam",): [0.90, 0.91, 0.92], ("sgd",): [0.879, 0.889, 0.899], ("rmsprop",): [0.879, 0.889, 0.899]},
+        ["train.optimizer"],
+    )
+    sentence = analyze_stored(store, ["h"]).conclusions.learns_best
+    assert "intervals 95% unadjusted, verdicts from p-values Holm-corrected over the comparisons" in sentence
+    assert sentence.count("95% CI −4.10 to −0.10") == 2  # both intervals exclude 0 ...
+    # ... the verdicts do not
+    assert sentence.count(": not significant after the Holm correction at 3 seeds") == 2
+    assert "cannot be told apart" not in sentence and ": lower" not in sentence
+
+
 def test_one_run_each_differences_carry_the_measurement_interval(store):
     final_runs(store, "m", {("adam",): [0.3405], ("sgd",): [0.34]}, ["train.optimizer"])
     study = analyze_stored(store, ["m"])

@@ -28,7 +28,14 @@ from cnnlab.analyze.factors import Factor
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import Ranking
 from cnnlab.analyze.stats import CONFIDENCE
-from cnnlab.analyze.wording import APART, UNKNOWN_SPLIT, difference_text, measured_difference, verdict
+from cnnlab.analyze.wording import (
+    APART,
+    UNKNOWN_SPLIT,
+    difference_text,
+    direction,
+    measured_difference,
+    verdict,
+)
 
 MAX_ESTIMATES_LISTED = 7  # effect estimates named in the unreplicated grid's sentence
 
@@ -192,7 +199,7 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
                 continue
             if replicated:
                 d = ranking.comparison.difference(values, base_values)
-                said = _direction(metric, d.diff) if d.excludes_zero else "cannot be told apart"
+                said = direction(metric, d.diff) if d.excludes_zero else "cannot be told apart"
                 parts.append(
                     f"{level} {metric.format(sum(values) / len(values))}, "
                     f"{difference_text(metric, d, ranking.comparison.short_name)}: {said}"
@@ -204,7 +211,7 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
                 elif not d.has_interval:
                     said = "not tested"
                 elif verdict(d) == APART:
-                    said = f"{_direction(metric, d.diff)} on these images"
+                    said = f"{direction(metric, d.diff)} on these images"
                 else:
                     said = "cannot be told apart on these images"
                 parts.append(
@@ -237,12 +244,6 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
             )
         )
     return DesignAnalysis(factorial, sentences, effects)
-
-
-def _direction(metric: Metric, diff: float) -> str:
-    """``higher`` or ``lower`` than the base cell, for the metric's direction (``better``/``worse``)."""
-    word = "higher" if diff > 0 else "lower"
-    return word if metric.higher_is_better else f"{word} (so {'worse' if diff > 0 else 'better'})"
 
 
 def _others(design: Design, factor: Factor) -> str:

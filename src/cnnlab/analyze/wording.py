@@ -38,6 +38,13 @@ def chance_words(chance: float) -> str:
     return f"chance ({100 * chance:.2f}% for {round(1 / chance)} classes; {margin})"
 
 
+def direction(metric: Metric, diff: float) -> str:
+    """``higher`` or ``lower`` for a difference ``diff``, with ``(so worse)``/``(so better)`` for a
+    metric where lower is better."""
+    word = "higher" if diff > 0 else "lower"
+    return word if metric.higher_is_better else f"{word} (so {'worse' if diff > 0 else 'better'})"
+
+
 def interval_text(metric: Metric, d: Difference) -> str:
     """``95% CI −5.31 to +6.40``."""
     low, high = metric.format_signed(d.low, unit=False), metric.format_signed(d.high, unit=False)
