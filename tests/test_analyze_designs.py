@@ -21,7 +21,9 @@ from statsmodels.stats.anova import anova_lm
 from cnnlab.analyze import analyze_runs, analyze_stored, parse_claim
 from cnnlab.analyze.contrasts import effect_estimates
 from cnnlab.analyze.design import NOT_COMPARABLE, ONE_FACTOR, REPLICATED_GRID, SAMPLED, UNREPLICATED_GRID
+from cnnlab.analyze.metrics import METRICS
 from cnnlab.analyze.synthetic import curves, make_factorial, store_run
+from cnnlab.analyze.wording import at_chance, chance_words
 from cnnlab.config import Experiment, apply_overrides
 from cnnlab.errors import ConfigError
 from cnnlab.store import RunStore
@@ -328,7 +330,10 @@ def test_configurations_at_chance_or_tied_are_said_to_be_so_never_ordered(store)
     final_runs(store, "q", cells, keys)
     c = analyze_stored(store, ["q"]).conclusions
     assert c.at_chance.startswith("Every configuration sits at chance (10.00% for 10 classes")
-    assert "not ordered" in c.at_chance
+    assert c.at_chance.endswith(
+        ". Their best validation accuracy shows nothing learned, so the study cannot rank them; "
+        "they are not ordered."
+    )
     assert c.best_configuration is None and c.learns_best is None
     for s in c.sentences():
         assert " > " not in s
@@ -344,8 +349,18 @@ def test_ties_and_chance_among_learning_configurations(tmp_path):
         )
         c = analyze_stored(store, ["t"]).conclusions
     assert "tied (the same mean)" in c.learns_best
-    assert c.at_chance.startswith("At chance (10.00% for 10 classes") and "optimizer=rmsprop" in c.at_chance
+    assert c.at_chance == (
+        "At chance (10.00% for 10 classes; within 5 points of it): optimizer=rmsprop (11.00%); not ordered "
+        "among themselves: their best validation accuracy shows nothing learned."
+    )
     assert "optimizer=rmsprop" not in c.learns_best
+
+
+def test_at_chance_is_half_of_chance_above_it_with_many_classes():
+    metric = METRICS["best_val_acc"]
+    assert chance_words(0.01) == "chance (1.00% for 100 classes; within 0.5 points of it)"
+    assert not at_chance(metric, 0.06, 0.01) and at_chance(metric, 0.014, 0.01)
+    assert at_chance(metric, 0.149, 0.1) and not at_chance(metric, 0.151, 0.1)  # 10 classes: 5 points
 
 
 def test_a_loss_metric_names_the_best_and_says_worse_rows_are_higher(store):

@@ -148,12 +148,12 @@ def at_chance_sentence(ranking: Ranking) -> str | None:
     more = f" and {len(chance) - MAX_LISTED} more" if len(chance) > MAX_LISTED else ""
     if not above:
         return (
-            f"Every configuration sits at {chance_words(level)}: {named}{more}. None learned anything this "
-            f"{metric.description} shows, so the study cannot rank them; they are not ordered."
+            f"Every configuration sits at {chance_words(level)}: {named}{more}. Their {metric.description} "
+            "shows nothing learned, so the study cannot rank them; they are not ordered."
         )
     return (
-        f"At {chance_words(level)}, so not ordered among themselves: {named}{more}: they learned nothing "
-        f"this {metric.description} shows."
+        f"At {chance_words(level)}: {named}{more}; not ordered among themselves: their "
+        f"{metric.description} shows nothing learned."
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from scipy import stats as scipy_stats
 
-from cnnlab.analyze.diagnose import CHANCE_MARGIN, split_size
+from cnnlab.analyze.diagnose import chance_margin, split_size
 from cnnlab.analyze.factors import EVALUATION_KEYS
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
@@ -26,15 +26,15 @@ def chance_level(runs: Iterable[RunData]) -> float | None:
 
 
 def at_chance(metric: Metric, value: float, chance: float | None) -> bool:
-    """An accuracy within ``CHANCE_MARGIN`` of ``chance`` (the diagnosis' margin): nothing learned.
-    False when chance is unknown."""
+    """An accuracy within the diagnosis' margin above ``chance`` (`chance_margin`: 5 points, or half of
+    chance where that is less): nothing learned. False when chance is unknown."""
     return (chance is not None and metric.higher_is_better and math.isfinite(value)
-            and value <= chance + CHANCE_MARGIN)
+            and value <= chance + chance_margin(chance))
 
 
 def chance_words(chance: float) -> str:
-    """``chance (10.00% for 10 classes; within 5 points of it)``."""
-    margin = f"within {100 * CHANCE_MARGIN:g} points of it"
+    """``chance (10.00% for 10 classes; within 5 points of it)``; ``0.5 points`` for 100 classes."""
+    margin = f"within {100 * chance_margin(chance):.3g} points of it"
     return f"chance ({100 * chance:.2f}% for {round(1 / chance)} classes; {margin})"
 
 
