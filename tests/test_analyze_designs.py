@@ -23,8 +23,9 @@ from cnnlab.analyze.contrasts import effect_estimates
 from cnnlab.analyze.design import NOT_COMPARABLE, ONE_FACTOR, REPLICATED_GRID, SAMPLED, UNREPLICATED_GRID
 from cnnlab.analyze.metrics import METRICS
 from cnnlab.analyze.synthetic import curves, make_factorial, store_run
-from cnnlab.analyze.wording import at_chance, chance_words
+from cnnlab.analyze.wording import at_chance, chance_words, measured_difference
 from cnnlab.config import Experiment, apply_overrides
+from cnnlab.data.facts import RunFacts
 from cnnlab.errors import ConfigError
 from cnnlab.store import RunStore
 
@@ -396,6 +397,28 @@ def test_one_run_each_differences_carry_the_measurement_interval(store):
     sentence = study.conclusions.learns_best
     assert "cannot be told apart on these images" in sentence and "seed" not in sentence
     assert_every_difference_has_an_interval([sentence])
+
+
+class FlatRun:
+    """A run whose validation accuracy is the same every epoch, with its split sizes stored."""
+
+    def __init__(self, acc: float, val: int | None) -> None:
+        self.settings = {"data.dataset": "npz", "data.path": "x.npz"}
+        self.facts = RunFacts(10, 5000, val, stored=True)
+        self.acc = acc
+
+    def series(self, column: str) -> np.ndarray:
+        return np.full(4, self.acc) if column == "val_acc" else np.full(4, np.nan)
+
+
+def test_one_run_each_takes_the_stored_split_size_when_the_values_cannot_tell():
+    metric = METRICS["best_val_acc"]
+    d, size = measured_difference(metric, FlatRun(0.9, 2000), FlatRun(0.85, 2000))
+    assert size == 2000 and d.has_interval
+    half = 1.959964 * math.sqrt(0.9 * 0.1 / 2000 + 0.85 * 0.15 / 2000)
+    assert (d.low, d.high) == pytest.approx((0.05 - half, 0.05 + half))
+    d, size = measured_difference(metric, FlatRun(0.9, None), FlatRun(0.85, None))
+    assert size is None and not d.has_interval  # neither the values nor the run know the size
 
 
 def test_analyze_runs_keeps_its_signature():

@@ -70,17 +70,15 @@ def difference_text(metric: Metric, d: Difference, extra: str = "", missing: str
 def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Difference, int | None]:
     """Run ``a``'s value minus run ``b``'s, with the interval of measuring two accuracies on the
     split's images (two proportions, normal approximation): what one run per configuration can say.
-    Run-to-run (training) noise is not in it. Returns the split's size too (None when unknown, and
-    then no interval)."""
+    Run-to-run (training) noise is not in it. The split's size is the one the run stored when it
+    trained, else read off its values (see `split_size`). Returns the split's size too (None when
+    unknown, and then no interval)."""
     va, vb = metric.of(a), metric.of(b)
     diff = va - vb
     if not metric.higher_is_better:
         return Difference(diff, math.nan, math.nan, None), None
     split = next((name for name in ("val", "train") if metric.column.startswith(name)), None)
-    sizes = [
-        split_size(run.series(metric.column), run.facts.size(split) if split else None)
-        for run in (a, b)
-    ]
+    sizes = [_split_size(run, metric, split) for run in (a, b)]
     if sizes[0] is None and sizes[1] is None:
         return Difference(diff, math.nan, math.nan, None), None
     if evaluation_key(a) == evaluation_key(
@@ -95,6 +93,14 @@ def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Differe
         return Difference(diff, diff, diff, None), na
     half = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2)) * se
     return Difference(diff, diff - half, diff + half, None), na
+
+
+def _split_size(run: RunData, metric: Metric, split: str | None) -> int | None:
+    facts = run.facts
+    size = facts.size(split) if split else None
+    if size and facts.stored:
+        return size  # exact, even where the values cannot tell (fewer than two distinct ones)
+    return split_size(run.series(metric.column), size)
 
 
 def evaluation_key(run: RunData) -> tuple[str, ...]:
