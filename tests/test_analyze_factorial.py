@@ -93,10 +93,19 @@ def test_pure_main_effect_without_interaction(store):
     text = study.conclusions.effects
     assert any(s.startswith("No significant loss × optimizer interaction (F(1, 8) = ") for s in text)
     optimizer = next(s for s in text if s.startswith("optimizer (averaged over the other factors)"))
-    assert "is higher with adam" in optimizer and ": a real difference (F(1, 8) = " in optimizer
+    assert "is higher with adam" in optimizer and ": significant (F(1, 8) = " in optimizer
+    assert "real difference" not in optimizer
     loss = next(s for s in text if s.startswith("loss (averaged"))
     assert "not significant" in loss and "the two cannot be told apart with 3 seeds per configuration" in loss
+    assert loss.endswith("more seeds would be needed to detect it if a gap this size is real.")
     assert "against mse: difference" in loss or "against cross_entropy: difference" in loss
+
+
+def test_a_factor_of_three_levels_not_told_apart_says_the_levels(store):
+    make_factorial(store, "s", {"train.optimizer": ["adam", "sgd", "rmsprop"]}, lambda s: 0.95, sd=0.01)
+    (sentence,) = [s for s in analyze_stored(store, ["s"]).conclusions.effects if s.startswith("optimizer:")]
+    assert "not significant" in sentence and "the levels cannot be told apart with 3 seeds" in sentence
+    assert "the two" not in sentence
 
 
 def test_unbalanced_cells_use_type_iii(store):
