@@ -447,6 +447,66 @@ def test_seed_003_sample_is_reported_one_factor_at_a_time(store, tmp_path):
     assert "pooled over" not in markdown and "over runs" not in markdown
 
 
+def one_factor_study(store, name: str, runs: list[tuple[dict, int, str | None]]) -> list[str]:
+    """A one-factor-at-a-time sweep around lr=0.001, dropout=0.5, adam: (change, seed, status) per run."""
+    base = Experiment().resolved()
+    base["train"]["epochs"] = 4
+    for trial, (change, seed, status) in enumerate(runs):
+        settings = {"train.lr": 0.001, "model.dropout": 0.5, "train.optimizer": "adam", **change}
+        acc = 0.97 - 0.05 * ("train.lr" in change) - 0.01 * ("model.dropout" in change)
+        config = apply_overrides(base, {**settings, "seed": seed})
+        rows = curves(4, final_acc=acc, start_acc=0.6, seed=trial)
+        for i, row in enumerate(rows):  # counts of 2,000 validation images
+            row["val_acc"] = round(2000 * (acc - 0.1 * (i == 0) + 0.001 * seed)) / 2000
+        store_run(store, config, rows[:1] if status else rows, sweep=name, trial=trial, status=status)
+    study = analyze_stored(store, [name])
+    assert study.design.kind == ONE_FACTOR
+    return study.conclusions.sentences()
+
+
+def test_one_factor_levels_with_too_few_values_are_said_not_tested(store):
+    sentences = one_factor_study(store, "o", [
+        ({}, 0, None), ({}, 1, None), ({"train.lr": 0.01}, 0, None), ({"train.lr": 0.01}, 1, None),
+        ({"train.lr": 0.0001}, 0, None), ({"model.dropout": 0.2}, 0, None), ({"model.dropout": 0.8}, 0, None),
+    ])
+    lr = next(s for s in sentences if s.startswith("lr against the base cell"))
+    assert "0.0001 " in lr and "(no interval: " in lr
+    assert lr.count(": not tested (too few values)") == 1 and "cannot be told apart" not in lr
+
+
+def test_one_run_each_compares_the_run_with_a_value_not_a_failed_one(store):
+    sentences = one_factor_study(store, "f", [
+        ({}, 0, None), ({"train.lr": 0.01}, 0, None), ({"train.lr": 0.0001}, 0, None),
+        ({"train.optimizer": "sgd"}, 0, "failed"), ({"train.optimizer": "sgd"}, 1, None),
+    ])
+    optimizer = next(s for s in sentences if s.startswith("optimizer against the base cell"))
+    # the failed run (one epoch stored, its value not ranked) is not the one compared
+    assert re.search(r"sgd 97.[\d]+%, difference [+−]0.[\d]+ points \(95% CI ", optimizer), optimizer
+
+
+def test_one_run_each_conclusions_compare_the_run_with_a_value(store):
+    """A cell whose first run diverged with no accuracy and whose second has one: one value per
+    configuration, and the sentence compares that value (the diverged run has none)."""
+    base = Experiment().resolved()
+    base["train"]["epochs"] = 4
+    trial = 0
+    for optimizer, value in (("adam", 0.9), ("sgd", 0.85)):
+        for seed in (0, 1):
+            config = apply_overrides(base, {"train.optimizer": optimizer, "seed": seed})
+            rows = curves(4, final_acc=value, start_acc=value, noise=0.0, seed=seed)
+            for i, row in enumerate(rows):
+                row["val_acc"] = math.nan if seed == 0 else round(2000 * (value - 0.02 * (i == 0))) / 2000
+            store_run(store, config, rows, sweep="d", trial=trial, status="diverged" if seed == 0 else None)
+            trial += 1
+    order = [{"train.optimizer": "adam"}, {"train.optimizer": "sgd"}]
+    claim = parse_claim({"source": "a seed", "text": "Adam beats SGD", "order": order})
+    conclusions = analyze_stored(store, ["d"], claim=claim).conclusions
+    sentence = conclusions.learns_best
+    assert "(one run per configuration)" in sentence
+    assert re.search(r"optimizer=sgd 85.00%, difference −5.00 points \(95% CI ", sentence), sentence
+    assert "difference +5.00 points (95% CI " in conclusions.claim, conclusions.claim
+
+
 def test_sweep_status_lists_the_base_cell_under_every_factor():
     from rich.console import Console
 

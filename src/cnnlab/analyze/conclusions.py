@@ -20,6 +20,7 @@ from cnnlab.analyze.wording import (
     chance_words,
     difference_text,
     direction,
+    first_with_value,
     measured_difference,
     verdict,
 )
@@ -112,10 +113,10 @@ def _said(metric: Metric, row: RankedCell, d: Difference) -> str:
 
 def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
     best = rows[0]
-    best_run = best.cell.runs[0]
+    best_run = first_with_value(metric, best.cell.runs)
     parts, size = [], None
     for row in rows[1:MAX_LISTED]:
-        d, n = measured_difference(metric, row.cell.runs[0], best_run)
+        d, n = measured_difference(metric, first_with_value(metric, row.cell.runs), best_run)
         size = size or n
         if d.diff == 0:
             said = "tied (the same value)"

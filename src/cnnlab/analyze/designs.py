@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cnnlab.analyze.cells import Cell
 from cnnlab.analyze.contrasts import EffectEstimate, effect_estimates
 from cnnlab.analyze.design import (
     NO_VALUES,
@@ -27,6 +28,7 @@ from cnnlab.analyze.factorial import FactorialAnalysis, analyze_factors
 from cnnlab.analyze.factors import Factor
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import Ranking
+from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import CONFIDENCE
 from cnnlab.analyze.wording import (
     APART,
@@ -199,13 +201,20 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
                 continue
             if replicated:
                 d = ranking.comparison.difference(values, base_values)
-                said = direction(metric, d.diff) if d.excludes_zero else "cannot be told apart"
+                if d.diff == 0:
+                    said = "tied"
+                elif not d.has_interval:
+                    said = "not tested (too few values)"
+                elif d.excludes_zero:
+                    said = direction(metric, d.diff)
+                else:
+                    said = "cannot be told apart"
                 parts.append(
                     f"{level} {metric.format(sum(values) / len(values))}, "
                     f"{difference_text(metric, d, ranking.comparison.short_name)}: {said}"
                 )
             else:
-                d, _ = measured_difference(metric, cell.runs[0], base.runs[0])
+                d, _ = measured_difference(metric, _first_scored(design, cell), _first_scored(design, base))
                 if d.diff == 0:
                     said = "tied"
                 elif not d.has_interval:
@@ -244,6 +253,11 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
             )
         )
     return DesignAnalysis(factorial, sentences, effects)
+
+
+def _first_scored(design: Design, cell: Cell) -> RunData:
+    """The cell's first run with a value (a failed run before it is not compared)."""
+    return next(run for run in cell.runs if run in design.scored)
 
 
 def _others(design: Design, factor: Factor) -> str:

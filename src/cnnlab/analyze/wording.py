@@ -103,6 +103,11 @@ def _split_size(run: RunData, metric: Metric, split: str | None) -> int | None:
     return split_size(run.series(metric.column), size)
 
 
+def first_with_value(metric: Metric, runs: Sequence[RunData]) -> RunData:
+    """The first of ``runs`` with a finite value of ``metric`` (the first run when none has one)."""
+    return next((run for run in runs if math.isfinite(metric.of(run))), runs[0])
+
+
 def evaluation_key(run: RunData) -> tuple[str, ...]:
     """The settings that decide how many images a run is scored on."""
     return tuple(str(run.settings.get(key)) for key in EVALUATION_KEYS)
