@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.metrics import Metric
@@ -52,13 +52,12 @@ class Conclusions:
     at_chance: str | None = None
     budget: str | None = None
     claim: str | None = None
-    extra: list[str] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
         """All sentences in reading order."""
         first = [self.best_configuration, self.learns_best, self.at_chance]
         last = [self.budget, self.claim, self.fastest_falling]
-        return [s for s in first if s] + self.effects + [s for s in last if s] + self.extra
+        return [s for s in first if s] + self.effects + [s for s in last if s]
 
 
 def compared_rows(ranking: Ranking) -> tuple[list[RankedCell], list[RankedCell]]:
