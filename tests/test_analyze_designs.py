@@ -21,8 +21,11 @@ from statsmodels.stats.anova import anova_lm
 from cnnlab.analyze import analyze_runs, analyze_stored, parse_claim
 from cnnlab.analyze.contrasts import effect_estimates
 from cnnlab.analyze.design import NOT_COMPARABLE, ONE_FACTOR, REPLICATED_GRID, SAMPLED, UNREPLICATED_GRID
+from cnnlab.analyze.metrics import METRICS
 from cnnlab.analyze.synthetic import curves, make_factorial, store_run
+from cnnlab.analyze.wording import at_chance, chance_words, measured_difference
 from cnnlab.config import Experiment, apply_overrides
+from cnnlab.data.facts import RunFacts
 from cnnlab.errors import ConfigError
 from cnnlab.store import RunStore
 
@@ -328,7 +331,10 @@ def test_configurations_at_chance_or_tied_are_said_to_be_so_never_ordered(store)
     final_runs(store, "q", cells, keys)
     c = analyze_stored(store, ["q"]).conclusions
     assert c.at_chance.startswith("Every configuration sits at chance (10.00% for 10 classes")
-    assert "not ordered" in c.at_chance
+    assert c.at_chance.endswith(
+        ". Their best validation accuracy shows nothing learned, so the study cannot rank them; "
+        "they are not ordered."
+    )
     assert c.best_configuration is None and c.learns_best is None
     for s in c.sentences():
         assert " > " not in s
@@ -344,8 +350,45 @@ def test_ties_and_chance_among_learning_configurations(tmp_path):
         )
         c = analyze_stored(store, ["t"]).conclusions
     assert "tied (the same mean)" in c.learns_best
-    assert c.at_chance.startswith("At chance (10.00% for 10 classes") and "optimizer=rmsprop" in c.at_chance
+    assert c.at_chance == (
+        "At chance (10.00% for 10 classes; within 5 points of it): optimizer=rmsprop (11.00%); not ordered "
+        "among themselves: their best validation accuracy shows nothing learned."
+    )
     assert "optimizer=rmsprop" not in c.learns_best
+
+
+def test_at_chance_is_half_of_chance_above_it_with_many_classes():
+    metric = METRICS["best_val_acc"]
+    assert chance_words(0.01) == "chance (1.00% for 100 classes; within 0.5 points of it)"
+    assert not at_chance(metric, 0.06, 0.01) and at_chance(metric, 0.014, 0.01)
+    assert at_chance(metric, 0.149, 0.1) and not at_chance(metric, 0.151, 0.1)  # 10 classes: 5 points
+
+
+def test_a_loss_metric_names_the_best_and_says_worse_rows_are_higher(store):
+    make_factorial(
+        store, "l", {"train.optimizer": ["adam", "sgd", "rmsprop"]},
+        lambda s: {"adam": 0.97, "sgd": 0.90, "rmsprop": 0.969}[s["train.optimizer"]], sd=0.003,
+    )
+    sentence = analyze_stored(store, ["l"], metric="min_val_loss").conclusions.learns_best
+    assert sentence.startswith("Best by lowest validation loss (mean over 3 seeds): optimizer=adam, ")
+    assert "Highest" not in sentence and ": lower" not in sentence
+    assert re.search(r"optimizer=sgd [\d.]+, difference \+[\d.]+ \([^)]*\): higher \(so worse\)", sentence)
+
+
+def test_an_unadjusted_interval_beside_a_holm_verdict_is_said_to_be_so(store):
+    """Two rows 2.1 points below the best at 3 seeds: each interval (unadjusted) excludes 0 but the
+    Holm-corrected p is above 0.05, so neither row is called lower nor 'cannot be told apart'."""
+    final_runs(
+        store, "h",
+        {("adam",): [0.90, 0.91, 0.92], ("sgd",): [0.879, 0.889, 0.899], ("rmsprop",): [0.879, 0.889, 0.899]},
+        ["train.optimizer"],
+    )
+    sentence = analyze_stored(store, ["h"]).conclusions.learns_best
+    assert "intervals 95% unadjusted, verdicts from p-values Holm-corrected over the comparisons" in sentence
+    assert sentence.count("95% CI −4.10 to −0.10") == 2  # both intervals exclude 0 ...
+    # ... the verdicts do not
+    assert sentence.count(": not significant after the Holm correction at 3 seeds") == 2
+    assert "cannot be told apart" not in sentence and ": lower" not in sentence
 
 
 def test_one_run_each_differences_carry_the_measurement_interval(store):
@@ -354,6 +397,28 @@ def test_one_run_each_differences_carry_the_measurement_interval(store):
     sentence = study.conclusions.learns_best
     assert "cannot be told apart on these images" in sentence and "seed" not in sentence
     assert_every_difference_has_an_interval([sentence])
+
+
+class FlatRun:
+    """A run whose validation accuracy is the same every epoch, with its split sizes stored."""
+
+    def __init__(self, acc: float, val: int | None) -> None:
+        self.settings = {"data.dataset": "npz", "data.path": "x.npz"}
+        self.facts = RunFacts(10, 5000, val, stored=True)
+        self.acc = acc
+
+    def series(self, column: str) -> np.ndarray:
+        return np.full(4, self.acc) if column == "val_acc" else np.full(4, np.nan)
+
+
+def test_one_run_each_takes_the_stored_split_size_when_the_values_cannot_tell():
+    metric = METRICS["best_val_acc"]
+    d, size = measured_difference(metric, FlatRun(0.9, 2000), FlatRun(0.85, 2000))
+    assert size == 2000 and d.has_interval
+    half = 1.959964 * math.sqrt(0.9 * 0.1 / 2000 + 0.85 * 0.15 / 2000)
+    assert (d.low, d.high) == pytest.approx((0.05 - half, 0.05 + half))
+    d, size = measured_difference(metric, FlatRun(0.9, None), FlatRun(0.85, None))
+    assert size is None and not d.has_interval  # neither the values nor the run know the size
 
 
 def test_analyze_runs_keeps_its_signature():
@@ -380,6 +445,66 @@ def test_seed_003_sample_is_reported_one_factor_at_a_time(store, tmp_path):
     assert "## One factor at a time" in markdown
     assert markdown.count("(base cell)") == 4  # listed under every factor
     assert "pooled over" not in markdown and "over runs" not in markdown
+
+
+def one_factor_study(store, name: str, runs: list[tuple[dict, int, str | None]]) -> list[str]:
+    """A one-factor-at-a-time sweep around lr=0.001, dropout=0.5, adam: (change, seed, status) per run."""
+    base = Experiment().resolved()
+    base["train"]["epochs"] = 4
+    for trial, (change, seed, status) in enumerate(runs):
+        settings = {"train.lr": 0.001, "model.dropout": 0.5, "train.optimizer": "adam", **change}
+        acc = 0.97 - 0.05 * ("train.lr" in change) - 0.01 * ("model.dropout" in change)
+        config = apply_overrides(base, {**settings, "seed": seed})
+        rows = curves(4, final_acc=acc, start_acc=0.6, seed=trial)
+        for i, row in enumerate(rows):  # counts of 2,000 validation images
+            row["val_acc"] = round(2000 * (acc - 0.1 * (i == 0) + 0.001 * seed)) / 2000
+        store_run(store, config, rows[:1] if status else rows, sweep=name, trial=trial, status=status)
+    study = analyze_stored(store, [name])
+    assert study.design.kind == ONE_FACTOR
+    return study.conclusions.sentences()
+
+
+def test_one_factor_levels_with_too_few_values_are_said_not_tested(store):
+    sentences = one_factor_study(store, "o", [
+        ({}, 0, None), ({}, 1, None), ({"train.lr": 0.01}, 0, None), ({"train.lr": 0.01}, 1, None),
+        ({"train.lr": 0.0001}, 0, None), ({"model.dropout": 0.2}, 0, None), ({"model.dropout": 0.8}, 0, None),
+    ])
+    lr = next(s for s in sentences if s.startswith("lr against the base cell"))
+    assert "0.0001 " in lr and "(no interval: " in lr
+    assert lr.count(": not tested (too few values)") == 1 and "cannot be told apart" not in lr
+
+
+def test_one_run_each_compares_the_run_with_a_value_not_a_failed_one(store):
+    sentences = one_factor_study(store, "f", [
+        ({}, 0, None), ({"train.lr": 0.01}, 0, None), ({"train.lr": 0.0001}, 0, None),
+        ({"train.optimizer": "sgd"}, 0, "failed"), ({"train.optimizer": "sgd"}, 1, None),
+    ])
+    optimizer = next(s for s in sentences if s.startswith("optimizer against the base cell"))
+    # the failed run (one epoch stored, its value not ranked) is not the one compared
+    assert re.search(r"sgd 97.[\d]+%, difference [+−]0.[\d]+ points \(95% CI ", optimizer), optimizer
+
+
+def test_one_run_each_conclusions_compare_the_run_with_a_value(store):
+    """A cell whose first run diverged with no accuracy and whose second has one: one value per
+    configuration, and the sentence compares that value (the diverged run has none)."""
+    base = Experiment().resolved()
+    base["train"]["epochs"] = 4
+    trial = 0
+    for optimizer, value in (("adam", 0.9), ("sgd", 0.85)):
+        for seed in (0, 1):
+            config = apply_overrides(base, {"train.optimizer": optimizer, "seed": seed})
+            rows = curves(4, final_acc=value, start_acc=value, noise=0.0, seed=seed)
+            for i, row in enumerate(rows):
+                row["val_acc"] = math.nan if seed == 0 else round(2000 * (value - 0.02 * (i == 0))) / 2000
+            store_run(store, config, rows, sweep="d", trial=trial, status="diverged" if seed == 0 else None)
+            trial += 1
+    order = [{"train.optimizer": "adam"}, {"train.optimizer": "sgd"}]
+    claim = parse_claim({"source": "a seed", "text": "Adam beats SGD", "order": order})
+    conclusions = analyze_stored(store, ["d"], claim=claim).conclusions
+    sentence = conclusions.learns_best
+    assert "(one run per configuration)" in sentence
+    assert re.search(r"optimizer=sgd 85.00%, difference −5.00 points \(95% CI ", sentence), sentence
+    assert "difference +5.00 points (95% CI " in conclusions.claim, conclusions.claim
 
 
 def test_sweep_status_lists_the_base_cell_under_every_factor():

@@ -24,6 +24,7 @@ from cnnlab.analyze.diagnose import (
     diagnose_epochs,
     thresholds,
 )
+from cnnlab.data.facts import RunFacts
 
 EPOCHS = 20
 
@@ -253,6 +254,25 @@ def test_a_run_stuck_at_chance_gets_one_finding_not_two_that_contradict():
     ]
     findings = diagnose_epochs(data, settings=SAMPLE)
     assert kinds(findings) == [NOT_LEARNING]
+
+
+def flat_at(acc: float, n: int = 8) -> list[dict[str, float | None]]:
+    """A run whose accuracies sit at ``acc`` while its training loss falls by half."""
+    loss = 2.0 * 0.9 ** np.arange(n)
+    return rows(loss, loss, np.full(n, acc), np.full(n, acc))
+
+
+def test_at_chance_margin_scales_with_the_class_count():
+    hundred, ten = RunFacts(100), RunFacts(10)
+    # 100 classes: chance 1%, the margin half of it (0.5 point): 6% is six times chance, not "at chance".
+    assert diagnose.chance_margin(0.01) == pytest.approx(0.005)
+    assert NOT_LEARNING not in kinds(diagnose_epochs(flat_at(0.06), facts=hundred))
+    assert kinds(diagnose_epochs(flat_at(0.014), facts=hundred)) == [NOT_LEARNING]
+    # 10 classes: unchanged, 5 points above 10%.
+    assert diagnose.chance_margin(0.1) == pytest.approx(0.05)
+    assert kinds(diagnose_epochs(flat_at(0.145), facts=ten)) == [NOT_LEARNING]
+    assert NOT_LEARNING not in kinds(diagnose_epochs(flat_at(0.16), facts=ten))
+    assert any("half of chance where that is less" in line for line in thresholds())
 
 
 def test_split_size_is_read_off_the_accuracies():

@@ -16,6 +16,7 @@ from cnnlab.analyze import analyze_stored
 from cnnlab.analyze.factorial import GRID, NO_VALUES, NOT_A_GRID, NOT_COMPARABLE
 from cnnlab.analyze.synthetic import make_factorial
 from cnnlab.errors import ConfigError
+from cnnlab.report.content import build_report
 from cnnlab.store import RunStore
 
 LOSS = {"train.loss": ["mse", "cross_entropy"]}
@@ -92,10 +93,19 @@ def test_pure_main_effect_without_interaction(store):
     text = study.conclusions.effects
     assert any(s.startswith("No significant loss × optimizer interaction (F(1, 8) = ") for s in text)
     optimizer = next(s for s in text if s.startswith("optimizer (averaged over the other factors)"))
-    assert "is higher with adam" in optimizer and ": a real difference (F(1, 8) = " in optimizer
+    assert "is higher with adam" in optimizer and ": significant (F(1, 8) = " in optimizer
+    assert "real difference" not in optimizer
     loss = next(s for s in text if s.startswith("loss (averaged"))
     assert "not significant" in loss and "the two cannot be told apart with 3 seeds per configuration" in loss
+    assert loss.endswith("more seeds would be needed to detect it if a gap this size is real.")
     assert "against mse: difference" in loss or "against cross_entropy: difference" in loss
+
+
+def test_a_factor_of_three_levels_not_told_apart_says_the_levels(store):
+    make_factorial(store, "s", {"train.optimizer": ["adam", "sgd", "rmsprop"]}, lambda s: 0.95, sd=0.01)
+    (sentence,) = [s for s in analyze_stored(store, ["s"]).conclusions.effects if s.startswith("optimizer:")]
+    assert "not significant" in sentence and "the levels cannot be told apart with 3 seeds" in sentence
+    assert "the two" not in sentence
 
 
 def test_unbalanced_cells_use_type_iii(store):
@@ -182,6 +192,24 @@ def test_runs_without_the_metric_and_one_level_factors_say_so(store):
     )
     text = " ".join(analyze_stored(store, ["t"]).conclusions.effects)
     assert "lr: only 0.01 has runs with a value, so its effect cannot be estimated." in text
+
+
+def test_a_level_whose_runs_all_failed_leaves_the_others_compared(store):
+    make_factorial(
+        store,
+        "s",
+        {"train.lr": [0.001, 0.01, 1.0], **LOSS},
+        lambda s: 0.95 if s["train.lr"] == 0.01 else 0.9,
+        sd=0.01,
+        status=lambda s, seed: "failed" if s["train.lr"] == 1.0 else None,
+    )
+    study = analyze_stored(store, ["s"])
+    a = study.factorial
+    assert a.design == GRID and len(a.missing_cells) == 2
+    best, worst, _ = a.differences["lr"]  # from the levels with values only (1.0 has none)
+    assert (best, worst) == ("0.01", "0.001")
+    assert "lr (averaged over the other factors)" in " ".join(study.conclusions.effects)
+    assert build_report(study, store).title  # the report is built too
 
 
 def test_runs_on_different_evaluation_data_are_not_compared(store):

@@ -220,6 +220,18 @@ def test_cures_name_real_settings_and_never_the_one_a_run_has():
                             overrides=cure.settings)
 
 
+def test_each_cure_of_several_findings_is_computed_from_the_runs_own_settings():
+    settings = {"data.dataset": "mnist", "data.val": 0.1, "train.lr": 0.01, "train.loss": "cross_entropy",
+                "train.epochs": 10, "train.schedule": "cosine"}
+    found = cures([finding("overfitting"), finding("unstable"), finding("not converged")], settings)
+    assert [cure.finding for cure in found] == ["overfitting", "unstable", "not converged"]
+    assert found[0].settings == {"data.augment": "crop", "train.restore_best": True}
+    # The run has a cosine schedule already: the unstable cure lowers its lr, it does not propose
+    # the cosine schedule it has (as it did from the previous cure's settings).
+    assert found[1].settings == {"train.lr": 0.00333} and found[1].before == {"train.lr": 0.01}
+    assert found[2].settings == {"train.epochs": 20}
+
+
 def test_diagnose_write_makes_a_two_cell_sweep_as_is_versus_cured(store, tmp_path):
     record = train(store, small(lr=0.02, epochs=6))
     (diagnosis,) = diagnose_stored(store, [record.id])
@@ -235,6 +247,27 @@ def test_diagnose_write_makes_a_two_cell_sweep_as_is_versus_cured(store, tmp_pat
     as_is = [cell for cell in cells if cell.seed == 7 and cell.overrides["data.augment"] == "none"]
     assert as_is[0].config_hash == record.config_hash  # the first cell is the run as it was
     assert written.command == f"cnnlab sweep {tmp_path / 'next.toml'} && cnnlab report {written.name}"
+
+
+def test_follow_up_of_a_run_stored_before_a_key_existed_fills_its_default(store, tmp_path):
+    """A run stored before train.warmup_epochs existed (its config has no such key): the underfitting
+    cure (one_cycle) writes a sweep TOML can hold, not a raw TypeError on a missing value."""
+    from cnnlab.analyze.synthetic import curves, store_run
+    from cnnlab.config import Experiment
+
+    config = Experiment().resolved()
+    config["model"]["dropout"] = 0.0
+    del config["train"]["warmup_epochs"]
+    run_id = store_run(store, config, curves(3, final_acc=0.6, start_acc=0.5))
+    (diagnosis,) = diagnose_stored(store, [run_id])
+    diagnosis = type(diagnosis)(diagnosis.run, [finding("underfitting")], diagnosis.outcome)
+    written = write_follow_up(diagnosis, tmp_path / "next.toml", seeds=[0, 1])
+    zipped = tomllib.loads((tmp_path / "next.toml").read_text())["zip"]
+    assert zipped["train.schedule"] == ["constant", "one_cycle"]
+    assert zipped.get("train.warmup_epochs", [0, 0]) == [0, 0]  # the default it had, if named at all
+    cells = expand_cells(load_sweep(tmp_path / "next.toml"))
+    assert {cell.overrides["train.schedule"] for cell in cells} == {"constant", "one_cycle"}
+    assert written.cures[0].finding == "underfitting"
 
 
 def test_diagnose_write_command(store, tmp_path):

@@ -10,8 +10,8 @@ from cnnlab.analyze.budget import UNFINISHED
 from cnnlab.analyze.cells import Cell, format_value, value_key
 from cnnlab.analyze.claim import Claim, ClaimPair, claim_sentence
 from cnnlab.analyze.diagnose import Diagnosis
-from cnnlab.analyze.ranking import Ranking
-from cnnlab.analyze.wording import difference_text, measured_difference
+from cnnlab.analyze.ranking import Ranking, rankable
+from cnnlab.analyze.wording import difference_text, first_with_value, measured_difference
 
 
 def check_claim(claim: Claim, cells: Sequence[Cell], ranking: Ranking, diagnoses: Sequence[Diagnosis]) -> str:
@@ -48,10 +48,12 @@ def check_claim(claim: Claim, cells: Sequence[Cell], ranking: Ranking, diagnoses
 
 def _pair(ranking: Ranking, above: Cell, below: Cell) -> ClaimPair:
     metric = ranking.metric
-    a = [metric.of(run) for run in above.runs]
-    b = [metric.of(run) for run in below.runs]
-    if ranking.one_seed:
-        d, _ = measured_difference(metric, above.runs[0], below.runs[0])
+    kept_above, kept_below = rankable(above.runs) or above.runs, rankable(below.runs) or below.runs
+    a = [metric.of(run) for run in kept_above]
+    b = [metric.of(run) for run in kept_below]
+    if ranking.one_seed:  # each cell's run with a value, not a failed one before it
+        first_above, first_below = first_with_value(metric, kept_above), first_with_value(metric, kept_below)
+        d, _ = measured_difference(metric, first_above, first_below)
     else:
         d = ranking.comparison.difference(a, b)
     if not metric.higher_is_better:

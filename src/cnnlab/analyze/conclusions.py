@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import BEST, TIED, WORSE, RankedCell, Ranking
 from cnnlab.analyze.speed import FallSpeed
-from cnnlab.analyze.stats import ALPHA, CONFIDENCE
+from cnnlab.analyze.stats import ALPHA, CONFIDENCE, Difference
 from cnnlab.analyze.wording import (
     APART,
     UNKNOWN_SPLIT,
     at_chance,
     chance_words,
     difference_text,
+    direction,
+    first_with_value,
     measured_difference,
     verdict,
 )
@@ -50,13 +52,12 @@ class Conclusions:
     at_chance: str | None = None
     budget: str | None = None
     claim: str | None = None
-    extra: list[str] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
         """All sentences in reading order."""
         first = [self.best_configuration, self.learns_best, self.at_chance]
         last = [self.budget, self.claim, self.fastest_falling]
-        return [s for s in first if s] + self.effects + [s for s in last if s] + self.extra
+        return [s for s in first if s] + self.effects + [s for s in last if s]
 
 
 def compared_rows(ranking: Ranking) -> tuple[list[RankedCell], list[RankedCell]]:
@@ -68,8 +69,9 @@ def compared_rows(ranking: Ranking) -> tuple[list[RankedCell], list[RankedCell]]
 
 def learns_best(ranking: Ranking) -> str | None:
     """Each configuration above chance against the best: its difference with a confidence interval
-    (the study's test, Holm-corrected p) or, with one run per configuration, the interval of measuring
-    two accuracies on the split's images; what the interval allows: lower, or cannot be told apart."""
+    (the study's test; the interval unadjusted, the verdict from the Holm-corrected p) or, with one run
+    per configuration, the interval of measuring two accuracies on the split's images; what that allows:
+    lower (higher for a loss), not significant after the Holm correction, or cannot be told apart."""
     above, _ = compared_rows(ranking)
     if len(above) < 2:
         return None
@@ -79,7 +81,7 @@ def learns_best(ranking: Ranking) -> str | None:
     parts = []
     for row in above[1:MAX_LISTED]:
         d = ranking.comparison.difference(row.values, best.values)
-        said = _said(row, d.diff)
+        said = _said(metric, row, d)
         p = f"Holm-corrected p = {row.p_vs_best:.2g}" if row.p_vs_best is not None else "untested"
         score = metric.format(row.summary.mean)
         parts.append(f"{row.cell.label} {score}, {difference_text(metric, d, p)}: {said}")
@@ -87,18 +89,22 @@ def learns_best(ranking: Ranking) -> str | None:
     seeds = sorted({row.summary.n for row in above})
     counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
     return (
-        f"Highest {metric.description} (mean over {counted} seeds): {best.cell.label}, "
+        f"Best by {metric.description} (mean over {counted} seeds): {best.cell.label}, "
         f"{metric.format(best.summary.mean)}. Against it, by {ranking.comparison.short_name} "
-        f"({ranking.comparison.reason}; intervals {CONFIDENCE:.0%}, p-values Holm-corrected over the "
-        f"comparisons, α = {ALPHA}): " + "; ".join(parts) + more + "."
+        f"({ranking.comparison.reason}; intervals {CONFIDENCE:.0%} unadjusted, verdicts from p-values "
+        f"Holm-corrected over the comparisons, α = {ALPHA}): " + "; ".join(parts) + more + "."
     )
 
 
-def _said(row: RankedCell, diff: float) -> str:
-    if diff == 0:
+def _said(metric: Metric, row: RankedCell, d: Difference) -> str:
+    """The verdict of the Holm-corrected test, in words that do not contradict the unadjusted
+    interval shown beside it."""
+    if d.diff == 0:
         return "tied (the same mean)"
     if row.verdict == WORSE:
-        return "lower"
+        return direction(metric, d.diff)
+    if row.verdict == TIED and d.excludes_zero:
+        return f"not significant after the Holm correction at {row.summary.n} seeds"
     if row.verdict == TIED:
         return f"cannot be told apart at {row.summary.n} seeds"
     return "untested: a test needs at least 2 seeds on both sides"
@@ -106,17 +112,17 @@ def _said(row: RankedCell, diff: float) -> str:
 
 def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
     best = rows[0]
-    best_run = best.cell.runs[0]
+    best_run = first_with_value(metric, best.cell.runs)
     parts, size = [], None
     for row in rows[1:MAX_LISTED]:
-        d, n = measured_difference(metric, row.cell.runs[0], best_run)
+        d, n = measured_difference(metric, first_with_value(metric, row.cell.runs), best_run)
         size = size or n
         if d.diff == 0:
             said = "tied (the same value)"
         elif not d.has_interval:
             said = "not tested"
         elif verdict(d) == APART:
-            said = "lower on these images"
+            said = f"{direction(metric, d.diff)} on these images"
         else:
             said = "cannot be told apart on these images"
         shown = difference_text(metric, d, missing=UNKNOWN_SPLIT)
@@ -124,7 +130,7 @@ def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
     more = f"; … {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
     images = f"{size:,} images" if size else "the split's images"
     return (
-        f"Highest {metric.description} (one run per configuration): {best.cell.label}, "
+        f"Best by {metric.description} (one run per configuration): {best.cell.label}, "
         f"{metric.format(best.summary.mean)}. Against it, each difference with the {CONFIDENCE:.0%} interval "
         f"of measuring two accuracies on {images} (how much a configuration varies from run to run is "
         "not measured, so no difference is a tested effect of its settings): " + "; ".join(parts) + more + "."
@@ -142,12 +148,12 @@ def at_chance_sentence(ranking: Ranking) -> str | None:
     more = f" and {len(chance) - MAX_LISTED} more" if len(chance) > MAX_LISTED else ""
     if not above:
         return (
-            f"Every configuration sits at {chance_words(level)}: {named}{more}. None learned anything this "
-            f"{metric.description} shows, so the study cannot rank them; they are not ordered."
+            f"Every configuration sits at {chance_words(level)}: {named}{more}. Their {metric.description} "
+            "shows nothing learned, so the study cannot rank them; they are not ordered."
         )
     return (
-        f"At {chance_words(level)}, so not ordered among themselves: {named}{more}: they learned nothing "
-        f"this {metric.description} shows."
+        f"At {chance_words(level)}: {named}{more}; not ordered among themselves: their "
+        f"{metric.description} shows nothing learned."
     )
 
 

@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from cnnlab.config import LATER_KEYS
 from cnnlab.data.facts import DATASETS
 
 LABEL_SMOOTHING = 0.1
@@ -80,17 +81,17 @@ def cures(findings: Sequence[FindingLike], settings: Mapping[str, Any]) -> list[
         cure = cure_for(finding, settings)
         if cure is None:
             continue
-        settings = {key: value for key, value in cure.settings.items() if key not in taken}
-        if settings:
-            taken.update(settings)
-            out.append(Cure(cure.finding, settings, {key: cure.before[key] for key in settings}))
+        changes = {key: value for key, value in cure.settings.items() if key not in taken}
+        if changes:
+            taken.update(changes)
+            out.append(Cure(cure.finding, changes, {key: cure.before[key] for key in changes}))
     return out
 
 
-# Defaults of keys that runs stored before the key existed do not have.
+# Defaults of keys that runs stored before the key existed do not have (train.warmup_epochs, ...),
+# so a cure's "before" is the value such a run trained with, not None.
 _DEFAULTS: dict[str, Any] = {
-    "data.augment": "none", "data.crop_padding": None, "data.flip": None, "train.schedule": "constant",
-    "train.label_smoothing": 0.0, "train.restore_best": False, "train.weight_decay": 0.0,
+    **{".".join(path): value for path, value in LATER_KEYS.items()}, "train.weight_decay": 0.0,
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from cnnlab.analyze.cells import Cell
 from cnnlab.analyze.contrasts import EffectEstimate, effect_estimates
 from cnnlab.analyze.design import (
     NO_VALUES,
@@ -27,8 +28,16 @@ from cnnlab.analyze.factorial import FactorialAnalysis, analyze_factors
 from cnnlab.analyze.factors import Factor
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.ranking import Ranking
+from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import CONFIDENCE
-from cnnlab.analyze.wording import APART, UNKNOWN_SPLIT, difference_text, measured_difference, verdict
+from cnnlab.analyze.wording import (
+    APART,
+    UNKNOWN_SPLIT,
+    difference_text,
+    direction,
+    measured_difference,
+    verdict,
+)
 
 MAX_ESTIMATES_LISTED = 7  # effect estimates named in the unreplicated grid's sentence
 
@@ -192,19 +201,26 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
                 continue
             if replicated:
                 d = ranking.comparison.difference(values, base_values)
-                said = _direction(metric, d.diff) if d.excludes_zero else "cannot be told apart"
+                if d.diff == 0:
+                    said = "tied"
+                elif not d.has_interval:
+                    said = "not tested (too few values)"
+                elif d.excludes_zero:
+                    said = direction(metric, d.diff)
+                else:
+                    said = "cannot be told apart"
                 parts.append(
                     f"{level} {metric.format(sum(values) / len(values))}, "
                     f"{difference_text(metric, d, ranking.comparison.short_name)}: {said}"
                 )
             else:
-                d, _ = measured_difference(metric, cell.runs[0], base.runs[0])
+                d, _ = measured_difference(metric, _first_scored(design, cell), _first_scored(design, base))
                 if d.diff == 0:
                     said = "tied"
                 elif not d.has_interval:
                     said = "not tested"
                 elif verdict(d) == APART:
-                    said = f"{_direction(metric, d.diff)} on these images"
+                    said = f"{direction(metric, d.diff)} on these images"
                 else:
                     said = "cannot be told apart on these images"
                 parts.append(
@@ -239,10 +255,9 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
     return DesignAnalysis(factorial, sentences, effects)
 
 
-def _direction(metric: Metric, diff: float) -> str:
-    """``higher`` or ``lower`` than the base cell, for the metric's direction (``better``/``worse``)."""
-    word = "higher" if diff > 0 else "lower"
-    return word if metric.higher_is_better else f"{word} (so {'worse' if diff > 0 else 'better'})"
+def _first_scored(design: Design, cell: Cell) -> RunData:
+    """The cell's first run with a value (a failed run before it is not compared)."""
+    return next(run for run in cell.runs if run in design.scored)
 
 
 def _others(design: Design, factor: Factor) -> str:

@@ -5,15 +5,16 @@ States, checked in this order; the first four exclude every later one, since the
 run stored with its split sizes, or `cnnlab.data.facts` knows for a built-in dataset):
 
 - diverged (below).
-- step too large: training (or validation) accuracy ends within ``CHANCE_MARGIN`` of chance, and
+- step too large: training (or validation) accuracy ends at chance (within ``chance_margin``:
+  ``CHANCE_MARGIN``, or half of chance where that is less), and
   the learning rate is at least ``LARGE_LR`` for its optimizer with a validation loss that ends above
   its minimum, or the epoch-1
   cross-entropy is above ``UNIFORM_LOSS_RATIO`` × ln(classes) (worse than guessing uniformly) or the
   training loss ends above its epoch-1 value: the steps throw the model off. Lower the learning rate.
-- step too small: training accuracy ends within ``CHANCE_MARGIN`` of chance and the training loss
+- step too small: training accuracy ends at chance and the training loss
   fell less than ``SMALL_STEP_FALL`` (relative) over the run; or training accuracy ends below
   ``UNDERFIT_TRAIN_ACC`` while still rising by more than the noise: learning, but slowly. Raise it.
-- not learning: training accuracy ends within ``CHANCE_MARGIN`` of chance otherwise.
+- not learning: training accuracy ends at chance otherwise.
 - step too small also: final training accuracy below ``UNDERFIT_TRAIN_ACC``, flat, with a training
   loss that fell less than ``SMALL_STEP_FALL`` (the loss is not moving, capacity is not the limit).
 - underfitting: final training accuracy below ``UNDERFIT_TRAIN_ACC`` and flat (its change over the
@@ -68,7 +69,7 @@ NOT_CONVERGED_SLOPE = 0.003
 NOT_CONVERGED_MIN_WINDOW = 2
 UNSTABLE_MIN_WINDOW = 5
 UNSTABLE_NOISE = 0.01
-CHANCE_MARGIN = 0.05
+CHANCE_MARGIN = 0.05  # an accuracy this close above chance is at chance (or half of chance, if less)
 UNIFORM_LOSS_RATIO = 1.2
 LARGE_LR = {"sgd": 0.5, "adam": 0.05, "adamw": 0.05, "rmsprop": 0.05}  # learning rates that are large
 SMALL_STEP_FALL = 0.10
@@ -145,17 +146,23 @@ class Diagnosis:
         )
 
 
+def chance_margin(chance: float) -> float:
+    """How far above ``chance`` an accuracy still sits at chance: ``CHANCE_MARGIN`` (5 points), or
+    half of chance where that is less (with 100 classes, 0.5 point above 1%)."""
+    return min(CHANCE_MARGIN, chance / 2)
+
+
 def thresholds() -> list[str]:
     """The diagnosis thresholds in words, for the report's method section."""
+    near = f"within {_pts(CHANCE_MARGIN)} points of chance (or half of chance where that is less)"
     return [
-        f"step too large: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
-        f"(1 / the number of classes) with an epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × "
-        "ln(classes) or a training loss that ends above its epoch-1 value",
-        f"step too small: training accuracy within {_pts(CHANCE_MARGIN)} points of chance with a training "
+        f"step too large: training accuracy {near}, chance being 1 / the number of classes, with an "
+        f"epoch-1 cross-entropy above {UNIFORM_LOSS_RATIO:g} × ln(classes) or a training loss that ends "
+        "above its epoch-1 value",
+        f"step too small: training accuracy {near} with a training "
         f"loss that fell less than {SMALL_STEP_FALL:.0%}, or below {_pct(UNDERFIT_TRAIN_ACC)} and still "
         "rising by more than the noise",
-        f"stuck at chance, not learning: training accuracy within {_pts(CHANCE_MARGIN)} points of chance "
-        "otherwise",
+        f"stuck at chance, not learning: training accuracy {near} otherwise",
         f"noise: a change of accuracy counts when it exceeds {NOISE_Z:g} standard errors of a difference "
         f"of two proportions on the split's images (at least {MIN_IMAGES} images; {_pts(FALLBACK_NOISE)} "
         "points where the split's size is unknown)",
@@ -400,9 +407,10 @@ def _at_chance(c: _Curves, settings: Mapping[str, Any]) -> Finding | None:
         return None  # without the class count, chance is unknown
     last = int(c.epoch[-1])
     level = f"chance level ({_pct(chance)}) for {c.facts.classes} classes"
-    if acc[-1] <= chance + CHANCE_MARGIN:
+    near = chance + chance_margin(chance)
+    if acc[-1] <= near:
         at = f"training accuracy is {_pct(acc[-1])} at epoch {last}, {level}"
-    elif math.isfinite(val[-1]) and val[-1] <= chance + CHANCE_MARGIN:
+    elif math.isfinite(val[-1]) and val[-1] <= near:
         at = (f"validation accuracy is {_pct(val[-1])} at epoch {last}, {level} "
               f"(training accuracy {_pct(acc[-1])})")
     else:

@@ -238,13 +238,14 @@ def _main(analysis: FactorialAnalysis, factor: Factor) -> str:
     if row is None:
         return text + "; not tested."
     if row.significant:
-        return f"{text}: a real difference ({_stats(row)})."
+        return f"{text}: significant ({_stats(row)})."
     seeds = analysis.seeds_per_cell
     counted = f"{seeds[0]}" if analysis.balanced else f"{seeds[0]}–{seeds[-1]}"
+    which = "the two" if len(levels) == 2 else "the levels"
     return (
-        f"{text}; not significant ({_stats(row)}): the two cannot be told apart with {counted} "
-        f"seed{'s' if seeds[-1] > 1 else ''} per configuration; more seeds would be needed to detect a gap "
-        "this size."
+        f"{text}; not significant ({_stats(row)}): {which} cannot be told apart with {counted} "
+        f"seed{'s' if seeds[-1] > 1 else ''} per configuration; more seeds would be needed to detect it "
+        "if a gap this size is real."
     )
 
 

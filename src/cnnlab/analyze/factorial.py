@@ -371,8 +371,11 @@ def _differences(model: Any, frame: pd.DataFrame, factors: Sequence[Factor], bas
     for i, factor in enumerate(factors):
         if factor.name in base.numeric:
             continue
+        # Only the levels the model was fitted on: a level whose runs all failed is unknown to it.
+        observed = set(frame[f"f{i}"])
+        levels = [level for level in factor.levels if level_ident(level) in observed]
         rows = []
-        for level in factor.levels:
+        for level in levels:
             grid = _prediction_grid(frame, factors, i, level)
             matrix = np.asarray(build_design_matrices([info], grid)[0])
             rows.append(matrix.mean(axis=0))
@@ -384,8 +387,8 @@ def _differences(model: Any, frame: pd.DataFrame, factors: Sequence[Factor], bas
         test = model.t_test(rows[best] - rows[worst])
         low, high = (float(v) for v in np.asarray(test.conf_int(alpha=ALPHA)).ravel())
         found[factor.name] = (
-            factor.label(factor.levels[best]),
-            factor.label(factor.levels[worst]),
+            factor.label(levels[best]),
+            factor.label(levels[worst]),
             Difference(float(np.ravel(test.effect)[0]), low, high, float(np.ravel(test.pvalue)[0])),
         )
     return found

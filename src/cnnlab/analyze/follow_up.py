@@ -58,7 +58,8 @@ def follow_up(diagnosis: Diagnosis, *, sweep: bool = True,
     seed_list = list(seeds) if seeds is not None else [seed, seed + 1, seed + 2]
     base.pop("seed", None)
     before = {key: value for cure in found for key, value in cure.before.items()}
-    zipped = {key: [before[key], value] for key, value in settings.items()}
+    # A key the run had no value for (None) cannot be written in TOML: the base leaves it unset.
+    zipped = {key: [before[key], value] for key, value in settings.items() if before[key] is not None}
     return name, {"name": name, "seeds": seed_list, "base": base, "zip": zipped}, found
 
 

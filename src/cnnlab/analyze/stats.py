@@ -1,4 +1,7 @@
-"""Seed statistics: mean, standard deviation, t-based 95% confidence interval and Welch's t-test."""
+"""Seed statistics: mean, standard deviation, t-based 95% confidence interval, Holm's correction and
+the one test a study compares configurations by: a t-test with the variance pooled over the
+configurations when Hartley's F-max test finds no difference between their variances, else Welch's
+t-test (see `comparison_for`)."""
 
 from __future__ import annotations
 
@@ -111,7 +114,6 @@ class Comparison:
     pooled_sd: float | None = None
     df: int = 0
     reason: str = ""
-    sd_ratio: float | None = None  # largest over smallest sd of the configurations with 2+ values
 
     @property
     def pooled(self) -> bool:
@@ -209,7 +211,6 @@ def comparison_for(
         fmax = "infinite" if math.isinf(ratio) else f"{ratio**2:.3g}"
         return Comparison(
             reason=f"because the configurations' variances differ: {between}, F-max {fmax} against {test}",
-            sd_ratio=ratio,
         )
     df = sum(len(group) - 1 for group in replicated)
     squares = sum(float(np.var(group, ddof=1)) * (len(group) - 1) for group in replicated)
@@ -218,5 +219,4 @@ def comparison_for(
         df,
         reason=f"because the configurations' variances do not differ significantly: {between}, F-max "
         f"{ratio**2:.3g} against {test}",
-        sd_ratio=ratio,
     )

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from scipy import stats as scipy_stats
 
-from cnnlab.analyze.diagnose import CHANCE_MARGIN, split_size
+from cnnlab.analyze.diagnose import chance_margin, split_size
 from cnnlab.analyze.factors import EVALUATION_KEYS
 from cnnlab.analyze.metrics import Metric
 from cnnlab.analyze.rundata import RunData
@@ -26,16 +26,23 @@ def chance_level(runs: Iterable[RunData]) -> float | None:
 
 
 def at_chance(metric: Metric, value: float, chance: float | None) -> bool:
-    """An accuracy within ``CHANCE_MARGIN`` of ``chance`` (the diagnosis' margin): nothing learned.
-    False when chance is unknown."""
+    """An accuracy within the diagnosis' margin above ``chance`` (`chance_margin`: 5 points, or half of
+    chance where that is less): nothing learned. False when chance is unknown."""
     return (chance is not None and metric.higher_is_better and math.isfinite(value)
-            and value <= chance + CHANCE_MARGIN)
+            and value <= chance + chance_margin(chance))
 
 
 def chance_words(chance: float) -> str:
-    """``chance (10.00% for 10 classes; within 5 points of it)``."""
-    margin = f"within {100 * CHANCE_MARGIN:g} points of it"
+    """``chance (10.00% for 10 classes; within 5 points of it)``; ``0.5 points`` for 100 classes."""
+    margin = f"within {100 * chance_margin(chance):.3g} points of it"
     return f"chance ({100 * chance:.2f}% for {round(1 / chance)} classes; {margin})"
+
+
+def direction(metric: Metric, diff: float) -> str:
+    """``higher`` or ``lower`` for a difference ``diff``, with ``(so worse)``/``(so better)`` for a
+    metric where lower is better."""
+    word = "higher" if diff > 0 else "lower"
+    return word if metric.higher_is_better else f"{word} (so {'worse' if diff > 0 else 'better'})"
 
 
 def interval_text(metric: Metric, d: Difference) -> str:
@@ -63,17 +70,15 @@ def difference_text(metric: Metric, d: Difference, extra: str = "", missing: str
 def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Difference, int | None]:
     """Run ``a``'s value minus run ``b``'s, with the interval of measuring two accuracies on the
     split's images (two proportions, normal approximation): what one run per configuration can say.
-    Run-to-run (training) noise is not in it. Returns the split's size too (None when unknown, and
-    then no interval)."""
+    Run-to-run (training) noise is not in it. The split's size is the one the run stored when it
+    trained, else read off its values (see `split_size`). Returns the split's size too (None when
+    unknown, and then no interval)."""
     va, vb = metric.of(a), metric.of(b)
     diff = va - vb
     if not metric.higher_is_better:
         return Difference(diff, math.nan, math.nan, None), None
     split = next((name for name in ("val", "train") if metric.column.startswith(name)), None)
-    sizes = [
-        split_size(run.series(metric.column), run.facts.size(split) if split else None)
-        for run in (a, b)
-    ]
+    sizes = [_split_size(run, metric, split) for run in (a, b)]
     if sizes[0] is None and sizes[1] is None:
         return Difference(diff, math.nan, math.nan, None), None
     if evaluation_key(a) == evaluation_key(
@@ -88,6 +93,19 @@ def measured_difference(metric: Metric, a: RunData, b: RunData) -> tuple[Differe
         return Difference(diff, diff, diff, None), na
     half = float(scipy_stats.norm.ppf(0.5 + CONFIDENCE / 2)) * se
     return Difference(diff, diff - half, diff + half, None), na
+
+
+def _split_size(run: RunData, metric: Metric, split: str | None) -> int | None:
+    facts = run.facts
+    size = facts.size(split) if split else None
+    if size and facts.stored:
+        return size  # exact, even where the values cannot tell (fewer than two distinct ones)
+    return split_size(run.series(metric.column), size)
+
+
+def first_with_value(metric: Metric, runs: Sequence[RunData]) -> RunData:
+    """The first of ``runs`` with a finite value of ``metric`` (the first run when none has one)."""
+    return next((run for run in runs if math.isfinite(metric.of(run))), runs[0])
 
 
 def evaluation_key(run: RunData) -> tuple[str, ...]:

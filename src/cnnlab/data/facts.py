@@ -6,7 +6,7 @@ parametrized over it."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.config import DataConfig
@@ -44,11 +44,13 @@ DATASETS: dict[str, DatasetFacts] = {facts.name: facts for facts in (
 
 @dataclass(frozen=True)
 class RunFacts:
-    """A run's class count and split sizes (None: unknown)."""
+    """A run's class count and split sizes (None: unknown); ``stored``: as the run stored them when it
+    trained (exact), not worked out from its config."""
 
     classes: int | None = None
     train: int | None = None
     val: int | None = None
+    stored: bool = field(default=False, compare=False)
 
     @property
     def chance(self) -> float | None:
@@ -66,7 +68,7 @@ def run_facts(settings: Mapping[str, Any], stored: Mapping[str, Any] | None = No
     User data (imagefolder, npz) of a run stored before runs kept them: nothing is known."""
     if stored and stored.get("classes"):
         return RunFacts(int(stored["classes"]), int(stored.get("train") or 0) or None,
-                        int(stored.get("val") or 0) or None)
+                        int(stored.get("val") or 0) or None, stored=True)
     name = str(settings.get("data.dataset"))
     known = DATASETS.get(name)
     if known is None or known.classes is None:
