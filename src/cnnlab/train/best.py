@@ -52,7 +52,7 @@ class BestWeights(EpochCallback):
         """Make the run's stored final model the best epoch's, when the run ended on its own."""
         if status in RESTORED and self.model and run.store is not None:
             path = run.stored.checkpoint_path(run.id)
-            staged = path.with_name(f".{path.name}.best.staged")
+            staged = run.stored.staged_path(path, run.lease, "best")
             if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
                 run.put_file(staged, path)  # renamed into place only while this process owns the run
 

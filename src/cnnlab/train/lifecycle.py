@@ -115,7 +115,7 @@ class Checkpointer(EpochCallback):
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         if not end.diverged:  # a diverged epoch's weights are not worth resuming from
             path = run.stored.checkpoint_path(run.id)
-            staged = path.with_name(f".{path.name}.staged")
+            staged = run.stored.staged_path(path, run.lease)
             save_checkpoint(staged, self.state(end.epoch))  # written whole before the run is locked
             run.put_file(staged, path, run.stored.previous_checkpoint_path(run.id))
 
