@@ -135,6 +135,18 @@ def test_resumed_augmented_plateau_run_equals_the_uninterrupted_one(store, monke
     assert a["restored_best"] == b["restored_best"]
 
 
+
+def test_resuming_a_restored_run_continues_from_its_last_epochs_weights(store):
+    # min_delta so large that epoch 1 stays the best: the restored weights are not the last ones.
+    restored = train(store, small(epochs=3, restore_best=True, min_delta=1e3))
+    plain = train(store, small(epochs=3, min_delta=1e3))
+    assert load_checkpoint(store.checkpoint_path(restored.id))["restored_best"]["epoch"] == 1
+    for run in (restored, plain):
+        assert resume_run(run.id, store, epochs=5, console=QUIET, progress=False).record.status == "completed"
+    assert metrics(store, restored.id) == metrics(store, plain.id)
+    assert load_checkpoint(store.checkpoint_path(restored.id))["restored_best"]["epoch"] == 1
+
+
 # -- the LR finder ----------------------------------------------------------------------------
 
 

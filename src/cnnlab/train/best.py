@@ -5,7 +5,8 @@ epoch with the best ``train.monitor`` so far (improving by more than ``train.min
 rule early stopping uses: the `EarlyStopping` callback decides which epoch is best) are kept in
 memory and in every checkpoint (so a resumed run keeps them); when the run ends on its own
 (completed, stopped early, diverged or pruned) its checkpoint's model is replaced by them and
-says so (``restored_best``). An interrupted run keeps its last weights, to be resumed.
+says so (``restored_best``), keeping the last weights beside them (``last_model``) for a resumed
+run to continue from. An interrupted run keeps its last weights, to be resumed.
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ class BestWeights(EpochCallback):
 def restore_checkpoint(path: Path, best: Mapping[str, Any], monitor: str, into: Path | None = None) -> bool:
     """Write the checkpoint at ``path`` again with the ``best`` epoch's weights (atomically, into
     ``into`` when given, else over ``path``), noting which epoch they are from (``restored_best``);
-    False (nothing written) without a checkpoint."""
+    the last epoch's weights stay in it as ``last_model``, which a resumed run continues from (its
+    epoch, optimizer, random and schedule state are the last epoch's). False (nothing written)
+    without a checkpoint."""
     if not path.exists():
         return False
     state = load_checkpoint(path)
     state.pop("format", None)
+    state.setdefault("last_model", state["model"])  # already restored: "model" is the best one
     state["model"] = best["model"]
     state["restored_best"] = {"epoch": best["epoch"], "monitor": monitor, "value": best["value"]}
     save_checkpoint(into or path, state)

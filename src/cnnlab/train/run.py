@@ -153,7 +153,8 @@ def resume_run(
     set_threads(exp.train.threads)
     prepared = prepare(exp)
     if state is not None:
-        prepared.model.load_state_dict(state["model"])
+        # A restored run's "model" is its best epoch's; training goes on from its last epoch's.
+        prepared.model.load_state_dict(state.get("last_model", state["model"]))
     try:
         store.truncate_epochs(record.id, state["epoch"] if state is not None else 0)
         life = RunLife.take_over(store, record.id, config=exp.resolved(),
