@@ -146,3 +146,18 @@ def test_status_of_a_sweep_in_a_read_only_folder(tmp_path):
     assert status.returncode == 0, status.stderr
     assert "1 done" in status.stdout and "Permission" not in status.stderr, status.stderr
     assert "cut mid-line" in status.stderr
+
+
+def test_an_unrepaired_damage_is_said_once_per_process_until_the_file_changes(tmp_path, capsys):
+    from cnnlab.sweep.storage import Location
+
+    path = tmp_path / "sweeps.journal"
+    whole = _journal(path)
+    path.write_bytes(whole + b"\x00garbage\n")
+    location = Location(storage=str(path))
+    for _ in range(3):  # a dashboard's requests and polls
+        location.open_storage(create=False, repair=False)
+    assert capsys.readouterr().err.count("is damaged at line") == 1
+    path.write_bytes(whole + b"\x00more garbage\n")
+    location.open_storage(create=False, repair=False)
+    assert capsys.readouterr().err.count("is damaged at line") == 1

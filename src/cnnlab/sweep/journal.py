@@ -114,6 +114,20 @@ def say(damage: JournalDamage, repaired: Path | None) -> None:
     _notice.print(f"warning: {damage.describe()}: {done}", markup=False, highlight=False)
 
 
+# The damaged journals already said in this process (path, size, modification time): a live view
+# opens the sweep on every request and poll, and says a damage once, until the file changes.
+_said: set[tuple[Path, int, int]] = set()
+
+
+def say_once(damage: JournalDamage) -> None:
+    """`say` a damage left unrepaired, once per process for each state of its file."""
+    stat = damage.path.stat()
+    key = (damage.path, stat.st_size, stat.st_mtime_ns)
+    if key not in _said:
+        _said.add(key)
+        say(damage, None)
+
+
 class ReadableRecords(BaseJournalBackend):
     """A journal's readable records, in memory, for commands that only read: nothing is written."""
 
