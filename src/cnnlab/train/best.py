@@ -11,6 +11,7 @@ run to continue from. An interrupted run keeps its last weights, to be resumed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from cnnlab.analyze.best import restored_note
+from cnnlab.errors import LeaseLost
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.store.schema import RESTORED
@@ -54,8 +56,17 @@ class BestWeights(EpochCallback):
         if status in RESTORED and self.model and run.store is not None:
             path = run.stored.checkpoint_path(run.id)
             staged = run.stored.staged_path(path, run.lease, "best")
-            if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
-                run.put_file(staged, path)  # renamed into place only while this process owns the run
+            try:
+                if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
+                    run.put_file(staged, path)  # renamed into place only while this process owns the run
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                with contextlib.suppress(OSError):
+                    staged.unlink(missing_ok=True)
+                raise RuntimeError(f"the best epoch's weights (epoch {self.epoch}) could not be restored "
+                                   f"into {path.name}, which keeps the last epoch's: "
+                                   f"{type(exc).__name__}: {exc}") from exc
 
 
 def restore_checkpoint(path: Path, best: Mapping[str, Any], monitor: str, into: Path | None = None) -> bool:

@@ -32,6 +32,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.config import Experiment, TrainConfig
+from cnnlab.errors import LeaseLost
 from cnnlab.openmp import WAIT_POLICY
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import save_checkpoint
@@ -235,9 +236,18 @@ class RunLife:
 
     def finish(self, status: str, error: str | None, seconds: float) -> None:
         """Tell the callbacks how the run ended, then store its end and summary; the process no
-        longer owns it."""
+        longer owns it. A callback that fails (restoring the best weights on a full disk) does not
+        keep the end from being stored: its error is added to the run's."""
+        failures = []
         for callback in self.callbacks:
-            callback.on_run_end(self, status)
+            try:
+                callback.on_run_end(self, status)
+            except LeaseLost:
+                raise  # another process owns the run: nothing more is written for it
+            except Exception as exc:
+                failures.append(str(exc) or type(exc).__name__)
+        if failures:
+            error = "; ".join([error, *failures] if error else failures)
         self.stored.finish(self.id, status, error, seconds, lease=self.lease)
 
     def record(self) -> RunRecord:
