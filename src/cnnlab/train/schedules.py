@@ -20,8 +20,9 @@ optimizer whose ``lr`` is a per-cell tensor). The same objects drive a lone run,
   (default 10, Keras'), the lr is multiplied by ``gamma`` (default 0.1, Keras' factor), not
   below ``min_lr``; per epoch. Its state is checkpointed, so a resumed run continues it.
 
-``train.warmup_epochs`` (every schedule but one_cycle) ramps the lr linearly, per batch, from
-``lr / W`` to ``lr`` over the first W steps, then runs the schedule over the remaining epochs.
+``train.warmup_epochs`` W (every schedule but one_cycle) ramps the lr linearly, per batch, over
+the first W epochs: from ``lr / (W · steps_per_epoch)`` at the first step up to ``lr`` at the
+last step of epoch W; then the schedule runs over the remaining epochs.
 """
 
 from __future__ import annotations
