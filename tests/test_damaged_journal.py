@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import cnnlab
 from cnnlab.store import RunStore
 
@@ -77,3 +79,85 @@ def test_a_damaged_journal_is_said_shown_from_the_store_and_repaired_without_ret
         assert _all_done(after) and after.stderr == "", after.stderr
     kept = sorted(p.name for p in journal.parent.glob("sweeps.journal.damaged-*"))
     assert len(kept) == 2
+
+
+def _journal(path: Path) -> bytes:
+    """A whole journal of one study with one finished trial."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    optuna.create_study(study_name="j", storage=storage).add_trial(optuna.trial.create_trial(value=1.0))
+    return path.read_bytes()
+
+
+def test_reading_a_sweep_takes_no_lock_and_writes_nothing(tmp_path, monkeypatch):
+    import optuna
+
+    from cnnlab.sweep import journal
+    from cnnlab.sweep.storage import Location
+
+    path = tmp_path / "sweeps.journal"
+    whole = _journal(path)
+
+    def no_lock(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path) + ".lock")
+
+    monkeypatch.setattr(journal, "get_lock_file", no_lock)  # as on a read-only mount
+    for content in (whole, whole + b'{"op_code": 1, "half'):
+        path.write_bytes(content)
+        storage = Location(storage=str(path)).open_storage(create=False, repair=False)
+        assert len(optuna.load_study(study_name="j", storage=storage).trials) == 1
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["sweeps.journal"]
+        assert path.read_bytes() == content
+
+
+def test_a_last_line_being_appended_is_not_damage(tmp_path):
+    from cnnlab.sweep.journal import journal_damage
+
+    path = tmp_path / "sweeps.journal"
+    whole = _journal(path)
+    path.write_bytes(whole + b'{"op_code": 1, "half')
+    lock = Path(str(path) + ".lock")
+    lock.symlink_to(path)  # a worker holds the journal's lock: it is appending that line now
+    assert journal_damage(path) is None
+    lock.unlink()  # nobody holds it, and the line stays cut: a worker died while writing it
+    damage = journal_damage(path)
+    assert damage is not None and damage.reason == "cut mid-line" and damage.good_bytes == len(whole)
+
+
+def test_status_of_a_sweep_in_a_read_only_folder(tmp_path):
+    probe = tmp_path / "probe"
+    probe.mkdir(mode=0o555)
+    if os.access(probe, os.W_OK):
+        pytest.skip("chmod does not stop this user (root) from writing")
+    (tmp_path / "tiny.toml").write_text(SWEEP.replace("seeds = [0, 1]", "seeds = [0]").replace(
+        '"train.lr" = [0.01, 0.1]', '"train.lr" = [0.01]'))
+    first = _cnnlab(tmp_path, "sweep", "tiny.toml", "--workers", "1", "-q")
+    assert first.returncode == 0, first.stderr
+    home = tmp_path / "home"
+    journal = home / "sweeps.journal"
+    journal.write_bytes(journal.read_bytes()[:-5])  # cut mid-line, as by a crash
+    os.chmod(home, 0o555)
+    try:
+        status = _cnnlab(tmp_path, "sweep-status", "tiny")
+    finally:
+        os.chmod(home, 0o755)
+    assert status.returncode == 0, status.stderr
+    assert "1 done" in status.stdout and "Permission" not in status.stderr, status.stderr
+    assert "cut mid-line" in status.stderr
+
+
+def test_an_unrepaired_damage_is_said_once_per_process_until_the_file_changes(tmp_path, capsys):
+    from cnnlab.sweep.storage import Location
+
+    path = tmp_path / "sweeps.journal"
+    whole = _journal(path)
+    path.write_bytes(whole + b"\x00garbage\n")
+    location = Location(storage=str(path))
+    for _ in range(3):  # a dashboard's requests and polls
+        location.open_storage(create=False, repair=False)
+    assert capsys.readouterr().err.count("is damaged at line") == 1
+    path.write_bytes(whole + b"\x00more garbage\n")
+    location.open_storage(create=False, repair=False)
+    assert capsys.readouterr().err.count("is damaged at line") == 1

@@ -203,3 +203,21 @@ def test_sweep_views_name_runs_whose_process_is_gone():
     text = console.export_text()
     assert f"1 {GONE}" in text  # summary line and the sweeps table
     assert not status.finished
+
+
+def test_a_failed_restore_of_the_best_weights_still_stores_the_runs_end(store, monkeypatch):
+    from cnnlab.train import best
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(best, "restore_checkpoint", disk_full)
+    raw = small(2)
+    raw["train"]["restore_best"] = True
+    record = train_experiment(validate_experiment(raw), store, console=QUIET, progress=False).record
+    assert record.status == "completed" and record.epochs_done == 2
+    assert "the best epoch's weights" in record.error and "No space left on device" in record.error
+    assert load_checkpoint(store.checkpoint_path(record.id))["epoch"] == 2  # the last epoch's, whole
+    assert "restored_best" not in load_checkpoint(store.checkpoint_path(record.id))
+    files = sorted(p.name for p in store.run_dir(record.id).iterdir())
+    assert files == ["checkpoint.previous.pt", "checkpoint.pt"]

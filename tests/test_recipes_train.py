@@ -135,6 +135,18 @@ def test_resumed_augmented_plateau_run_equals_the_uninterrupted_one(store, monke
     assert a["restored_best"] == b["restored_best"]
 
 
+
+def test_resuming_a_restored_run_continues_from_its_last_epochs_weights(store):
+    # min_delta so large that epoch 1 stays the best: the restored weights are not the last ones.
+    restored = train(store, small(epochs=3, restore_best=True, min_delta=1e3))
+    plain = train(store, small(epochs=3, min_delta=1e3))
+    assert load_checkpoint(store.checkpoint_path(restored.id))["restored_best"]["epoch"] == 1
+    for run in (restored, plain):
+        assert resume_run(run.id, store, epochs=5, console=QUIET, progress=False).record.status == "completed"
+    assert metrics(store, restored.id) == metrics(store, plain.id)
+    assert load_checkpoint(store.checkpoint_path(restored.id))["restored_best"]["epoch"] == 1
+
+
 # -- the LR finder ----------------------------------------------------------------------------
 
 
@@ -161,6 +173,20 @@ def test_lr_find_leaves_the_model_and_store_alone_and_suggests_an_lr(tmp_path, m
     assert (tmp_path / "lr.png").stat().st_size > 10_000
 
 
+
+def test_lr_find_errors_name_the_argument_and_its_flag():
+    from cnnlab.errors import ConfigError
+
+    exp = validate_experiment(small())
+    with pytest.raises(ConfigError) as info:
+        lr_find(exp, start_lr=0.0, end_lr=1.0, steps=2)
+    text = str(info.value)
+    assert "start_lr (--start): 0.0 must be a positive number" in text
+    assert "steps (--steps): 2 must be at least 5" in text
+    with pytest.raises(ConfigError) as info:
+        lr_find(exp, start_lr=0.01, end_lr=0.001)
+    assert "end_lr (--end): 0.001 must be a number above start_lr (0.01)" in str(info.value)
+
 def test_lr_find_on_a_model_that_diverges_at_once_says_so(tmp_path):
     exp = validate_experiment(small(optimizer="sgd", lr=0.01))
     finding = lr_find(exp, steps=30, start_lr=1e4, end_lr=1e6)
@@ -177,7 +203,7 @@ def test_lr_find_command_prints_a_usable_override(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "wrote f.png" in result.output and "-s train.lr=" in result.output
     bad = CliRunner().invoke(app, ["lr-find", "exp.toml", "--steps", "2"])
-    assert bad.exit_code == 2 and "--steps: 2 must be at least 5" in bad.output
+    assert bad.exit_code == 2 and "steps (--steps): 2 must be at least 5" in bad.output
 
 
 def test_valley_is_two_thirds_down_the_longest_fall():

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import multiprocessing
+import os
 import pickle
 import sqlite3
 from dataclasses import fields
@@ -361,3 +362,78 @@ def test_a_store_made_before_liveness_and_fencing_gets_their_columns(tmp_path: P
         record = reopened.get_run(run_id)
         assert (record.name, record.pid, record.heartbeat_at, record.lease) == ("old", None, None, None)
         assert reopened.acquire(run_id) == 1
+
+
+def _checkpoint_folder(store: RunStore, run_id: str) -> tuple[Path, Path]:
+    target = store.checkpoint_path(run_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"epoch 2")
+    store.previous_checkpoint_path(run_id).write_bytes(b"epoch 1")
+    return target, store.previous_checkpoint_path(run_id)
+
+
+def test_each_holder_stages_its_checkpoint_under_its_own_name(store: RunStore) -> None:
+    run_id = new_run(store)
+    target = store.checkpoint_path(run_id)
+    old, new = store.staged_path(target, 1), store.staged_path(target, 2)
+    assert old != new and old.parent == target.parent
+    assert store.staged_path(target, 2, "best") not in (old, new)
+
+
+def test_put_fenced_undoes_its_renames_on_any_error(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = new_run(store)
+    lease = store.acquire(run_id)
+    target, previous = _checkpoint_folder(store, run_id)
+    staged = store.staged_path(target, lease)
+    staged.write_bytes(b"epoch 3")
+    real = os.replace
+    calls = []
+
+    def interrupted(source: Path, destination: Path) -> None:
+        calls.append(destination)
+        if len(calls) == 3:  # the staged file's rename: the previous ones must be undone
+            raise KeyboardInterrupt
+        real(source, destination)
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.put_fenced(run_id, lease, staged, target, previous)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"epoch 2" and previous.read_bytes() == b"epoch 1"
+    assert sorted(f.name for f in target.parent.iterdir()) == sorted([target.name, previous.name])
+
+
+def test_put_fenced_keeps_the_set_aside_file_when_putting_it_back_fails(
+        store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = new_run(store)
+    lease = store.acquire(run_id)
+    target, previous = _checkpoint_folder(store, run_id)
+    staged = store.staged_path(target, lease)
+    staged.write_bytes(b"epoch 3")
+    real = os.replace
+    calls = []
+
+    def disk_error(source: Path, destination: Path) -> None:
+        calls.append(destination)
+        if len(calls) >= 2:  # the second rename fails, and so does every undo
+            raise OSError("disk error")
+        real(source, destination)
+
+    monkeypatch.setattr(os, "replace", disk_error)
+    with pytest.raises(OSError, match="disk error"):
+        store.put_fenced(run_id, lease, staged, target, previous)
+    monkeypatch.undo()
+    kept = [f for f in target.parent.iterdir() if f.name.endswith(".undo")]
+    assert [f.read_bytes() for f in kept] == [b"epoch 1"]
+    assert target.read_bytes() == b"epoch 2"
+
+
+def test_put_fenced_success_leaves_only_the_two_checkpoints(store: RunStore) -> None:
+    run_id = new_run(store)
+    lease = store.acquire(run_id)
+    target, previous = _checkpoint_folder(store, run_id)
+    staged = store.staged_path(target, lease)
+    staged.write_bytes(b"epoch 3")
+    store.put_fenced(run_id, lease, staged, target, previous)
+    assert target.read_bytes() == b"epoch 3" and previous.read_bytes() == b"epoch 2"
+    assert sorted(f.name for f in target.parent.iterdir()) == sorted([target.name, previous.name])

@@ -136,6 +136,11 @@ def test_a_model_that_does_not_fit_the_data_is_rejected_naming_the_cell():
         ({"pruner": {"type": "median", "warmup": 2}}, "pruner.warmup: 2 is not an option of the median"),
         ({"gird": {"train.lr": [0.1]}}, "gird: {'train.lr': [0.1]} is not a known key"),
         ({"base": "missing.toml"}, "base: 'missing.toml' does not exist"),
+        ({"claim": False}, "claim: False must be a table with text, source and order or best"),
+        ({"claim": 0}, "claim: 0 must be a table with text, source and order or best"),
+        ({"claim": []}, "claim: [] must be a table with text, source and order or best"),
+        ({"claim": ""}, "claim: '' must be a table with text, source and order or best"),
+        ({"claim": {"text": "t"}}, "claim.source: None must be a non-empty string"),
     ],
 )
 def test_bad_sweep_files_are_rejected_with_the_key(raw, expected):

@@ -132,6 +132,38 @@ def test_a_cell_that_always_raises_is_retried_then_stored_failed_with_its_traceb
     assert cell.runs[0].error == "RuntimeError: boom"
 
 
+
+def test_a_cell_failing_after_another_completed_in_its_group_fails_only_itself(home, monkeypatch):
+    """--vmap 2 with cells trained one at a time: the first cell's run completes, then the
+    second raises; only the second's trial and run fail, the first is told done."""
+    from cnnlab.train import run as train_run
+    from cnnlab.train.vmap import VmapUnsupported
+
+    real_epoch = single.train_one_epoch
+
+    def broken_for_one_lr(*args, optimizer, **kwargs):
+        if optimizer.param_groups[0]["lr"] == 0.002:
+            raise RuntimeError("boom")
+        return real_epoch(*args, optimizer=optimizer, **kwargs)
+
+    def refuse(cells):
+        raise VmapUnsupported("one at a time for this test")
+
+    monkeypatch.setattr(single, "train_one_epoch", broken_for_one_lr)
+    monkeypatch.setattr(train_run, "VmapCells", refuse)
+    spec = parse_sweep({"name": "s", "base": BASE, "seeds": [0], "retries": 0,
+                        "grid": {"train.lr": [0.003, 0.002]}})
+    outcome = run_sweep(spec, home, threads=1, live=False, vmap=2)
+    assert not outcome.ok
+    runs = {r.config["train"]["lr"]: r for r in store(home).list_runs()}
+    assert runs[0.003].status == "completed" and runs[0.003].error is None
+    assert runs[0.002].status == "failed" and "RuntimeError: boom" in runs[0.002].error
+    by_run = {t.user_attrs["run_id"]: t for t in study(home).get_trials()}
+    assert by_run[runs[0.003].id].state == TrialState.COMPLETE
+    assert by_run[runs[0.003].id].user_attrs["outcome"] == "trained"
+    assert by_run[runs[0.002].id].state == TrialState.FAIL
+
+
 def test_the_median_pruner_stops_a_hopeless_cell(home):
     outcome = sweep(home, seeds=[0], metric="val_loss", set={"train.epochs": 3},
                     grid={"train.lr": [0.003, 0.002, 1e-7]},

@@ -20,7 +20,7 @@ from cnnlab.store import RunRecord, RunStore
 from cnnlab.train import Pruned, load_checkpoint, resume_run, train_experiment
 from cnnlab.train.engine import CellRun, Engine
 from cnnlab.train.lifecycle import RunLife
-from cnnlab.train.losses import mse
+from cnnlab.train.losses import make_loss, mse
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.run import train_sweep_cells
 from cnnlab.train.stacked_optimizer import StackedOptimizer
@@ -28,7 +28,6 @@ from cnnlab.train.vmap import (
     VmapCells,
     train_cells_vmapped,
     vmap_groups,
-    vmap_loss,
     vmap_unsupported,
 )
 
@@ -119,7 +118,7 @@ def test_model_that_fails_under_vmap_is_reported():
 
 def test_mse_works_under_vmap_and_equals_the_one_hot_formula():
     logits, targets = torch.randn(3, 16, 10), torch.randint(0, 10, (3, 16))
-    batched = torch.vmap(vmap_loss("mse"))(logits, targets)
+    batched = torch.vmap(make_loss("mse"))(logits, targets)
     for cell in range(3):
         one_hot = torch.nn.functional.one_hot(targets[cell], 10).float()
         expected = torch.nn.functional.mse_loss(torch.softmax(logits[cell], 1), one_hot)

@@ -76,3 +76,27 @@ def test_a_cell_that_kills_every_worker_is_failed_with_the_cause_after_a_few_dea
     assert [t.state for t in trials] == [TrialState.FAIL] * (MAX_WORKER_DEATHS + 1)
     assert trials[-1].system_attrs[DEATHS_ATTR] == MAX_WORKER_DEATHS
     assert not any(t.state == TrialState.WAITING for t in trials)  # not queued again
+
+
+def _died(study: optuna.Study, epochs: int, system_attrs: dict) -> optuna.trial.FrozenTrial:
+    """A trial whose worker died after its run had reported ``epochs`` epochs."""
+    study.add_trial(optuna.trial.create_trial(
+        state=TrialState.FAIL, intermediate_values={e: 0.5 for e in range(1, epochs + 1)},
+        user_attrs={"outcome": "worker died"}, system_attrs=system_attrs))
+    return study.get_trials(deepcopy=False)[-1]
+
+
+def test_worker_deaths_count_again_from_zero_after_the_run_stored_new_epochs():
+    from cnnlab.sweep.retry import requeue
+
+    study = optuna.create_study()
+    attrs: dict = {}
+    for epochs, deaths in ((2, 1), (2, 2), (3, 1), (3, 2), (5, 1), (0, 2)):
+        assert requeue(study, _died(study, epochs, attrs), count=False, died=True)
+        attrs = study.get_trials(deepcopy=False)[-1].system_attrs
+        assert attrs[DEATHS_ATTR] == deaths, (epochs, attrs)
+    # One more death without a new epoch: the limit, and the cell is given up.
+    assert not requeue(study, _died(study, 5, attrs), count=False, died=True)
+    given_up = study.get_trials(deepcopy=False)[-1]
+    assert given_up.system_attrs[DEATHS_ATTR] == MAX_WORKER_DEATHS
+    assert "make it need less memory" in given_up.user_attrs["error"]

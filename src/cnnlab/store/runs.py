@@ -248,7 +248,10 @@ class RunStore:
         run over), every rename is undone and LeaseLost raised: the late file never stays, and the
         previous file is back where it was."""
         moved: list[tuple[Path, Path]] = []
-        aside = keep_previous.with_name(keep_previous.name + ".undo") if keep_previous is not None else None
+        # The set-aside name is this holder's own (process and lease): a paused earlier holder
+        # waking up never renames over, or deletes, the file a new owner set aside.
+        aside = (keep_previous.with_name(f"{keep_previous.name}.{os.getpid()}.{lease}.undo")
+                 if keep_previous is not None else None)
         try:
             with self.fenced(run_id, lease):
                 if keep_previous is not None and aside is not None and target.exists():
@@ -261,20 +264,29 @@ class RunStore:
                     moved.append((target, keep_previous))
                 os.replace(staged, target)
                 moved.append((staged, target))
-        except StoreError as exc:
+        except BaseException as exc:
+            # Whatever ends the renames early (a lost lock, a disk error, Ctrl-C) puts every file
+            # back; the set-aside file stays if putting it back failed, so nothing is lost.
             for source, destination in reversed(moved):
                 with contextlib.suppress(OSError):
                     os.replace(destination, source)
-            if isinstance(exc, LeaseLost) or not moved:
+            with contextlib.suppress(OSError):
+                staged.unlink(missing_ok=True)  # this holder's own file (its name is unique)
+            if not isinstance(exc, StoreError) or isinstance(exc, LeaseLost) or not moved:
                 raise
             raise LeaseLost(f"run {run_id}: this process lost its hold on the run while it wrote "
                             f"{target.name} (its database session ended: {exc}); the file was put back") \
                 from exc
-        finally:
-            for leftover in (staged, aside):
-                if leftover is not None:
-                    with contextlib.suppress(OSError):
-                        leftover.unlink(missing_ok=True)
+        if aside is not None:
+            with contextlib.suppress(OSError):
+                aside.unlink(missing_ok=True)
+
+    @staticmethod
+    def staged_path(target: Path, lease: int | None, kind: str = "") -> Path:
+        """Where a holder of a run (this process, ``lease``) writes a complete file before
+        `put_fenced` renames it to ``target``: a name of its own, so an earlier holder that wakes
+        up late never writes over, or deletes, the new owner's staged file."""
+        return target.with_name(f".{target.name}{'.' + kind if kind else ''}.{os.getpid()}.{lease}.staged")
 
     def update_run(self, run_id: str, lease: int | None = None, **fields: Any) -> None:
         """Set run fields (status, finished_at, duration_s, summary metrics, ...); with ``lease``,

@@ -7,6 +7,7 @@ readable records, from which the sweep carries on, reusing every run the store h
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from optuna.storages.journal import BaseJournalBackend, JournalFileSymlinkLock
-from optuna.storages.journal._file import get_lock_file
+from optuna.storages.journal._file import LOCK_FILE_SUFFIX, get_lock_file
 from rich.console import Console
 
 from cnnlab.errors import StoreError
 from cnnlab.files import write_atomic
 
 _notice = Console(stderr=True, soft_wrap=True)
+CUT = "cut mid-line"
 
 
 @dataclass(frozen=True)
@@ -46,18 +48,27 @@ _scanned: dict[Path, tuple[tuple[int, int], JournalDamage | None]] = {}
 
 def journal_damage(path: Path) -> JournalDamage | None:
     """The damage of the journal at ``path``, None when every line is a whole JSON record. Read
-    under the journal's own lock, so a line a worker is appending right now is not mistaken for a
-    cut one."""
+    without the journal's lock (a read-only view needs no write access and never blocks a
+    worker): a last line without its end while a worker holds the lock, or one that grew while it
+    was read, is being appended now, not damage (Optuna reads the records before it)."""
     stat = path.stat()
     stamp = (stat.st_size, stat.st_mtime_ns)
     cached = _scanned.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
-    with get_lock_file(JournalFileSymlinkLock(str(path))):
-        stat = path.stat()
-        damage = _scan(path, path.read_bytes())
-    _scanned[path] = ((stat.st_size, stat.st_mtime_ns), damage)
+    data = path.read_bytes()
+    damage = _scan(path, data)
+    # Only the last line can lack its end. The lock is looked at before the size: a worker that
+    # was appending while the file was read either holds it still or has made the file longer.
+    if damage is not None and damage.reason == CUT and (_lock_held(path) or path.stat().st_size != len(data)):
+        return None  # being written: not cached, the next read sees the whole line
+    _scanned[path] = (stamp, damage)
     return damage
+
+
+def _lock_held(path: Path) -> bool:
+    """Whether a process holds the journal's Optuna lock (its symlink exists) right now."""
+    return os.path.lexists(str(path) + LOCK_FILE_SUFFIX)
 
 
 def _scan(path: Path, data: bytes) -> JournalDamage | None:
@@ -65,7 +76,7 @@ def _scan(path: Path, data: bytes) -> JournalDamage | None:
     offset = 0
     for number, line in enumerate(data.splitlines(keepends=True), start=1):
         if not line.endswith(b"\n"):
-            return JournalDamage(path, records, offset, number, "cut mid-line")
+            return JournalDamage(path, records, offset, number, CUT)
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -101,6 +112,20 @@ def say(damage: JournalDamage, repaired: Path | None) -> None:
         done = (f"showing the sweep from its {len(damage.records):,} readable records and the run "
                 "store (`cnnlab sweep FILE` repairs the journal)")
     _notice.print(f"warning: {damage.describe()}: {done}", markup=False, highlight=False)
+
+
+# The damaged journals already said in this process (path, size, modification time): a live view
+# opens the sweep on every request and poll, and says a damage once, until the file changes.
+_said: set[tuple[Path, int, int]] = set()
+
+
+def say_once(damage: JournalDamage) -> None:
+    """`say` a damage left unrepaired, once per process for each state of its file."""
+    stat = damage.path.stat()
+    key = (damage.path, stat.st_size, stat.st_mtime_ns)
+    if key not in _said:
+        _said.add(key)
+        say(damage, None)
 
 
 class ReadableRecords(BaseJournalBackend):

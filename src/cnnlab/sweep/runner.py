@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cnnlab.errors import CnnlabError, user_message
+from cnnlab.errors import CnnlabError, UntrustedCodeError, user_message
 from cnnlab.sweep.optuna_study import (
     QueueResult,
     open_study,
@@ -30,7 +30,7 @@ from cnnlab.sweep.storage import Location
 from cnnlab.sweep.view import live_status
 from cnnlab.sweep.worker import WorkerOptions, work
 from cnnlab.train.hardware import physical_cores
-from cnnlab.trust import trust_modules
+from cnnlab.trust import trust_modules, trusting
 
 
 @dataclass
@@ -114,6 +114,7 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
         storage = location.open_storage(create=False)
         study, spec = open_study(location, name, storage)
         if workers != 0:
+            _refuse_untrusted(spec, trust_code)
             location.check_writable()
             assert storage is not None  # open_study raised otherwise
             recover_stale(study, storage)  # cells of killed workers are runnable again
@@ -149,6 +150,20 @@ def _drain(location: Location, name: str, workers: int | None, threads: int | No
             exitcodes = [0 if interrupted and p.exitcode == -signal.SIGTERM else
                          (p.exitcode if p.exitcode is not None else -1) for p in processes]
     return SweepOutcome(sweep_status(location, name), None, count, threads, exitcodes, interrupted)
+
+
+def _refuse_untrusted(spec: SweepSpec, trusted: Sequence[str]) -> None:
+    """Before any worker starts: UntrustedCodeError naming the first module the sweep (as its
+    storage holds it) names as a model that the user did not trust for this command, instead of
+    workers that fail every such cell in turn."""
+    with trusting(trusted) as allowed:  # and those a Python caller trusts around this call
+        untrusted = sorted(spec.code_modules() - allowed)
+    if untrusted:
+        module = untrusted[0]
+        raise UntrustedCodeError(
+            f"sweep {spec.name}: its cells' model.name would import module {module}, and a sweep's "
+            f"storage never decides what cnnlab imports: if you trust {module}, say so for this "
+            f"command with --trust-code {module} (trust_code={module!r} in Python); no cell was started")
 
 
 def worker_process(options: WorkerOptions) -> None:

@@ -114,15 +114,15 @@ def parse_sweep(raw: dict[str, Any], default_name: str = "sweep", folder: Path |
         problems.append(Problem("seeds", seeds, "must be a non-empty list of distinct integers in [0, 2³²)"))
         seeds = [0]
 
-    claim = raw.get("claim", {})
-    if claim:
+    claim: dict[str, Any] = {}
+    if "claim" in raw:  # given, it must be a whole claim: false, 0, [] or "" is no table
         from cnnlab.analyze.claim import parse_claim
 
         try:
-            parse_claim(claim)
+            parse_claim(raw["claim"])
+            claim = raw["claim"]
         except ConfigError as exc:
             problems += exc.problems
-            claim = {}
     spec = SweepSpec(name=name.strip(), base=base, seeds=list(seeds),
                      description=str(raw.get("description", "")), claim=dict(claim), overrides=given)
     _space(raw, spec, problems)

@@ -61,7 +61,7 @@ class Location:
         """The Optuna storage; None when ``create`` is false and a local journal does not exist.
         A damaged journal (`cnnlab.sweep.journal`) is said in one line and, with ``repair``, cut
         back to its readable records (the damaged file kept beside it); without, it is read from
-        those records and nothing can be written to it."""
+        those records and nothing can be written to it (said once per process until it changes)."""
         url = self.storage_url
         if url is None:
             path = self.journal_path
@@ -70,11 +70,11 @@ class Location:
             path.parent.mkdir(parents=True, exist_ok=True)
             from optuna.storages.journal import JournalFileBackend
 
-            from cnnlab.sweep.journal import ReadableRecords, journal_damage, repair_journal, say
+            from cnnlab.sweep.journal import ReadableRecords, journal_damage, repair_journal, say, say_once
 
             if path.exists() and (damage := journal_damage(path)) is not None:
                 if not repair:
-                    say(damage, None)
+                    say_once(damage)
                     return optuna.storages.JournalStorage(ReadableRecords(damage))
                 if (repaired := repair_journal(path)) is not None:
                     say(*repaired)

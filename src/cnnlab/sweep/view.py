@@ -217,7 +217,8 @@ def live_status(location: Location, name: str, console: Console, enabled: bool =
         yield
 
 
-FINISHED = ("done", "failed", "pruned", "diverged")
+# A sweep run's states (`cnnlab.sweep.status`) that end it: not store.schema.FINISHED (run statuses).
+SWEEP_ENDED = ("done", "failed", "pruned", "diverged")
 
 
 def progress_lines(location: Location, name: str, console: Console, every_s: float = REFRESH_S,
@@ -228,7 +229,7 @@ def progress_lines(location: Location, name: str, console: Console, every_s: flo
 
     def lines(status: SweepStatus) -> list[str]:
         out = []
-        finished = sum(run.state in FINISHED for cell in status.cells for run in cell.runs)
+        finished = sum(run.state in SWEEP_ENDED for cell in status.cells for run in cell.runs)
         for cell in status.cells:
             for run in cell.runs:
                 if run.run_id is None:
@@ -239,12 +240,12 @@ def progress_lines(location: Location, name: str, console: Console, every_s: flo
                 planned = f"/{run.epochs_planned}" if run.epochs_planned else ""
                 if run.state == "running" and run.epochs_done > before[1]:
                     out.append(f"{where} epoch {run.epochs_done}{planned}")
-                elif run.state in FINISHED and before[0] != run.state:
+                elif run.state in SWEEP_ENDED and before[0] != run.state:
                     value = "" if run.value is None else f", {status.metric_label} " + \
                         format_metric(status.metric, run.value).plain
                     out.append(f"{where} {run.state} after {run.epochs_done}{planned} epochs{value}; "
                                f"{finished} of {status.total} runs finished")
-                elif run.state not in ("running", "pending", *FINISHED) and before[0] != run.state:
+                elif run.state not in ("running", "pending", *SWEEP_ENDED) and before[0] != run.state:
                     out.append(f"{where} {run.state} after {run.epochs_done}{planned} epochs")
         return out
 

@@ -157,13 +157,16 @@ def _run_group(runs: list[_TrialRun]) -> list[str]:
                 batched=True, on_create=lambda cell, run_id: runs[fresh[cell][0]].link(run_id))
         except LoadInterrupted:  # Ctrl-C / SIGTERM while their images were decoded: nothing stored
             for i, _ in fresh:
-                outcomes[i] = runs[i]._finish("interrupted", TrialState.FAIL, requeue_count=False)
+                outcomes[i] = runs[i].ended() or runs[i]._finish("interrupted", TrialState.FAIL,
+                                                                  requeue_count=False)
         except ConfigError as exc:  # the same settings would fail again: no retry
             for i, _ in fresh:
-                outcomes[i] = runs[i].fail(exc, retry=False)
+                outcomes[i] = runs[i].ended() or runs[i].fail(exc, retry=False)
         except Exception as exc:
+            # Cells whose runs ended earlier in the call are told as they ended, not failed with
+            # another cell's error.
             for i, _ in fresh:
-                outcomes[i] = runs[i].fail(exc, retry=True)
+                outcomes[i] = runs[i].ended() or runs[i].fail(exc, retry=True)
         for (i, _), outcome in zip(fresh, trained, strict=True):
             if i not in outcomes:
                 outcomes[i] = runs[i].settle(outcome)
@@ -261,6 +264,16 @@ class _TrialRun:
         if trained.lost or not self.holds_trial():  # Optuna failed it as stale: another worker took over
             return self._lost(trained.record.id)
         return self._tell(trained.record, "trained")
+
+    def ended(self) -> str | None:
+        """When training stopped on another cell's error: the trial's outcome if its run had
+        already ended on its own (completed, stopped early, diverged, pruned), else None."""
+        run = self._linked_run()
+        if run is None or run.status not in (*FINISHED, "pruned"):
+            return None
+        if not self.holds_trial():  # Optuna failed it as stale: another worker took over
+            return self._lost(run.id)
+        return self._tell(run, "trained")
 
     def _experiment(self) -> Experiment | None:
         """The trial's cell as an experiment with this worker's threads and data folder; None

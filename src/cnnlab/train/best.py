@@ -5,11 +5,13 @@ epoch with the best ``train.monitor`` so far (improving by more than ``train.min
 rule early stopping uses: the `EarlyStopping` callback decides which epoch is best) are kept in
 memory and in every checkpoint (so a resumed run keeps them); when the run ends on its own
 (completed, stopped early, diverged or pruned) its checkpoint's model is replaced by them and
-says so (``restored_best``). An interrupted run keeps its last weights, to be resumed.
+says so (``restored_best``), keeping the last weights beside them (``last_model``) for a resumed
+run to continue from. An interrupted run keeps its last weights, to be resumed.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 
 from cnnlab.analyze.best import restored_note
+from cnnlab.errors import LeaseLost
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.store.schema import RESTORED
@@ -52,19 +55,31 @@ class BestWeights(EpochCallback):
         """Make the run's stored final model the best epoch's, when the run ended on its own."""
         if status in RESTORED and self.model and run.store is not None:
             path = run.stored.checkpoint_path(run.id)
-            staged = path.with_name(f".{path.name}.best.staged")
-            if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
-                run.put_file(staged, path)  # renamed into place only while this process owns the run
+            staged = run.stored.staged_path(path, run.lease, "best")
+            try:
+                if restore_checkpoint(path, self.state(), self.early.monitor, into=staged):
+                    run.put_file(staged, path)  # renamed into place only while this process owns the run
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                with contextlib.suppress(OSError):
+                    staged.unlink(missing_ok=True)
+                raise RuntimeError(f"the best epoch's weights (epoch {self.epoch}) could not be restored "
+                                   f"into {path.name}, which keeps the last epoch's: "
+                                   f"{type(exc).__name__}: {exc}") from exc
 
 
 def restore_checkpoint(path: Path, best: Mapping[str, Any], monitor: str, into: Path | None = None) -> bool:
     """Write the checkpoint at ``path`` again with the ``best`` epoch's weights (atomically, into
     ``into`` when given, else over ``path``), noting which epoch they are from (``restored_best``);
-    False (nothing written) without a checkpoint."""
+    the last epoch's weights stay in it as ``last_model``, which a resumed run continues from (its
+    epoch, optimizer, random and schedule state are the last epoch's). False (nothing written)
+    without a checkpoint."""
     if not path.exists():
         return False
     state = load_checkpoint(path)
     state.pop("format", None)
+    state.setdefault("last_model", state["model"])  # already restored: "model" is the best one
     state["model"] = best["model"]
     state["restored_best"] = {"epoch": best["epoch"], "monitor": monitor, "value": best["value"]}
     save_checkpoint(into or path, state)

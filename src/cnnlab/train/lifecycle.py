@@ -32,6 +32,7 @@ from typing import Any
 from rich.console import Console
 
 from cnnlab.config import Experiment, TrainConfig
+from cnnlab.errors import LeaseLost
 from cnnlab.openmp import WAIT_POLICY
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import save_checkpoint
@@ -115,7 +116,7 @@ class Checkpointer(EpochCallback):
     def on_epoch_end(self, run: RunLife, end: EpochEnd) -> None:
         if not end.diverged:  # a diverged epoch's weights are not worth resuming from
             path = run.stored.checkpoint_path(run.id)
-            staged = path.with_name(f".{path.name}.staged")
+            staged = run.stored.staged_path(path, run.lease)
             save_checkpoint(staged, self.state(end.epoch))  # written whole before the run is locked
             run.put_file(staged, path, run.stored.previous_checkpoint_path(run.id))
 
@@ -235,9 +236,18 @@ class RunLife:
 
     def finish(self, status: str, error: str | None, seconds: float) -> None:
         """Tell the callbacks how the run ended, then store its end and summary; the process no
-        longer owns it."""
+        longer owns it. A callback that fails (restoring the best weights on a full disk) does not
+        keep the end from being stored: its error is added to the run's."""
+        failures = []
         for callback in self.callbacks:
-            callback.on_run_end(self, status)
+            try:
+                callback.on_run_end(self, status)
+            except LeaseLost:
+                raise  # another process owns the run: nothing more is written for it
+            except Exception as exc:
+                failures.append(str(exc) or type(exc).__name__)
+        if failures:
+            error = "; ".join([error, *failures] if error else failures)
         self.stored.finish(self.id, status, error, seconds, lease=self.lease)
 
     def record(self) -> RunRecord:

@@ -6,8 +6,10 @@ at batch 256) while the lr grows exponentially from ``start_lr`` to ``end_lr``, 
 batch; the loss is smoothed (an exponential moving average with bias correction, β = 0.98 for
 100 steps as fastai, 1 − 2/steps for fewer) and the test stops when the smoothed loss passes
 ``STOP_FACTOR`` × its minimum (divergence) or turns non-finite.
-Nothing is stored and no weights of the caller's model change: the model is a copy, the global
-random state is put back afterwards.
+Nothing is stored and no weights of the caller's model change: the model is a copy. torch's CPU
+random state is put back afterwards; a CUDA GPU's random state (seeded from the experiment's seed
+when the model is built here) and its TF32 settings for the experiment's precision
+(`cnnlab.train.hardware.use_precision`) stay as the test left them.
 
 The suggestion follows fastai's default rule, the **valley**: the longest stretch over which
 the smoothed loss keeps falling (longest decreasing subsequence), and a point two thirds of the
@@ -131,14 +133,16 @@ def lr_find(
     """Run the range test for ``exp`` (its model, data, optimizer, loss, batch size, precision and
     augmentation) on a copy of ``model`` (default: the experiment's model built from its seed),
     for ``steps`` batches (None: 100, at most one epoch; more than an epoch only when asked for),
-    drawn as a run draws them. Nothing is stored."""
+    drawn as a run draws them. Given both ``model`` and ``data``, the test runs on the model's
+    device in fp32, whatever the experiment's precision. Nothing is stored."""
     problems = []
+    # Named as Python and the command line (`cnnlab lr-find`) both call them.
     if not (math.isfinite(start_lr) and start_lr > 0):
-        problems.append(Problem("--start", start_lr, "must be a positive number"))
+        problems.append(Problem("start_lr (--start)", start_lr, "must be a positive number"))
     if not (math.isfinite(end_lr) and end_lr > start_lr):
-        problems.append(Problem("--end", end_lr, f"must be a number above --start ({start_lr:g})"))
+        problems.append(Problem("end_lr (--end)", end_lr, f"must be a number above start_lr ({start_lr:g})"))
     if steps is not None and steps < 5:
-        problems.append(Problem("--steps", steps, "must be at least 5"))
+        problems.append(Problem("steps (--steps)", steps, "must be at least 5"))
     if problems:
         raise ConfigError(problems)
     rng_state = torch.get_rng_state()

@@ -63,6 +63,3 @@ class TrainingProgress:
     def batch(self, images_done: int, loss: float, acc: float, images_per_s: float) -> None:
         self._progress.update(self._task, completed=self._base + images_done, loss=_fmt(loss),
                               acc=_fmt(acc, pct=True), speed=f"{images_per_s:,.0f}")
-
-    def log(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True, markup=False)

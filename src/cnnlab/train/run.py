@@ -153,7 +153,8 @@ def resume_run(
     set_threads(exp.train.threads)
     prepared = prepare(exp)
     if state is not None:
-        prepared.model.load_state_dict(state["model"])
+        # A restored run's "model" is its best epoch's; training goes on from its last epoch's.
+        prepared.model.load_state_dict(state.get("last_model", state["model"]))
     try:
         store.truncate_epochs(record.id, state["epoch"] if state is not None else 0)
         life = RunLife.take_over(store, record.id, config=exp.resolved(),
@@ -280,5 +281,8 @@ def _train_group(cells: VmapCells, group: list[int], store: RunStore, sweep: str
     line = cells.describe() + f"; runs {', '.join(run.life.id for run in runs)}"
     console.print(line, highlight=False, soft_wrap=True, markup=False)
     Engine(cells, runs, epochs=cells.cfg.epochs, console=console, prefix_lines=True).run()
-    return [RunOutcome(run.record, data.bundle.description, [line], lost=run.lost)
-            for run, data in zip(runs, cells.data, strict=True) if run.record is not None]
+    outcomes = []
+    for run, data in zip(runs, cells.data, strict=True):
+        assert run.record is not None  # the engine reads back every stored run it trained
+        outcomes.append(RunOutcome(run.record, data.bundle.description, [line], lost=run.lost))
+    return outcomes

@@ -20,8 +20,9 @@ optimizer whose ``lr`` is a per-cell tensor). The same objects drive a lone run,
   (default 10, Keras'), the lr is multiplied by ``gamma`` (default 0.1, Keras' factor), not
   below ``min_lr``; per epoch. Its state is checkpointed, so a resumed run continues it.
 
-``train.warmup_epochs`` (every schedule but one_cycle) ramps the lr linearly, per batch, from
-``lr / W`` to ``lr`` over the first W steps, then runs the schedule over the remaining epochs.
+``train.warmup_epochs`` W (every schedule but one_cycle) ramps the lr linearly, per batch, over
+the first W epochs: from ``lr / (W · steps_per_epoch)`` at the first step up to ``lr`` at the
+last step of epoch W; then the schedule runs over the remaining epochs.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ DEFAULT_FINAL_DIV_FACTOR = 1e4
 class Schedule:
     """The learning rate of one run at every optimizer step (see the module docstring)."""
 
-    def __init__(self, cfg: TrainConfig, steps_per_epoch: int, base_lr: float | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, steps_per_epoch: int) -> None:
         self.cfg = cfg
-        self.base = float(cfg.lr if base_lr is None else base_lr)
+        self.base = float(cfg.lr)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.total = self.steps_per_epoch * cfg.epochs
         warmup = cfg.warmup_epochs if cfg.schedule != "one_cycle" else 0
@@ -68,11 +69,6 @@ class Schedule:
     def constant(self) -> bool:
         """True when the lr never changes (the default): the loop need not touch the optimizer."""
         return self.name == "constant" and self.warmup == 0
-
-    @property
-    def per_batch(self) -> bool:
-        """True when the lr changes within an epoch (cosine, one_cycle, or during a warm-up)."""
-        return self.name in ("cosine", "one_cycle") or self.warmup > 0
 
     def lr(self, step: int) -> float:
         """The lr for optimizer step ``step`` (0-based, counted over the whole run)."""

@@ -96,7 +96,7 @@ from cnnlab.train.loop import (
     evaluation_metrics,
     on_device,
 )
-from cnnlab.train.losses import LossFn, make_loss
+from cnnlab.train.losses import make_loss
 from cnnlab.train.optimizers import make_optimizer
 from cnnlab.train.recipe import Recipe
 from cnnlab.train.schedules import set_lr
@@ -180,14 +180,6 @@ def optimizer_unsupported(exp: Experiment) -> str | None:
     if unsupported:
         return f"optimizer option {', '.join(unsupported)} has no vmapped version"
     return None
-
-
-# -- losses that work under vmap --------------------------------------------------------------
-
-
-def vmap_loss(name: str) -> LossFn:
-    """The loss ``name`` for `torch.vmap` (every loss of `make_loss` works under vmap)."""
-    return make_loss(name)
 
 
 
