@@ -28,6 +28,8 @@ from cnnlab.store.urls import URL_EXAMPLE
 SQLITE_BUSY_TIMEOUT_S = 30.0
 READ_ONLY = ("it is read-only (its file or folder cannot be written): this command needs to write "
              "to it; use a writable store (CNNLAB_HOME or --store)")
+OPENED_READ_ONLY = ("it is opened read-only (the dashboard and sweep status only read): open it "
+                    "writable to change it")
 SQLITE_DISK = re.compile(r"readonly database|disk is full|unable to open database file|disk I/O error")
 json_dumps = partial(json.dumps, allow_nan=False)
 
