@@ -174,6 +174,16 @@ def test_requests_for_another_host_name_are_refused(client):
     assert client.get("/api/runs", headers={"Host": "localhost:8765"}).status_code == 200
 
 
+def test_requests_to_an_ip_address_are_answered_names_only_when_listened_on(client):
+    """DNS rebinding needs a host name: an address literal (the machine's own, IPv6 in brackets,
+    with or without a port) is answered, an unknown name or a malformed Host is not."""
+    for host in ("[::1]:8765", "[::1]", "10.1.2.3", "10.1.2.3:8765", "[fe80::1]:80", "LOCALHOST"):
+        assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "::1", "[::1", "[evil.example]:80", "10.1.2.3:port", "[::1]x",
+                 "10.1.2.3.evil.example"):
+        assert client.get("/api/runs", headers={"Host": host}).status_code == 400, host
+
+
 def test_nothing_writes_to_the_store(client, home):
     files = sorted(home.glob("runs.sqlite*"))
     before = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
