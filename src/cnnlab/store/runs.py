@@ -208,18 +208,25 @@ class RunStore:
     def rehash(self, hashes: Callable[[dict[str, Any]], tuple[str, str]], version: int) -> int:
         """Compute ``config_hash`` and ``cell_hash`` again, as ``hashes(config)`` says, for every run
         whose hashes are of an older ``hash_version``; each keeps its first hash as ``legacy_hash``.
-        One transaction; returns how many runs changed (0 at once when none is older)."""
+        A run whose stored config cannot be hashed (odd data in it) stays at its old version, so it
+        does not stop every command. One transaction; returns how many runs changed (0 at once
+        when none is older)."""
         older = (RunRow.hash_version.is_(None)) | (RunRow.hash_version < version)
         with self._session() as session:
             if not session.scalar(select(func.count()).select_from(RunRow).where(older)):
                 return 0
         with self._session(write=True) as session:
-            rows = session.scalars(select(RunRow).where(older)).all()
-            for row in rows:
+            changed = 0
+            for row in session.scalars(select(RunRow).where(older)).all():
+                try:
+                    config_hash, cell_hash = hashes(row.config)
+                except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
+                    continue
                 row.legacy_hash = row.legacy_hash or row.config_hash
-                row.config_hash, row.cell_hash = hashes(row.config)
+                row.config_hash, row.cell_hash = config_hash, cell_hash
                 row.hash_version = version
-            return len(rows)
+                changed += 1
+            return changed
 
     def check_writable(self) -> None:
         """Fail before anything is written when runs cannot be stored here: a read-only store
