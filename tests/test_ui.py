@@ -184,6 +184,24 @@ def test_requests_to_an_ip_address_are_answered_names_only_when_listened_on(clie
         assert client.get("/api/runs", headers={"Host": host}).status_code == 400, host
 
 
+def test_a_sweep_named_with_a_quote_and_non_ascii_downloads_under_its_name(tmp_path):
+    """The name comes from the store: a quote must not end the header's filename, and a name
+    outside Latin-1 is said as RFC 6266's filename*, with an ASCII fallback."""
+    from urllib.parse import quote
+
+    name = 'lr "sweep" é→ü 数'
+    with RunStore(root=tmp_path) as store:
+        make_sweep(store, name, {"train.lr": [1e-3, 1e-2]}, seeds=(0,), epochs=1)
+    with TestClient(create_app(open_source(f"sqlite:///{tmp_path}/runs.sqlite")), base_url=LOCAL) as local:
+        answer = local.get(f"/api/sweeps/{quote(name)}/results.csv")
+    assert answer.status_code == 200, answer.text
+    disposition = answer.headers["content-disposition"]
+    assert disposition.isascii()
+    fallback = re.search(r'filename="([^"]*)"', disposition).group(1)
+    assert fallback.endswith("-results.csv") and '"' not in fallback and "\\" not in fallback
+    assert f"filename*=UTF-8''{quote(name + '-results.csv')}" in disposition
+
+
 def test_nothing_writes_to_the_store(client, home):
     files = sorted(home.glob("runs.sqlite*"))
     before = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}

@@ -12,6 +12,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import plotly
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -244,10 +245,13 @@ register_url_convertor("fmt", _FormatConvertor())
 
 
 def _download(text: str, filename: str, fmt: str) -> Response:
-    """``text`` as a file the browser saves under ``filename``."""
+    """``text`` as a file the browser saves under ``filename`` (from the store: any characters), said
+    as RFC 6266's UTF-8 ``filename*`` with an ASCII ``filename`` for older clients."""
     media = "text/csv" if fmt == "csv" else "application/json"
-    return Response(text, media_type=f"{media}; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_"
+                       for ch in filename)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return Response(text, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition})
 
 
 def _png(drawn: list[Any], index: int) -> Response:
