@@ -202,6 +202,27 @@ def test_a_sweep_named_with_a_quote_and_non_ascii_downloads_under_its_name(tmp_p
     assert f"filename*=UTF-8''{quote(name + '-results.csv')}" in disposition
 
 
+def test_a_live_runs_summary_says_what_it_has_before_and_after_its_first_numbers(tmp_path):
+    from cnnlab.ui import views
+
+    config = apply_overrides(Experiment().resolved(), {"train.epochs": 10})
+    with RunStore(root=tmp_path) as store:
+        live = store.create_run(name="live", config=config, config_hash="h", cell_hash="c", seed=0,
+                                host="synthetic", versions={})
+    source = open_source(f"sqlite:///{tmp_path}/runs.sqlite")
+    outcome = views.run_view(source, live)["diagnosis"]["outcome"]
+    assert outcome == "still training, 0 of 10 epochs done (no numbers yet)"
+    with RunStore(root=tmp_path) as store:
+        store.log_epoch(live, 1, {"train_loss": 2.0, "train_acc": 0.2})
+    outcome = views.run_view(source, live)["diagnosis"]["outcome"]
+    assert outcome == "still training, epoch 1 of 10 (no numbers yet)"
+    with RunStore(root=tmp_path) as store:
+        store.log_epoch(live, 2, {"train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "val_loss": 1.0})
+    assert views.run_view(source, live)["diagnosis"]["outcome"] == (
+        "still training, epoch 2 of 10: best validation accuracy 50.00% at epoch 2, final 50.00% "
+        "(its curves so far)")
+
+
 def test_nothing_writes_to_the_store(client, home):
     files = sorted(home.glob("runs.sqlite*"))
     before = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
