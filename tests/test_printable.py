@@ -25,8 +25,7 @@ UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066")
 def test_printable_escapes_controls_and_bidi_and_keeps_the_rest():
     assert printable(TITLE_AND_HIDE) == "\\x1b]0;pwned\\x07\\x1b[8mhidden"
     assert printable(BIDI_NAME) == "report\\u202egnp.exe"
-    assert printable("a\u2066b\x9bc\x7fd\te\nf") == "a\\u2066b\\x9bc\\x7fd\\te\\nf"
-    assert printable("a\tb\nc", one_line=False) == "a\tb\nc"
+    assert printable("a\u2066b\x9bc\x7fd\te\nf\rg") == "a\\u2066b\\x9bc\\x7fd\te\nf\\rg"
     assert printable("Zürich · 数字 – ok [bold]") == "Zürich · 数字 – ok [bold]"
 
 
