@@ -60,3 +60,18 @@ def test_runs_show_and_tag_print_user_text_escaped(home):
     assert "report\\u202egnp.exe" in shown.stdout
     assert "stopped: \\x1b]0;pwned" in shown.stdout  # the stored error text
     assert missing.returncode == 2 and "\\x1b]0;pwned" in missing.stderr
+
+
+def test_export_to_the_terminal_escapes_a_stored_metric_name_and_the_file_keeps_it(home, tmp_path):
+    root, run_id = home
+    with RunStore(root=root) as store:
+        store.log_epoch(run_id, 4, {"val_acc": 0.5, TITLE_AND_HIDE: 1.0, BIDI_NAME: 2.0})
+    for fmt in ("csv", "json"):
+        exported = _cnnlab(root, "export", run_id, "--format", fmt)
+        assert exported.returncode == 0, exported.stderr
+        assert not any(char in exported.stdout for char in UNSAFE), repr(exported.stdout)
+    csv_out = _cnnlab(root, "export", run_id)
+    assert "\\x1b]0;pwned\\x07\\x1b[8mhidden" in csv_out.stdout and "report\\u202egnp.exe" in csv_out.stdout
+    written = _cnnlab(root, "export", run_id, "-o", str(tmp_path / "epochs.csv"))
+    assert written.returncode == 0, written.stderr
+    assert TITLE_AND_HIDE in (tmp_path / "epochs.csv").read_text()  # the file holds the data as stored

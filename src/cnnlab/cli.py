@@ -413,8 +413,10 @@ def export(
 
     run_store = _store(store)
     text = export_epochs(run_store, run_store.get_run(run).id, fmt, output)
-    if output is None:
-        print(text, end="")
+    if output is None:  # the store's metric names, escaped as every text printed (the file keeps them)
+        from cnnlab.terminal.printable import printable
+
+        print(printable(text), end="")
     else:
         console.print(f"wrote {output}", highlight=False, markup=False)
 
