@@ -628,16 +628,14 @@ class RunStore:
 
 
 def _add_missing_columns(conn: Connection) -> None:
-    """Add the nullable columns a store made by an earlier version lacks (pid, heartbeat_at)."""
+    """Add the nullable columns, of every table, that a store made by an earlier cnnlab lacks (such
+    as hash_version, legacy_hash, data_facts); a column that may not be NULL is never added."""
     for table in Base.metadata.sorted_tables:
         present = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-
-
-# -- URL and engine --------------------------------------------------------------------------
 
 
 # -- checks and conversions ------------------------------------------------------------------
