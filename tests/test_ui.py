@@ -258,7 +258,7 @@ def test_the_sweep_page_reads_runs_through_the_dashboards_one_store(tmp_path, mo
         real(self, *args, **kwargs)
 
     monkeypatch.setattr(RunStore, "__init__", counted)
-    with TestClient(create_app(source)) as test_client:
+    with TestClient(create_app(source), base_url=LOCAL) as test_client:
         for _ in range(2):
             data = test_client.get("/api/sweeps/queued").json()
             assert data["counts"]["pending"] == 2 and data["total"] == 2
