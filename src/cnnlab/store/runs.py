@@ -118,7 +118,11 @@ class RunStore:
             refuse_damaged(database, immutable=self._immutable or "immutable" in str(self._url))
         self._open()
         if self.read_only:
-            self._missing = self._missing_columns()
+            try:
+                self._missing = self._missing_columns()
+            except StoreError:
+                self.close()
+                raise
         else:
             try:
                 self._create_tables()
