@@ -131,3 +131,46 @@ def test_cross_checks_are_reported_beside_field_errors_of_the_same_section():
     assert [str(p) for p in problems] == ["train.lr: inf is not a finite number",
                                           "train.epochs: True is not an integer",
                                           "train.nesterov: True needs train.momentum > 0"]
+
+
+@pytest.mark.parametrize(("base", "key"), [
+    ({"model": {"name": "layers", "layers": [{"type": ["conv"]}]}}, "model.layers"),
+    ({"model": {"name": "layers", "layers": [{"type": {"conv": 1}}]}}, "model.layers"),
+    ({"train": {"precision": ["auto"]}}, "train.precision"),
+])
+def test_an_unhashable_value_is_one_message_not_a_traceback(base, key):
+    from cnnlab.checks import load_experiment
+
+    with pytest.raises(ConfigError) as caught:
+        load_experiment(base=base)
+    assert key in str(caught.value)
+
+
+def test_odd_stored_configs_hash_and_one_that_cannot_leaves_the_others_rehashed(tmp_path):
+    """A store is data: sections that are not tables hash as they are, and a run whose config the
+    hash function refuses stays at its old hash version while the others are upgraded."""
+    import sqlite3
+
+    from cnnlab.checks import filled_hashes
+    from cnnlab.config import config_hash
+
+    odd = [{"train": 5, "data": [1], "model": {"name": "layers", "layers": [{"type": ["conv"]}]}},
+           {"train": {"precision": ["auto"]}}, ["not", "a", "table"]]
+    for config in odd:
+        assert len(config_hash(config)) == 16 and len(config_hash(config, include_seed=False)) == 16
+        filled_hashes(config)
+    store = RunStore(root=tmp_path)
+    ids = [store.create_run(name=None, config=config, config_hash="old", cell_hash="old", seed=0,
+                            host="h", versions={}) for config in [{"seed": 1}, {"seed": 2}]]
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        db.execute("UPDATE runs SET hash_version = 1")
+
+    def hashes(config):
+        if config["seed"] == 2:
+            raise TypeError("unhashable type: 'list'")
+        return "new", "newcell"
+
+    assert store.rehash(hashes, 2) == 1
+    first, second = (store.get_run(run_id) for run_id in ids)
+    assert (first.config_hash, first.legacy_hash, first.hash_version) == ("new", "old", 2)
+    assert (second.config_hash, second.legacy_hash, second.hash_version) == ("old", None, 1)

@@ -78,3 +78,41 @@ def test_an_old_store_is_rehashed_and_its_run_reused_by_configs_with_or_without_
     compared = _cnnlab(home, "compare", OLD_RUN, twin, "-o", str(tmp_path / "curves.png"))
     assert compared.returncode == 0, compared.stderr
     assert "model.dropout" not in compared.stdout and "seed" in compared.stdout
+
+
+def test_an_old_store_is_read_as_it_is_by_the_dashboard_and_sweep_status(tmp_path):
+    """Read-only opens do not upgrade a store: the columns it lacks read as None, nothing is written."""
+    from starlette.testclient import TestClient
+
+    from cnnlab.store import open_read_only
+    from cnnlab.ui import create_app, open_source
+
+    shutil.copy(OLD_STORE, tmp_path / "runs.sqlite")
+    before = (tmp_path / "runs.sqlite").read_bytes()
+    with open_read_only(root=tmp_path) as store:
+        assert store.read_only
+        run = store.get_run(OLD_RUN)
+        assert (run.config_hash, run.hash_version, run.legacy_hash) == (OLD_HASH, None, None)
+        assert [r.id for r in store.list_runs()] == [OLD_RUN] and len(store.epochs(OLD_RUN)) == 1
+    source = open_source(f"sqlite:///{tmp_path}/runs.sqlite")
+    with TestClient(create_app(source), base_url="http://127.0.0.1") as client:
+        listed = client.get("/api/runs")
+        assert listed.status_code == 200, listed.text
+        assert [r["id"] for r in listed.json()["runs"]] == [OLD_RUN]
+        assert client.get(f"/api/runs/{OLD_RUN}").status_code == 200
+    assert (tmp_path / "runs.sqlite").read_bytes() == before
+
+
+def test_a_read_only_store_lacking_a_table_says_to_upgrade_it_in_one_line(tmp_path):
+    import pytest
+
+    from cnnlab.errors import StoreError
+    from cnnlab.store import open_read_only
+
+    shutil.copy(OLD_STORE, tmp_path / "runs.sqlite")
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        db.execute("DROP TABLE tags")
+    with pytest.raises(StoreError, match=r"was made by an earlier cnnlab: run any cnnlab command that "
+                       r"writes \(e\.g\. `cnnlab runs`\) once to upgrade it") as caught:
+        open_read_only(root=tmp_path)
+    assert "\n" not in str(caught.value)

@@ -123,6 +123,17 @@ def test_samples_grid_and_most_confident_mistakes(home, stored, tmp_path):
     assert bad.exit_code == 2 and "grid: 'ten' must be ROWSxCOLS" in bad.output
 
 
+def test_samples_refuses_an_image_file_of_another_kind_instead_of_making_a_folder(home, stored, tmp_path):
+    for args, allowed in ([stored[1]], ".png, .svg, .pdf"), (["--dataset", "mnist-sample"], ".png"):
+        for name in ("out.jpg", "out.JPEG", *(["out.svg"] if allowed == ".png" else [])):
+            result = invoke("samples", *args, "-o", tmp_path / name)
+            assert result.exit_code == 2, result.output
+            said = " ".join(result.output.split())
+            assert f"is a {Path(name).suffix.lower()} file" in said
+            assert f"figures are written as {allowed}" in said
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_confusion_prints_per_class_scores_and_saves_the_figure(home, stored, tmp_path):
     result = invoke("confusion", stored[1], "-o", tmp_path)
     assert result.exit_code == 0, result.output

@@ -25,8 +25,7 @@ UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e", "\u2066")
 def test_printable_escapes_controls_and_bidi_and_keeps_the_rest():
     assert printable(TITLE_AND_HIDE) == "\\x1b]0;pwned\\x07\\x1b[8mhidden"
     assert printable(BIDI_NAME) == "report\\u202egnp.exe"
-    assert printable("a\u2066b\x9bc\x7fd\te\nf") == "a\\u2066b\\x9bc\\x7fd\\te\\nf"
-    assert printable("a\tb\nc", one_line=False) == "a\tb\nc"
+    assert printable("a\u2066b\x9bc\x7fd\te\nf\rg") == "a\\u2066b\\x9bc\\x7fd\te\nf\\rg"
     assert printable("Zürich · 数字 – ok [bold]") == "Zürich · 数字 – ok [bold]"
 
 
@@ -61,3 +60,18 @@ def test_runs_show_and_tag_print_user_text_escaped(home):
     assert "report\\u202egnp.exe" in shown.stdout
     assert "stopped: \\x1b]0;pwned" in shown.stdout  # the stored error text
     assert missing.returncode == 2 and "\\x1b]0;pwned" in missing.stderr
+
+
+def test_export_to_the_terminal_escapes_a_stored_metric_name_and_the_file_keeps_it(home, tmp_path):
+    root, run_id = home
+    with RunStore(root=root) as store:
+        store.log_epoch(run_id, 4, {"val_acc": 0.5, TITLE_AND_HIDE: 1.0, BIDI_NAME: 2.0})
+    for fmt in ("csv", "json"):
+        exported = _cnnlab(root, "export", run_id, "--format", fmt)
+        assert exported.returncode == 0, exported.stderr
+        assert not any(char in exported.stdout for char in UNSAFE), repr(exported.stdout)
+    csv_out = _cnnlab(root, "export", run_id)
+    assert "\\x1b]0;pwned\\x07\\x1b[8mhidden" in csv_out.stdout and "report\\u202egnp.exe" in csv_out.stdout
+    written = _cnnlab(root, "export", run_id, "-o", str(tmp_path / "epochs.csv"))
+    assert written.returncode == 0, written.stderr
+    assert TITLE_AND_HIDE in (tmp_path / "epochs.csv").read_text()  # the file holds the data as stored

@@ -311,6 +311,22 @@ def test_diagnose_write_command(store, tmp_path):
     assert two.exit_code == 2 and "--write" in two.output
 
 
+def test_diagnose_write_copies_a_stored_module_only_with_trust_code(store, tmp_path):
+    """The written file is the user's, so `cnnlab sweep FILE` would import what it names: a stored
+    run's `module:Class` gets there only when the user names the module for diagnose."""
+    record = train(store, small(lr=0.5, optimizer="sgd", epochs=2))
+    store.update_run(record.id, config={**record.config, "model": {**record.config["model"],
+                                                                    "name": "evilmod:Net"}})
+    out = tmp_path / "cured.toml"
+    refused = CliRunner().invoke(app, ["diagnose", record.id, "--store", store.url, "--write", str(out)])
+    assert refused.exit_code != 0 and not out.exists()
+    assert "evilmod" in refused.output and "--trust-code evilmod" in refused.output
+    trusted = CliRunner().invoke(app, ["diagnose", record.id, "--store", store.url, "--write", str(out),
+                                       "--trust-code", "evilmod"])
+    assert trusted.exit_code == 0, trusted.output
+    assert tomllib.loads(out.read_text())["base"]["model"]["name"] == "evilmod:Net"
+
+
 # -- the same recipe in a lone run, vmapped cells and sweep trials ------------------------------
 
 

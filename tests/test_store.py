@@ -437,3 +437,39 @@ def test_put_fenced_success_leaves_only_the_two_checkpoints(store: RunStore) -> 
     store.put_fenced(run_id, lease, staged, target, previous)
     assert target.read_bytes() == b"epoch 3" and previous.read_bytes() == b"epoch 2"
     assert sorted(f.name for f in target.parent.iterdir()) == sorted([target.name, previous.name])
+
+
+def test_a_store_in_a_folder_named_with_uri_characters_opens_that_file(tmp_path: Path) -> None:
+    """SQLite reads ``?``, ``#`` and ``%`` in a ``file:`` URI as URI syntax: the path is quoted."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import URL
+
+    from cnnlab.store import open_read_only
+    from cnnlab.store.damage import sqlite_path
+    from cnnlab.store.database import make_engine
+    from cnnlab.store.urls import read_only_url, sqlite_file
+
+    folder = tmp_path / "a?b#c%d"
+    with RunStore(root=folder) as store:
+        run_id = new_run(store)
+    database = folder / "runs.sqlite"
+    url = read_only_url(RunStore(root=folder)._url)
+    assert sqlite_file(url) == database and sqlite_path(url) == database
+    with open_read_only(root=folder) as store:
+        assert [run.id for run in store.list_runs()] == [run_id]
+    engine = make_engine(URL.create("sqlite", database=str(database)), "shown", read_only=True)
+    with engine.connect() as conn:  # immutable, for a file that cannot be written
+        assert conn.execute(text("SELECT id FROM runs")).scalars().all() == [run_id]
+    engine.dispose()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a?b#c%d"]  # no file made elsewhere
+
+
+def test_read_only_postgresql_url_keeps_the_options_it_had() -> None:
+    from sqlalchemy.engine import make_url
+
+    from cnnlab.store.urls import read_only_url
+
+    url = make_url("postgresql+psycopg://u@h/db?options=-c%20search_path%3Dlab")
+    assert read_only_url(url).query["options"] == "-c search_path=lab -c default_transaction_read_only=on"
+    plain = read_only_url(make_url("postgresql+psycopg://u@h/db"))
+    assert plain.query["options"] == "-c default_transaction_read_only=on"

@@ -174,6 +174,55 @@ def test_requests_for_another_host_name_are_refused(client):
     assert client.get("/api/runs", headers={"Host": "localhost:8765"}).status_code == 200
 
 
+def test_requests_to_an_ip_address_are_answered_names_only_when_listened_on(client):
+    """DNS rebinding needs a host name: an address literal (the machine's own, IPv6 in brackets,
+    with or without a port) is answered, an unknown name or a malformed Host is not."""
+    for host in ("[::1]:8765", "[::1]", "10.1.2.3", "10.1.2.3:8765", "[fe80::1]:80", "LOCALHOST"):
+        assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "::1", "[::1", "[evil.example]:80", "10.1.2.3:port", "[::1]x",
+                 "10.1.2.3.evil.example"):
+        assert client.get("/api/runs", headers={"Host": host}).status_code == 400, host
+
+
+def test_a_sweep_named_with_a_quote_and_non_ascii_downloads_under_its_name(tmp_path):
+    """The name comes from the store: a quote must not end the header's filename, and a name
+    outside Latin-1 is said as RFC 6266's filename*, with an ASCII fallback."""
+    from urllib.parse import quote
+
+    name = 'lr "sweep" é→ü 数'
+    with RunStore(root=tmp_path) as store:
+        make_sweep(store, name, {"train.lr": [1e-3, 1e-2]}, seeds=(0,), epochs=1)
+    with TestClient(create_app(open_source(f"sqlite:///{tmp_path}/runs.sqlite")), base_url=LOCAL) as local:
+        answer = local.get(f"/api/sweeps/{quote(name)}/results.csv")
+    assert answer.status_code == 200, answer.text
+    disposition = answer.headers["content-disposition"]
+    assert disposition.isascii()
+    fallback = re.search(r'filename="([^"]*)"', disposition).group(1)
+    assert fallback.endswith("-results.csv") and '"' not in fallback and "\\" not in fallback
+    assert f"filename*=UTF-8''{quote(name + '-results.csv')}" in disposition
+
+
+def test_a_live_runs_summary_says_what_it_has_before_and_after_its_first_numbers(tmp_path):
+    from cnnlab.ui import views
+
+    config = apply_overrides(Experiment().resolved(), {"train.epochs": 10})
+    with RunStore(root=tmp_path) as store:
+        live = store.create_run(name="live", config=config, config_hash="h", cell_hash="c", seed=0,
+                                host="synthetic", versions={})
+    source = open_source(f"sqlite:///{tmp_path}/runs.sqlite")
+    outcome = views.run_view(source, live)["diagnosis"]["outcome"]
+    assert outcome == "still training, 0 of 10 epochs done (no numbers yet)"
+    with RunStore(root=tmp_path) as store:
+        store.log_epoch(live, 1, {"train_loss": 2.0, "train_acc": 0.2})
+    outcome = views.run_view(source, live)["diagnosis"]["outcome"]
+    assert outcome == "still training, epoch 1 of 10 (no numbers yet)"
+    with RunStore(root=tmp_path) as store:
+        store.log_epoch(live, 2, {"train_loss": 1.0, "train_acc": 0.5, "val_acc": 0.5, "val_loss": 1.0})
+    assert views.run_view(source, live)["diagnosis"]["outcome"] == (
+        "still training, epoch 2 of 10: best validation accuracy 50.00% at epoch 2, final 50.00% "
+        "(its curves so far)")
+
+
 def test_nothing_writes_to_the_store(client, home):
     files = sorted(home.glob("runs.sqlite*"))
     before = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}

@@ -178,6 +178,46 @@ def test_tags_are_shown_and_filterable_and_the_filter_is_in_the_address(browser,
     assert errors == []
 
 
+def test_every_tag_chosen_after_opening_a_filtered_address_stays_through_the_next_poll(browser, base):
+    """The address's filter is applied when the page opens, not again on every refresh."""
+    errors: list[str] = []
+    page = _open(browser, "desktop", base + "?tag=candidate&status=completed", "#runs tbody tr", errors)
+    page.wait_for_function("() => document.querySelectorAll('#runs tbody tr').length === 1")
+    for select in ("#tag-filter", "#status-filter"):
+        page.select_option(select, "")
+    total = page.locator("#runs tbody tr").count()
+    assert total > 1
+    for _ in range(2):  # the page polls every 2 s while a run trains
+        with page.expect_response(lambda response: response.url.endswith("/api/runs"), timeout=15_000):
+            pass
+        page.wait_for_timeout(300)
+    assert page.locator("#tag-filter").input_value() == ""
+    assert page.locator("#status-filter").input_value() == ""
+    assert page.locator("#runs tbody tr").count() == total
+    page.close()
+    assert errors == []
+
+
+def test_status_badges_are_dark_in_dark_mode(browser, base, tmp_path):
+    """The dark colours win over the light ones (same selectors): light text on a light badge was
+    unreadable. The screenshot is kept in the test's folder to look at."""
+    colours = ("el => { const style = getComputedStyle(el); "
+               "return [style.backgroundColor, style.color]; }")
+    found = {}
+    for scheme in ("light", "dark"):
+        page = browser.new_page(viewport=VIEWPORTS["desktop"], color_scheme=scheme)
+        page.goto(base)
+        page.wait_for_selector("#runs tbody tr .s-completed")
+        page.screenshot(path=str(tmp_path / f"runs-{scheme}.png"))
+        found[scheme] = [page.locator(f"#runs tbody .s-{status}").first.evaluate(colours)
+                         for status in ("completed", "running")]
+        page.close()
+    assert found["light"] == [["rgb(218, 251, 225)", "rgb(26, 127, 55)"],
+                              ["rgb(221, 244, 255)", "rgb(9, 105, 218)"]]
+    assert found["dark"] == [["rgb(15, 61, 31)", "rgb(86, 211, 100)"],
+                             ["rgb(12, 45, 107)", "rgb(121, 192, 255)"]]
+
+
 def test_sort_headers_work_from_the_keyboard_and_the_sort_is_in_the_address(browser, base):
     errors: list[str] = []
     page = _open(browser, "desktop", base, "#runs tbody tr", errors)

@@ -67,7 +67,8 @@ def fill_defaults(raw: Any) -> Any:
         model["layers"] = [
             {**{field: _plain(default) for field, (default, _) in LAYER_TYPES[layer["type"]].fields.items()
                 if default is not REQUIRED and default is not None}, **layer}
-            if isinstance(layer, dict) and layer.get("type") in LAYER_TYPES else layer
+            if isinstance(layer, dict) and isinstance(layer.get("type"), str) and layer["type"] in LAYER_TYPES
+            else layer
             for layer in layers]
     return {**raw, "model": model}
 

@@ -413,8 +413,10 @@ def export(
 
     run_store = _store(store)
     text = export_epochs(run_store, run_store.get_run(run).id, fmt, output)
-    if output is None:
-        print(text, end="")
+    if output is None:  # the store's metric names, escaped as every text printed (the file keeps them)
+        from cnnlab.terminal.printable import printable
+
+        print(printable(text), end="")
     else:
         console.print(f"wrote {output}", highlight=False, markup=False)
 
@@ -736,9 +738,11 @@ def diagnose(
         int, typer.Option("--seeds", min=1, max=100, help="With --write: seeds per cell of the sweep "
                           "(the run's seed and the next ones).")
     ] = 3,
+    trust_code: TrustOpt = None,
 ) -> None:
     """What went wrong in a run (overfitting, divergence, ...), with the epochs and values behind it;
-    --write FILE writes the follow-up that tries the cure."""
+    --write FILE writes the follow-up that tries the cure (a run whose model is MODULE:Class only
+    with --trust-code MODULE: running the file imports it)."""
     from cnnlab.analyze import diagnose_stored
     from cnnlab.analyze.follow_up import write_follow_up
 
@@ -750,8 +754,9 @@ def diagnose(
         console.print(diagnosis.text(width=console.width), highlight=False, markup=False, soft_wrap=True)
     if write is not None:
         seed = int(diagnoses[0].run.record.seed)
-        written = write_follow_up(diagnoses[0], write, sweep=not experiment,
-                                  seeds=None if experiment else range(seed, seed + seeds))
+        with _trusting(trust_code):
+            written = write_follow_up(diagnoses[0], write, sweep=not experiment,
+                                      seeds=None if experiment else range(seed, seed + seeds))
         console.print(f"wrote {written.path}: {written.kind} {written.name} applying "
                       + "; ".join(cure.overrides() for cure in written.cures), highlight=False, markup=False,
                       soft_wrap=True)

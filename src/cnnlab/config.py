@@ -243,29 +243,33 @@ class Experiment(_Section):
 
 
 def config_hash(resolved: dict[str, Any], include_seed: bool = True) -> str:
-    """SHA-256 (first 16 hex digits) of the canonical JSON of a resolved config."""
+    """SHA-256 (first 16 hex digits) of the canonical JSON of a resolved config. A stored config
+    is data: a section that is not a table is hashed as it is."""
     cfg = copy.deepcopy(resolved)
     for path, default in LATER_KEYS.items():
-        node = cfg
-        for part in path[:-1]:
-            node = node.get(part, {})
-        if path[-1] in node and node[path[-1]] == default:
+        node = _parent(cfg, path)
+        if node is not None and path[-1] in node and node[path[-1]] == default:
             del node[path[-1]]
     for path, aliases in HASHED_AS.items():
-        node = cfg
-        for part in path[:-1]:
-            node = node.get(part, {})
-        if path[-1] in node and node[path[-1]] in aliases:
+        node = _parent(cfg, path)
+        if node is not None and isinstance(node.get(path[-1]), str) and node[path[-1]] in aliases:
             node[path[-1]] = aliases[node[path[-1]]]
     for path in MACHINE_KEYS:
-        node = cfg
-        for part in path[:-1]:
-            node = node.get(part, {})
-        node.pop(path[-1], None)
-    if not include_seed:
+        node = _parent(cfg, path)
+        if node is not None:
+            node.pop(path[-1], None)
+    if not include_seed and isinstance(cfg, dict):
         cfg.pop("seed", None)
     text = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _parent(cfg: Any, path: tuple[str, ...]) -> dict[str, Any] | None:
+    """The table holding ``path``'s last key, None when a table on the way is missing or is not one."""
+    node = cfg
+    for part in path[:-1]:
+        node = node.get(part, {}) if isinstance(node, dict) else None
+    return node if isinstance(node, dict) else None
 
 
 def parse_override(text: str) -> tuple[str, Any]:

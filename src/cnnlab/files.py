@@ -77,10 +77,11 @@ class OutputFolder:
 
     A symbolic link is refused (naming where it leads: give that folder itself), as is a file, and
     a folder with files in it that cnnlab did not write as a ``kind`` output (its marker file says
-    so), unless ``force``. The files are written into a fresh temporary folder; on success a new
-    folder is that temporary folder renamed into place, and into an earlier output (or, forced, a
-    foreign folder) each file is renamed into place, replacing the one of the same name. A failure
-    leaves the folder as it was.
+    so), unless ``force``. The files are written into a fresh temporary folder, so a failure while
+    they are computed leaves the folder as it was. On success a new folder is that temporary folder
+    renamed into place (all files at once); into an earlier output (or, forced, a foreign folder)
+    each file is renamed into place on its own, replacing the one of the same name: every file is
+    whole, but a failure part way through (a full disk) can leave some files new and some old.
 
         out = OutputFolder(path, "report")      # refuses now, before any work
         with out as staging:                    # write into staging

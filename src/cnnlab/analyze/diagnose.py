@@ -663,7 +663,13 @@ def _unstable(c: _Curves) -> Finding | None:
 def _outcome(run: RunData) -> str:
     record = run.record
     planned = f" of {record.planned_epochs}" if record.planned_epochs else ""
-    parts = [f"{record.status} after {len(run.epochs)}{planned} epochs"]
+    return "; ".join([f"{record.status} after {len(run.epochs)}{planned} epochs", *outcome_numbers(run)])
+
+
+def outcome_numbers(run: RunData) -> list[str]:
+    """The numbers a diagnosis's outcome says, each a phrase: best and final validation accuracy,
+    final test accuracy (those the run has)."""
+    parts: list[str] = []
     acc = run.series("val_acc")
     if np.isfinite(acc).any():
         i = int(np.nanargmax(acc))
@@ -674,7 +680,7 @@ def _outcome(run: RunData) -> str:
     test = run.series("test_acc")
     if len(test) and math.isfinite(test[-1]):
         parts.append(f"final test accuracy {_pct(test[-1])}")
-    return "; ".join(parts)
+    return parts
 
 
 def _stored(c: _Curves, metric: str) -> np.ndarray:

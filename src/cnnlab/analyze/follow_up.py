@@ -16,6 +16,7 @@ from cnnlab.analyze.diagnose import Diagnosis
 from cnnlab.config import MACHINE_KEYS
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_atomic
+from cnnlab.trust import refuse_untrusted
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,11 @@ def follow_up(diagnosis: Diagnosis, *, sweep: bool = True,
               seeds: Sequence[int] | None = None) -> tuple[str, dict[str, Any], list[Cure]]:
     """The follow-up's name, its TOML content and the cures it applies. A sweep has two cells,
     the run's settings as they were and cured (``[zip]`` moves every cured key together), on
-    ``seeds`` (default: the run's seed and the next two); an experiment is the cured run."""
+    ``seeds`` (default: the run's seed and the next two); an experiment is the cured run.
+    UntrustedCodeError when the run's ``model.name`` is a ``module:Class`` whose module the user did
+    not name for this command (`cnnlab.trust.trusting`): the written file is the user's, and
+    running it would import that module."""
+    refuse_untrusted(diagnosis.run.record.config, f"run {diagnosis.run.id}")
     found = cures(diagnosis.findings, diagnosis.run.settings)
     if not found:
         kinds = ", ".join(f.kind for f in diagnosis.findings) or "healthy"

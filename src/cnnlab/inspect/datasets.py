@@ -15,7 +15,7 @@ from cnnlab.data.mixture import derived_seed
 from cnnlab.data.splits import limit
 from cnnlab.errors import DataError, Problem, one_of
 from cnnlab.inspect.figures import image_grid_figure
-from cnnlab.inspect.output import output_dir, save_figure
+from cnnlab.inspect.output import output_dir, refuse_other_image, save_figure
 
 SPLITS = ("train", "test")
 
@@ -38,6 +38,7 @@ def dataset_samples(dataset: str, *, alter: str | list[str] | None = None, grid:
     (default: the current folder)."""
     if split not in SPLITS:
         raise DataError(str(Problem("--split", split, one_of(SPLITS))))
+    refuse_other_image(output, (".png",))
     options = parse_alter(alter) if alter else ()
     rows, cols = grid
     count = rows * cols

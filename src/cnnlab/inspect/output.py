@@ -26,6 +26,21 @@ class Written:
     kind: str
 
 
+# Image files a user may name with -o that cnnlab does not write (it writes .png, .svg, .pdf):
+# without this check such a name would become a folder of that name.
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff",
+                  ".eps", ".ps", ".avif", ".heic")
+
+
+def refuse_other_image(output: str | Path | None, allowed: tuple[str, ...]) -> None:
+    """ConfigError when ``output`` names an image file whose kind is not one of ``allowed``
+    (``out.jpg``); any other name is a file of an allowed kind or a folder."""
+    suffix = Path(output).suffix.lower() if output is not None else ""
+    if suffix in IMAGE_SUFFIXES and suffix not in allowed:
+        raise ConfigError(Problem("--output", str(output), f"is a {suffix} file, and figures are written as "
+                                  f"{', '.join(allowed)}: name one of those, or a folder"))
+
+
 def output_dir(path: str | Path) -> Path:
     """``path`` as a folder, created if needed; a file in the way is a ConfigError."""
     folder = Path(path).expanduser()

@@ -24,7 +24,7 @@ from cnnlab.inspect.model import (
     filter_figures,
     inspect_model,
 )
-from cnnlab.inspect.output import Written, output_dir, save_figure, save_image
+from cnnlab.inspect.output import Written, output_dir, refuse_other_image, save_figure, save_image
 from cnnlab.inspect.photo import read_image, resolve_style, to_input
 from cnnlab.store import RunStore
 
@@ -175,6 +175,7 @@ def samples_run(store: RunStore, ref: str, *, grid: str = "5x5", errors: bool = 
     """The first test images with their true and predicted classes (``samples.png``), or with
     ``errors`` the most confident mistakes with their probabilities (``mistakes.png``)."""
     rows, cols = parse_grid(grid)
+    refuse_other_image(out_dir, FIGURE_SUFFIXES)
     out = _output(out_dir, force) if _is_folder(out_dir) else None
     run = load_run(store, ref)
     split = load_test_split(run, data_root)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
 from sqlalchemy.engine import URL
 
 from cnnlab.errors import StoreError
+from cnnlab.store.urls import sqlite_file, sqlite_uri
 
 _HEADER = b"SQLite format 3\x00"
 
@@ -18,12 +18,8 @@ _HEADER = b"SQLite format 3\x00"
 def sqlite_path(url: URL) -> Path | None:
     """The file of a SQLite store URL (plain path or ``file:`` URI), None for other databases,
     memory and files that do not exist yet."""
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        return None
-    database = url.database.removeprefix("file:").split("?")[0] if url.database.startswith("file:") \
-        else url.database
-    path = Path(database).expanduser()
-    return path if path.is_file() else None
+    path = sqlite_file(url)
+    return path if path is not None and path.is_file() else None
 
 
 def damage(path: Path, immutable: bool = False) -> str | None:
@@ -65,7 +61,7 @@ def damage(path: Path, immutable: bool = False) -> str | None:
 
 
 def _quick_check(path: Path, immutable: bool) -> list[tuple[object, ...]]:
-    uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("&immutable=1" if immutable else "")
+    uri = f"{sqlite_uri(path.absolute())}?mode=ro" + ("&immutable=1" if immutable else "")
     connection = sqlite3.connect(uri, uri=True, timeout=30)
     try:
         return connection.execute("PRAGMA quick_check(3)").fetchall()

@@ -23,11 +23,13 @@ from sqlalchemy.exc import NoSuchModuleError, OperationalError
 
 from cnnlab.errors import StoreError
 from cnnlab.store.liveness import grace_s
-from cnnlab.store.urls import URL_EXAMPLE
+from cnnlab.store.urls import URL_EXAMPLE, sqlite_uri
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 READ_ONLY = ("it is read-only (its file or folder cannot be written): this command needs to write "
              "to it; use a writable store (CNNLAB_HOME or --store)")
+OPENED_READ_ONLY = ("it is opened read-only (the dashboard and sweep status only read): open it "
+                    "writable to change it")
 SQLITE_DISK = re.compile(r"readonly database|disk is full|unable to open database file|disk I/O error")
 json_dumps = partial(json.dumps, allow_nan=False)
 
@@ -62,7 +64,7 @@ def make_engine(url: URL, shown: str, read_only: bool = False) -> Engine:
             return create_engine(url.difference_update_query(["options"]), pool_pre_ping=True,
                                  json_serializer=json_dumps, connect_args={"options": options})
         if read_only:
-            url = URL.create("sqlite", database=f"file:{url.database}",
+            url = URL.create("sqlite", database=sqlite_uri(str(url.database)),
                              query={"mode": "ro", "immutable": "1", "uri": "true"})
         elif url.database and url.database != ":memory:" and not url.database.startswith("file:"):
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

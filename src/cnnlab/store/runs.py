@@ -31,6 +31,7 @@ from sqlalchemy import (
     Column,
     Float,
     Integer,
+    Select,
     String,
     Table,
     delete,
@@ -48,6 +49,7 @@ from cnnlab.config import HASH_VERSION
 from cnnlab.errors import LeaseLost, StoreError, UnknownRunError, one_of
 from cnnlab.store.damage import refuse_damaged, sqlite_path
 from cnnlab.store.database import (
+    OPENED_READ_ONLY,
     READ_ONLY,
     SQLITE_DISK,
     existing_sqlite,
@@ -88,7 +90,10 @@ _RUN_COLUMNS: dict[str, Column[Any]] = {c.name: c for c in RunRow.__table__.colu
 class RunStore:
     """Runs, their epochs and artifacts in a SQL database, plus a folder per run under ``root``."""
 
-    def __init__(self, url: str | URL | None = None, root: str | Path | None = None) -> None:
+    def __init__(self, url: str | URL | None = None, root: str | Path | None = None,
+                 read_only: bool = False) -> None:
+        """``read_only`` (`open_read_only`): refuse every write and leave the schema as it is, so a
+        store made by an earlier cnnlab is read without the columns it lacks (they read as None)."""
         parsed = store_url(url) if url is not None else None
         if root is not None:
             self.root = Path(root).expanduser().absolute()
@@ -102,13 +107,23 @@ class RunStore:
         self._url = parsed or default_store_url(self.root)
         self.url = self._url.render_as_string(hide_password=True)
         # A SQLite store whose file or folder cannot be written (read-only disk or mount), or whose
-        # disk is full, is still read; writing to it says why it cannot be written.
-        self.read_only = unwritable_sqlite(self._url)
-        self._why_read_only = READ_ONLY
+        # disk is full, is still read (its file opened immutable); writing to it says why it cannot
+        # be written.
+        self._asked_read_only = read_only
+        self._immutable = unwritable_sqlite(self._url)
+        self.read_only = read_only or self._immutable
+        self._why_read_only = OPENED_READ_ONLY if read_only else READ_ONLY
+        self._missing: frozenset[str] = frozenset()  # runs columns this store lacks (read-only only)
         if (database := sqlite_path(self._url)) is not None:  # a damaged file: one line, untouched
-            refuse_damaged(database, immutable=self.read_only or "immutable" in str(self._url))
+            refuse_damaged(database, immutable=self._immutable or "immutable" in str(self._url))
         self._open()
-        if not self.read_only:
+        if self.read_only:
+            try:
+                self._missing = self._missing_columns()
+            except StoreError:
+                self.close()
+                raise
+        else:
             try:
                 self._create_tables()
             except StoreError as exc:
@@ -117,11 +132,12 @@ class RunStore:
                         and SQLITE_DISK.search(str(cause.orig))):
                     raise
                 self.close()
-                self.read_only, self._why_read_only = True, explain(cause)
+                self.read_only, self._immutable, self._why_read_only = True, True, explain(cause)
                 self._open()
+                self._missing = self._missing_columns()
 
     def _open(self) -> None:
-        self._engine = make_engine(self._url, self.url, self.read_only)
+        self._engine = make_engine(self._url, self.url, self._immutable)
         # SQLite: transactions through this engine begin with BEGIN IMMEDIATE (see module doc).
         self._write_engine = self._engine.execution_options(cnnlab_begin="IMMEDIATE")
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
@@ -133,7 +149,7 @@ class RunStore:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Pickled as its URL and root, so a spawned worker process opens its own connections.
-        return (RunStore, (self._url, self.root))
+        return (RunStore, (self._url, self.root, self._asked_read_only))
 
     def __enter__(self) -> RunStore:
         return self
@@ -196,18 +212,25 @@ class RunStore:
     def rehash(self, hashes: Callable[[dict[str, Any]], tuple[str, str]], version: int) -> int:
         """Compute ``config_hash`` and ``cell_hash`` again, as ``hashes(config)`` says, for every run
         whose hashes are of an older ``hash_version``; each keeps its first hash as ``legacy_hash``.
-        One transaction; returns how many runs changed (0 at once when none is older)."""
+        A run whose stored config cannot be hashed (odd data in it) stays at its old version, so it
+        does not stop every command. One transaction; returns how many runs changed (0 at once
+        when none is older)."""
         older = (RunRow.hash_version.is_(None)) | (RunRow.hash_version < version)
         with self._session() as session:
             if not session.scalar(select(func.count()).select_from(RunRow).where(older)):
                 return 0
         with self._session(write=True) as session:
-            rows = session.scalars(select(RunRow).where(older)).all()
-            for row in rows:
+            changed = 0
+            for row in session.scalars(select(RunRow).where(older)).all():
+                try:
+                    config_hash, cell_hash = hashes(row.config)
+                except (TypeError, ValueError, AttributeError, KeyError, RecursionError):
+                    continue
                 row.legacy_hash = row.legacy_hash or row.config_hash
-                row.config_hash, row.cell_hash = hashes(row.config)
+                row.config_hash, row.cell_hash = config_hash, cell_hash
                 row.hash_version = version
-            return len(rows)
+                changed += 1
+            return changed
 
     def check_writable(self) -> None:
         """Fail before anything is written when runs cannot be stored here: a read-only store
@@ -305,10 +328,10 @@ class RunStore:
         """The run with this id, else the latest run with this name, else the one id prefix."""
         ref = ref.strip()
         with self._session() as session:
-            row = session.get(RunRow, ref) if ref else None
+            row = session.execute(self._select_runs().where(RunRow.id == ref)).first() if ref else None
             if row is None and ref:
-                row = session.scalars(
-                    select(RunRow)
+                row = session.execute(
+                    self._select_runs()
                     .where(RunRow.name == ref)
                     .order_by(RunRow.created_at.desc(), RunRow.id.desc())
                     .limit(1)
@@ -323,7 +346,7 @@ class RunStore:
                     shown = ", ".join(ids[:10]) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
                     raise StoreError(f"{ref!r} matches {len(ids)} runs ({shown}); type more of the run id")
                 if ids:
-                    row = session.get(RunRow, ids[0])
+                    row = session.execute(self._select_runs().where(RunRow.id == ids[0])).first()
             if row is None:
                 raise UnknownRunError(f"no run matches {ref!r}; {LIST_RUNS}")
             return _record(row)
@@ -340,7 +363,7 @@ class RunStore:
         """Runs, newest first; ``name`` is a substring, or a glob when it has ``*`` or ``?``;
         ``sweep`` keeps only the runs of that sweep, ``config_hash`` those of that config and seed,
         ``tag`` those carrying that tag."""
-        query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
+        query = self._select_runs().order_by(RunRow.created_at.desc(), RunRow.id.desc())
         if tag is not None:
             query = query.where(RunRow.id.in_(select(TagRow.run_id).where(TagRow.tag == tag)))
         if sweep is not None:
@@ -361,7 +384,7 @@ class RunStore:
                 raise StoreError(f"limit: {limit!r} must be ≥ 0")
             query = query.limit(limit)
         with self._session() as session:
-            return [_record(row) for row in session.scalars(query)]
+            return [_record(row) for row in session.execute(query)]
 
     def delete_run(self, run_id: str) -> None:
         """Delete a run's rows (epochs, artifacts, run) and its folder."""
@@ -460,7 +483,7 @@ class RunStore:
     def epochs(self, run_id: str) -> list[dict[str, Any]]:
         """The run's epochs in order, each ``{"epoch": n, <standard metrics>, <extra metrics>}``."""
         with self._session() as session:
-            _get_row(session, run_id)
+            _check_run(session, run_id)
             rows = session.scalars(
                 select(EpochRow).where(EpochRow.run_id == run_id).order_by(EpochRow.epoch)
             ).all()
@@ -493,7 +516,7 @@ class RunStore:
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         """The run's artifacts, oldest first: ``{"kind", "path", "created_at"}``."""
         with self._session() as session:
-            _get_row(session, run_id)
+            _check_run(session, run_id)
             rows = session.scalars(
                 select(ArtifactRow)
                 .where(ArtifactRow.run_id == run_id)
@@ -567,8 +590,32 @@ class RunStore:
         except DatabaseError as exc:  # damaged while this process had it open
             database = sqlite_path(self._url)
             if database is not None:
-                refuse_damaged(database, immutable=self.read_only)
+                refuse_damaged(database, immutable=self._immutable)
             raise StoreError(f"store {self.url}: {exc.orig}") from exc
+
+    def _select_runs(self) -> Select[Any]:
+        """SELECT of every runs column this store has (one opened read-only may lack newer ones)."""
+        return select(*(c for c in RunRow.__table__.columns if c.name not in self._missing))
+
+    def _missing_columns(self) -> frozenset[str]:
+        """The nullable runs columns a store opened read-only lacks (read as None); StoreError in one
+        line when it lacks more than that (a table, or a column the code cannot do without)."""
+        with self._session() as session:
+            inspector = inspect(session.connection())
+            tables = set(inspector.get_table_names())
+            if "runs" not in tables:
+                raise StoreError(f"store {self.url} holds no cnnlab runs (it has no runs table): train a "
+                                 "run into it first, or give another store (CNNLAB_HOME or --store)")
+            missing: set[str] = set()
+            for table in Base.metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)} \
+                    if table.name in tables else set()
+                lacking = [c for c in table.columns if c.name not in present]
+                if any(table.name != "runs" or not c.nullable for c in lacking):
+                    raise StoreError(f"store {self.url} was made by an earlier cnnlab: run any cnnlab "
+                                     "command that writes (e.g. `cnnlab runs`) once to upgrade it")
+                missing.update(c.name for c in lacking)
+        return frozenset(missing)
 
     def _upsert(self, session: Session, table: Table, values: dict[str, Any], key: tuple[str, ...]) -> None:
         """INSERT, or UPDATE the row with the same ``key`` columns, as one statement."""
@@ -597,16 +644,14 @@ class RunStore:
 
 
 def _add_missing_columns(conn: Connection) -> None:
-    """Add the nullable columns a store made by an earlier version lacks (pid, heartbeat_at)."""
+    """Add the nullable columns, of every table, that a store made by an earlier cnnlab lacks (such
+    as hash_version, legacy_hash, data_facts); a column that may not be NULL is never added."""
     for table in Base.metadata.sorted_tables:
         present = {c["name"] for c in inspect(conn).get_columns(table.name)}
         for column in table.columns:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-
-
-# -- URL and engine --------------------------------------------------------------------------
 
 
 # -- checks and conversions ------------------------------------------------------------------
@@ -617,6 +662,12 @@ def _get_row(session: Session, run_id: str, lock: bool = False) -> RunRow:
     if row is None:
         raise UnknownRunError(f"no run matches {run_id!r}; {LIST_RUNS}")
     return row
+
+
+def _check_run(session: Session, run_id: str) -> None:
+    """UnknownRunError unless the run exists (reads only its id: works on a store of any age)."""
+    if session.scalar(select(RunRow.id).where(RunRow.id == run_id)) is None:
+        raise UnknownRunError(f"no run matches {run_id!r}; {LIST_RUNS}")
 
 
 def _check_lease(row: RunRow, lease: int) -> None:
@@ -630,9 +681,10 @@ def _count_epochs(session: Session, run_id: str) -> int:
     return int(session.scalar(query) or 0)
 
 
-def _record(row: RunRow) -> RunRecord:
-    values = {f.name: getattr(row, f.name) for f in fields(RunRecord)}
-    values.update({key: float(token) for key, token in (row.nonfinite or {}).items()})
+def _record(row: Any) -> RunRecord:
+    """A runs row (ORM object or plain row) as a RunRecord; columns the row lacks are None."""
+    values = {f.name: getattr(row, f.name, None) for f in fields(RunRecord)}
+    values.update({key: float(token) for key, token in (getattr(row, "nonfinite", None) or {}).items()})
     return RunRecord(**values)
 
 
@@ -742,4 +794,4 @@ def open_read_only(url: str | URL | None = None, root: str | Path | None = None)
                          f"run first, or give --store; a store URL looks like {URL_EXAMPLE})")
     if folder is None:
         folder = database.parent if database is not None else default_root()
-    return RunStore(read_only_url(parsed), root=folder)
+    return RunStore(read_only_url(parsed), root=folder, read_only=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -60,15 +61,27 @@ def read_only_url(url: URL) -> URL:
     transaction read-only (a libpq option the server enforces)."""
     if url.get_backend_name() == "sqlite":
         database = sqlite_file(url) or Path(url.database or "").expanduser().absolute()
-        return URL.create("sqlite", database=f"file:{database}", query={"mode": "ro", "uri": "true"})
-    return url.update_query_dict({"options": "-c default_transaction_read_only=on"})
+        return URL.create("sqlite", database=sqlite_uri(database), query={"mode": "ro", "uri": "true"})
+    options = url.query.get("options", ())
+    kept = [options] if isinstance(options, str) else list(options)
+    return url.update_query_dict({"options": " ".join([*kept, "-c default_transaction_read_only=on"])})
+
+
+def sqlite_uri(path: str | Path) -> str:
+    """``path`` as the path of a SQLite ``file:`` URI: percent-encoded, since SQLite reads ``?``,
+    ``#`` and ``%`` in it as URI syntax (a folder ``a?b`` would open the file ``a``)."""
+    return f"file:{quote(str(path))}"
 
 
 def sqlite_file(url: URL) -> Path | None:
-    """The file of a SQLite store URL (``file:`` URIs included); None for PostgreSQL or in memory."""
+    """The file of a SQLite store URL (``file:`` URIs included, their path percent-decoded); None
+    for PostgreSQL or in memory."""
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(url.database.removeprefix("file:")).expanduser().absolute()
+    database = url.database
+    if database.startswith("file:"):
+        database = unquote(database.removeprefix("file:").split("?")[0].split("#")[0])
+    return Path(database).expanduser().absolute()
 
 
 def _installed_driver(url: URL) -> URL:

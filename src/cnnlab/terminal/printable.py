@@ -16,8 +16,7 @@ import rich.text
 # Unicode's explicit bidirectional formatting characters, and the line and paragraph separators.
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029"
 _UNSAFE = re.compile(f"[\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f{_BIDI}]")
-_UNSAFE_OR_LINE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f{_BIDI}]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_NAMED = {"\r": "\\r"}
 
 
 def _escaped(match: re.Match[str]) -> str:
@@ -28,14 +27,14 @@ def _escaped(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
-def printable(text: str, *, one_line: bool = True) -> str:
-    """``text`` with every control and bidi character written out as an escape (``\\x1b``,
-    ``\\u202e``); with ``one_line`` newlines and tabs too (``\\n``, ``\\t``)."""
-    return (_UNSAFE_OR_LINE if one_line else _UNSAFE).sub(_escaped, text)
+def printable(text: str) -> str:
+    """``text`` with every control and bidi character but newline and tab written out as an escape
+    (``\\x1b``, ``\\u202e``, ``\\r``)."""
+    return _UNSAFE.sub(_escaped, text)
 
 
 def _rich_text_sanitizer(text: str, *_: object) -> str:
-    return printable(text, one_line=False)
+    return printable(text)
 
 
 def install() -> None:

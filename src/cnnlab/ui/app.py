@@ -1,28 +1,32 @@
 """The dashboard's ASGI app: HTML pages, their JSON data, figures and runs' recorded artifacts;
-every route reads, and only requests addressed to a name the server listens on are answered."""
+every route reads, and only requests addressed to a name the server listens on, or to an IP
+address, are answered."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import importlib
+import ipaddress
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import plotly
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cnnlab.errors import CnnlabError
 from cnnlab.store.export import export_epochs
@@ -45,9 +49,55 @@ _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inli
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
+def host_of(header: str | None) -> str | None:
+    """The host in a Host header, lowercase, without its port or an IPv6 address's brackets
+    (``[::1]:8765`` → ``::1``); None when the header is missing or malformed."""
+    if not header:
+        return None
+    header = header.strip().lower()
+    if header.startswith("["):
+        address, bracket, rest = header[1:].partition("]")
+        port = rest.removeprefix(":")
+        if not bracket or (rest and (not rest.startswith(":") or not port.isdigit())):
+            return None
+        return address if _ip_literal(address) else None
+    name, colon, port = header.partition(":")
+    if not name or (colon and not port.isdigit()) or any(ch in name for ch in " /\\@[]"):
+        return None
+    return name
+
+
+def _ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class HostCheck:
+    """Answer only requests addressed to one of ``names`` or to an IP address: DNS rebinding (a
+    page elsewhere whose name is made to point at this server) needs a host name, so a name must
+    be one the server listens on, while an address literal (``10.1.2.3``, ``[::1]:8765``) is only
+    ever sent by someone who typed it. 400 for any other Host."""
+
+    def __init__(self, app: ASGIApp, names: Sequence[str]) -> None:
+        self.app = app
+        self.names = frozenset(name.strip("[]").lower() for name in names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = host_of(Headers(scope=scope).get("host"))
+            if host is None or not (host in self.names or _ip_literal(host)):
+                await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(source: Source, hosts: Sequence[str] = LOOPBACK_NAMES) -> Starlette:
     """The dashboard over ``source`` (a read-only store), answering requests whose Host header is
-    one of ``hosts`` (the names the server listens on; 400 for any other)."""
+    one of ``hosts`` (the names the server listens on) or an IP address (`HostCheck`; 400 for any
+    other)."""
     analyses = views.Analyses(source.store)
     figures = FigureCache(source, analyses)
 
@@ -153,8 +203,7 @@ def create_app(source: Source, hosts: Sequence[str] = LOOPBACK_NAMES) -> Starlet
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _error_page}, lifespan=_preload,
-                     middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(hosts),
-                                            www_redirect=False)])
+                     middleware=[Middleware(HostCheck, names=list(hosts))])
 
 
 @contextlib.asynccontextmanager
@@ -196,10 +245,13 @@ register_url_convertor("fmt", _FormatConvertor())
 
 
 def _download(text: str, filename: str, fmt: str) -> Response:
-    """``text`` as a file the browser saves under ``filename``."""
+    """``text`` as a file the browser saves under ``filename`` (from the store: any characters), said
+    as RFC 6266's UTF-8 ``filename*`` with an ASCII ``filename`` for older clients."""
     media = "text/csv" if fmt == "csv" else "application/json"
-    return Response(text, media_type=f"{media}; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    fallback = "".join(ch if ch.isascii() and ch.isprintable() and ch not in '"\\' else "_"
+                       for ch in filename)
+    disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    return Response(text, media_type=f"{media}; charset=utf-8", headers={"Content-Disposition": disposition})
 
 
 def _png(drawn: list[Any], index: int) -> Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import socket
 from collections.abc import Callable
@@ -15,18 +14,16 @@ from cnnlab.ui.source import Source
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def allowed_hosts(host: str) -> list[str]:
-    """The names a request's Host header may carry: the loopback names, the address listened on
-    and, listening on every interface (0.0.0.0, ::), this machine's name and addresses."""
+    """The names a request's Host header may carry (any IP address may be there too, see
+    `cnnlab.ui.app.HostCheck`): the loopback names, the host listened on and, listening on every
+    interface (0.0.0.0, ::), this machine's name."""
     names = [*LOOPBACK_NAMES, host.strip("[]").lower()]
     if host in ("0.0.0.0", "::", ""):
         machine = socket.gethostname()
         names += [machine, socket.getfqdn(machine)]
-        with contextlib.suppress(OSError):
-            names += socket.gethostbyname_ex(machine)[2]
     return list(dict.fromkeys(name.lower() for name in names if name))
 
 
@@ -53,12 +50,12 @@ def serve(source: Source, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     announce(f"cnnlab ui: http://{shown}:{bound_port}/ on {source.shown} (read-only)")
-    if host in LOOPBACK:
+    if host.strip("[]") in LOOPBACK_NAMES:
         announce(f"listening on {host} only: this machine can open it, others cannot (--host to change)")
     else:
         announce(f"listening on {host}: anyone who reaches this machine can read the runs")
     hosts = allowed_hosts(host)
-    announce(f"answering requests addressed to {', '.join(hosts)} (others get 400)")
+    announce(f"answering requests addressed to {', '.join(hosts)} or an IP address (other names get 400)")
     config = uvicorn.Config(create_app(source, hosts), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     try:

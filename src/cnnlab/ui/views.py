@@ -16,7 +16,7 @@ from urllib.parse import quote
 from cnnlab.analyze import RunData, analyze_runs, diagnose_run, stored_claim, varying_keys
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.compare import differing_keys, filled_settings
-from cnnlab.analyze.diagnose import NOT_CONVERGED
+from cnnlab.analyze.diagnose import NOT_CONVERGED, outcome_numbers
 from cnnlab.analyze.study import Study
 from cnnlab.data.labels import run_dataset
 from cnnlab.errors import StoreError
@@ -130,8 +130,14 @@ def run_view(source: Source, ref: str) -> dict[str, Any]:
     planned = record.planned_epochs
     if running:  # the curves so far: "train longer" is what it is doing
         findings = [f for f in findings if f.kind != NOT_CONVERGED]
-        outcome = (f"still training, epoch {len(epochs)}" + (f" of {planned}" if planned else "")
-                   + f": {outcome.removeprefix('running after ').split('; ', 1)[-1]} (its curves so far)")
+        of = f" of {planned}" if planned else ""
+        numbers = outcome_numbers(data)
+        if not epochs:
+            outcome = f"still training, 0{of} epochs done (no numbers yet)"
+        elif numbers:
+            outcome = f"still training, epoch {len(epochs)}{of}: {'; '.join(numbers)} (its curves so far)"
+        else:
+            outcome = f"still training, epoch {len(epochs)}{of} (no numbers yet)"
     domains = domain_names(epochs)
     domain_keys = [f"{split}/{name}_acc" for name in domains for split in ("val", "test")]
     return {

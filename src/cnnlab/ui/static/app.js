@@ -255,8 +255,12 @@ function runsPage() {
   tagFilter.addEventListener("change", () => { remember(); draw(); });
   compare.addEventListener("click", () => { location.href = compareHref([...state.selected]); });
 
+  const filled = new Set();
   const options = (select, values, noun) => {
-    const current = select.value || wanted[noun];
+    // The address's choice is applied on the first fill only: later polls keep what the user picked
+    // ("every status" included).
+    const current = filled.has(noun) ? select.value : wanted[noun];
+    filled.add(noun);
     select.replaceChildren(el("option", { value: "" }, noun === "tag" ? "every tag" : "every status"),
       ...[...new Set([...values, current].filter(Boolean))].sort().map((v) => el("option", { value: v }, v)));
     select.value = current;
