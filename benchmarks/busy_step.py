@@ -10,10 +10,13 @@ partner is descheduled burn CPU time that does no work, so the CPU time per imag
 load when they spin and stays flat when they sleep. The CPU time is the evidence that does not
 need a quiet machine; images/s does.
 
-Variants (`VARIANTS`): ``cnnlab`` (what cnnlab runs: ``OMP_WAIT_POLICY=PASSIVE``, and in bf16 the
-small convolutions in fp32, `cnnlab.models.cpu_bf16`), ``before`` (libgomp's default: spin up to
+Variants (`VARIANTS`): ``cnnlab`` (what cnnlab runs: ``GOMP_SPINCOUNT=10000`` with
+``OMP_WAIT_POLICY=PASSIVE``, and in bf16 the small convolutions in fp32, `cnnlab.models.cpu_bf16`),
+``passive`` (``OMP_WAIT_POLICY=PASSIVE`` alone: 0 spins, cnnlab's first choice), ``before``
+(libgomp's default: spin up to
 300,000 times at each barrier, then sleep; every layer bf16), each of the two changes alone,
-``spin10k`` (``GOMP_SPINCOUNT=10000``) and ``1thread``. All with one thread per physical core
+``spin1k``/``spin10k``/``spin100k`` (``GOMP_SPINCOUNT`` 1,000 / 10,000 / 100,000, small
+convolutions fp32) and ``1thread``. All with one thread per physical core
 unless named. The variants interleave, ``--rounds`` times.
 
     python benchmarks/busy_step.py [--busy 0,2] [--rounds 3] [--steps 12] [--precision auto]
@@ -38,11 +41,14 @@ DEFAULT = {"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": None}
 PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": None}
 VARIANTS = {
     # name: (environment, threads (0: one per physical core), small convolutions fp32 in bf16)
-    "cnnlab": (PASSIVE, 0, True),  # what cnnlab runs now
+    "cnnlab": ({"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}, 0, True),  # what it runs now
+    "passive": (PASSIVE, 0, True),  # its first choice (issue 26): no spinning at all
     "before": (DEFAULT, 0, False),  # what it ran before: libgomp's spinning, every layer bf16
     "PASSIVE-only": (PASSIVE, 0, False),
     "fp32-convs-only": (DEFAULT, 0, True),
+    "spin1k": ({"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "1000"}, 0, True),
     "spin10k": ({"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "10000"}, 0, True),
+    "spin100k": ({"OMP_WAIT_POLICY": None, "GOMP_SPINCOUNT": "100000"}, 0, True),
     "1thread": (DEFAULT, 1, False),
 }
 

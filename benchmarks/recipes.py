@@ -40,6 +40,7 @@ from rich.console import Console
 from cnnlab.checks import load_experiment
 from cnnlab.config import Experiment
 from cnnlab.data.augment import make_augment
+from cnnlab.data.labels import run_dataset
 from cnnlab.data.transforms import Normalizer
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
@@ -179,7 +180,7 @@ def main() -> None:
                 continue
             for record in accuracy_runs(store, file, seeds, {**common, **shrink}, console):
                 value = getattr(record, metric)
-                print(f"| {file} | {record.dataset} | {record.seed} | {record.epochs_done} | "
+                print(f"| {file} | {run_dataset(record.config)} | {record.seed} | {record.epochs_done} | "
                       f"{100 * record.best_val_acc:.2f}% ({record.best_epoch}) | "
                       f"{100 * record.final_test_acc:.2f}% | {record.duration_s:.0f} s | "
                       f"{metric} ≥ {100 * TARGETS[study]:g}%: {'yes' if value >= TARGETS[study] else 'NO'} |")

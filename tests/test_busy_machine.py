@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.checks import validate_experiment
 from cnnlab.models import create_model
 from cnnlab.models.cpu_bf16 import Fp32Conv2d, keep_small_convolutions_fp32, small_convolutions
-from cnnlab.openmp import MARK, choose_wait_policy
+from cnnlab.openmp import MARK, POLICY, choose_wait_policy
 from cnnlab.store import RunStore
 from cnnlab.train.run import prepare
 
@@ -42,10 +42,11 @@ base = "tiny.toml"
 """
 
 
-def test_passive_unless_the_user_chose() -> None:
+def test_a_short_spin_unless_the_user_chose() -> None:
     env: dict[str, str] = {}
-    assert choose_wait_policy(env, modules={}).describe() == "PASSIVE (set by cnnlab)"
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE", MARK: "PASSIVE"}
+    assert choose_wait_policy(env, modules={}).describe() == "PASSIVE after 10000 spins (set by cnnlab)"
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", MARK: POLICY}
+    assert not choose_wait_policy(env, modules={}).spins
     assert choose_wait_policy(env, modules={}).chosen_by == "cnnlab"  # a worker started from there
     user = {"OMP_WAIT_POLICY": "active"}
     assert choose_wait_policy(user, modules={}).describe() == "ACTIVE (set by user)" and user == {
@@ -53,6 +54,10 @@ def test_passive_unless_the_user_chose() -> None:
     spins = {"GOMP_SPINCOUNT": "1000"}
     assert choose_wait_policy(spins, modules={}).policy == "GOMP_SPINCOUNT=1000"
     assert "OMP_WAIT_POLICY" not in spins
+    assert choose_wait_policy({"GOMP_SPINCOUNT": "300000"}, modules={}).spins
+    passive = {"OMP_WAIT_POLICY": "passive"}  # the user's own, not cnnlab's: kept as it is
+    assert choose_wait_policy(passive, modules={}).describe() == "PASSIVE (set by user)"
+    assert passive == {"OMP_WAIT_POLICY": "passive"}
     late = choose_wait_policy({}, modules={"torch": object()})
     assert late.spins and late.describe() == "default (torch was imported before cnnlab)"
 
@@ -70,16 +75,16 @@ def _run(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return done.stdout + done.stderr
 
 
-def test_openmp_reads_passive_when_cnnlab_is_imported_first(tmp_path: Path) -> None:
-    # libgomp prints what it read as it loads; its spin count is 0 under PASSIVE, 300,000 unset
+def test_openmp_reads_cnnlabs_spin_count_when_cnnlab_is_imported_first(tmp_path: Path) -> None:
+    # libgomp prints what it read as it loads; its spin count is cnnlab's 10,000, 300,000 unset
     env = {**_fresh_env(tmp_path), "OMP_DISPLAY_ENV": "VERBOSE"}
     out = _run(["-c", "import cnnlab, torch"], tmp_path, env)
-    assert "GOMP_SPINCOUNT = '0'" in out, out
+    assert "GOMP_SPINCOUNT = '10000'" in out, out
     late = _run(["-c", "import torch, cnnlab"], tmp_path, env)
     assert "GOMP_SPINCOUNT = '300000'" in late, late
 
 
-def test_cli_api_and_spawned_sweep_workers_run_with_the_passive_policy(tmp_path: Path) -> None:
+def test_cli_api_and_spawned_sweep_workers_run_with_cnnlabs_wait_policy(tmp_path: Path) -> None:
     (tmp_path / "tiny.toml").write_text(EXPERIMENT)
     (tmp_path / "sweep.toml").write_text(SWEEP)
     env = _fresh_env(tmp_path / "home")
@@ -90,7 +95,7 @@ def test_cli_api_and_spawned_sweep_workers_run_with_the_passive_policy(tmp_path:
     runs = RunStore(root=tmp_path / "home").list_runs()
     assert sorted(r.name for r in runs if not r.sweep) == ["api", "tiny"] and len(runs) == 4
     assert len({r.pid for r in runs if r.sweep}) == 2, "each sweep run in its own spawned worker"
-    assert {r.versions["openmp_wait_policy"] for r in runs} == {"PASSIVE (set by cnnlab)"}
+    assert {r.versions["openmp_wait_policy"] for r in runs} == {"PASSIVE after 10000 spins (set by cnnlab)"}
 
 
 def test_only_the_small_convolutions_of_seed_002s_model_stay_fp32() -> None:

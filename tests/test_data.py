@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import os
 import pickle
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -516,6 +518,32 @@ def test_imagefolder_sizes(tmp_path: Path) -> None:
         load(dataset="imagefolder", path=str(tmp_path))
     bundle = load(dataset="imagefolder", path=str(tmp_path), size=8, test_fraction=0.5, val=0.0)
     assert bundle.input_shape == (1, 8, 8) and len(bundle.train) + len(bundle.test) == 4
+
+
+def test_imagefolder_lists_what_torchvision_imagefolder_lists_without_importing_it(tmp_path: Path) -> None:
+    from torchvision.datasets.folder import IMG_EXTENSIONS as TORCHVISION_EXTENSIONS
+    from torchvision.datasets.folder import find_classes, make_dataset
+
+    from cnnlab.data.imagefolder import IMG_EXTENSIONS, _find_images
+
+    write_images(tmp_path, {"b": 3, "a": 2, "c": 1}, size=(5, 5))
+    nested = tmp_path / "a" / "deeper"
+    write_images(nested, {"": 2}, size=(5, 5))
+    (tmp_path / "a" / "UPPER.PNG").write_bytes((tmp_path / "b" / "000.png").read_bytes())
+    (tmp_path / "b" / "notes.txt").write_text("not an image")
+    (tmp_path / "c" / "link.png").symlink_to(tmp_path / "b" / "000.png")
+    classes, samples = _find_images(tmp_path, None)
+    found, class_to_idx = find_classes(tmp_path)
+    assert IMG_EXTENSIONS == TORCHVISION_EXTENSIONS
+    assert classes == found and samples == make_dataset(tmp_path, class_to_idx, IMG_EXTENSIONS)
+    code = ("import sys; from cnnlab.data.imagefolder import _find_images; from pathlib import Path; "
+            f"_find_images(Path({str(tmp_path)!r}), None); print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+    # A test folder with the training classes: labels follow them, a class may be empty.
+    (tmp_path / "d").mkdir()
+    assert _find_images(tmp_path, ["a", "b", "c", "d", "e"])[1] == make_dataset(
+        tmp_path, {n: i for i, n in enumerate("abcde")}, IMG_EXTENSIONS, allow_empty=True)
 
 
 def test_imagefolder_errors(tmp_path: Path) -> None:

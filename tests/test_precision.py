@@ -10,7 +10,7 @@ from rich.console import Console
 from cnnlab.checks import filled_hashes, validate_experiment
 from cnnlab.config import QUICKSTART, Experiment, ModelConfig, config_hash
 from cnnlab.models import build_model
-from cnnlab.openmp import WaitPolicy
+from cnnlab.openmp import POLICY, WaitPolicy
 from cnnlab.store import RunStore
 from cnnlab.train import train_experiment
 from cnnlab.train.hardware import (
@@ -136,8 +136,11 @@ def test_busy_cpu_hint_only_when_every_core_is_busy_threads_are_automatic_and_th
     hint = busy_cpu_hint(0, 2, load=cores + 0.5, policy=spinning)
     assert "train.threads=1" in hint and "import cnnlab before torch" in hint
     active = WaitPolicy("ACTIVE", "user")
-    assert "OMP_WAIT_POLICY=PASSIVE avoids" in busy_cpu_hint(0, 2, load=cores + 1, policy=active)
-    assert busy_cpu_hint(0, 2, load=cores + 5, policy=WaitPolicy("PASSIVE", "cnnlab")) is None  # they sleep
+    assert "GOMP_SPINCOUNT=10000 (cnnlab's choice) avoids" in busy_cpu_hint(0, 2, load=cores + 1,
+                                                                              policy=active)
+    assert busy_cpu_hint(0, 2, load=cores + 5, policy=WaitPolicy(POLICY, "cnnlab")) is None  # brief spin
+    assert busy_cpu_hint(0, 2, load=cores + 5, policy=WaitPolicy("PASSIVE", "user")) is None  # they sleep
+    assert busy_cpu_hint(0, 2, load=cores + 5, policy=WaitPolicy("GOMP_SPINCOUNT=300000", "user"))
     assert busy_cpu_hint(0, 2, load=cores - 0.5, policy=spinning) is None
     assert busy_cpu_hint(2, 2, load=cores + 5, policy=spinning) is None  # the user chose the thread count
     assert busy_cpu_hint(0, 1, load=cores + 5, policy=spinning) is None  # already one thread

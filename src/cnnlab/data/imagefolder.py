@@ -34,27 +34,48 @@ from cnnlab.errors import DataError, user_message
 ATTEMPTS = 3  # a folder still changing after this many decodes is an error
 
 
+# torchvision's ImageFolder extensions (`torchvision.datasets.folder.IMG_EXTENSIONS`), listed
+# here so that finding the files does not import torchvision (about a second of every start).
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
 def _find_images(
     folder: Path, classes: list[str] | None
 ) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names and (file, label) pairs under ``folder``, found with ImageFolder's rules.
+    """Class names and (file, label) pairs under ``folder``, found with torchvision ImageFolder's
+    rules (class folders sorted by name, files sorted within each, walked into sub-folders,
+    symbolic links followed, extensions matched without case); the same list, in the same order.
 
     With ``classes`` given (a test folder), labels follow them and a class may have no images.
     """
-    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
-
     try:
-        found, _ = find_classes(folder)
-        if classes is not None and (unknown := sorted(set(found) - set(classes))):
-            raise DataError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the "
-                            f"training classes ({', '.join(classes)})")
-        allow_empty = classes is not None
-        classes = found if classes is None else classes
-        class_to_idx = {name: label for label, name in enumerate(classes)}
-        samples = make_dataset(folder, class_to_idx, IMG_EXTENSIONS, allow_empty=allow_empty)
+        found = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     except FileNotFoundError as exc:
-        raise DataError(f"{folder}: {exc} Expected one folder per class holding images "
-                        f"({', '.join(IMG_EXTENSIONS)})") from exc
+        raise DataError(f"{folder}: {exc.strerror or exc}. Expected one folder per class holding "
+                        f"images ({', '.join(IMG_EXTENSIONS)})") from exc
+    if not found:
+        raise DataError(f"{folder}: no class folder in it. Expected one folder per class holding "
+                        f"images ({', '.join(IMG_EXTENSIONS)})")
+    if classes is not None and (unknown := sorted(set(found) - set(classes))):
+        raise DataError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the "
+                        f"training classes ({', '.join(classes)})")
+    allow_empty = classes is not None
+    classes = found if classes is None else classes
+    samples: list[tuple[str, int]] = []
+    empty = []
+    for label, name in sorted(enumerate(classes), key=lambda item: item[1]):
+        directory = os.path.join(folder, name)
+        before = len(samples)
+        if os.path.isdir(directory):
+            for where, _, names in sorted(os.walk(directory, followlinks=True)):
+                samples += [(os.path.join(where, file), label) for file in sorted(names)
+                            if file.lower().endswith(IMG_EXTENSIONS)]
+        if len(samples) == before:
+            empty.append(name)
+    if empty and not allow_empty:
+        raise DataError(f"{folder}: no valid file (image) in the class folder(s) "
+                        f"{', '.join(sorted(empty))}. Expected one folder per class holding images "
+                        f"({', '.join(IMG_EXTENSIONS)})")
     return classes, samples
 
 

@@ -60,18 +60,18 @@ def busy_cpu_hint(threads_setting: int, threads: int, load: float | None = None,
     average, by default this machine's) when this process's OpenMP threads spin while they wait
     (``policy``: torch was imported before cnnlab, or the user asked for it): several threads then
     burn the time their descheduled partners need, 2-8x slower than one thread on a 2-core machine
-    at load 10 (BENCHMARKS.md). None when the threads wait passively (cnnlab's choice), the thread
-    count was set, is 1, or the cores are not all busy."""
+    at load 10 (BENCHMARKS.md). None when the threads spin briefly or not at all (cnnlab's choice),
+    the thread count was set, is 1, or the cores are not all busy."""
     if threads_setting != 0 or threads <= 1 or not policy.spins:
         return None
     load = os.getloadavg()[0] if load is None and hasattr(os, "getloadavg") else load
     if load is None or load < physical_cores():
         return None
-    fix = ("import cnnlab before torch, or set OMP_WAIT_POLICY=PASSIVE before Python starts"
-           if policy.chosen_by == "too late" else "OMP_WAIT_POLICY=PASSIVE avoids that")
+    fix = ("import cnnlab before torch, or set GOMP_SPINCOUNT=10000 before Python starts"
+           if policy.chosen_by == "too late" else "GOMP_SPINCOUNT=10000 (cnnlab's choice) avoids that")
     return (f"note: this machine is busy (load average {load:.1f} on {physical_cores()} cores) and "
             f"OpenMP threads spin while they wait ({policy.describe()}): {fix}; one thread is also "
-            'often several times faster then: -s train.threads=1 on the command line, '
+            'often several times faster than two: -s train.threads=1 on the command line, '
             'train={"threads": 1} in Python')
 
 
