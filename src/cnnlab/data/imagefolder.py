@@ -140,6 +140,13 @@ def _states(paths: list[str]) -> list[tuple[int, int]]:
     return states
 
 
+def _relative(path: str, base: str) -> str:
+    """``os.path.relpath(path, base)``, a slice when ``path`` lies under ``base`` as written (60,000
+    relpath calls took 0.2 s of every start)."""
+    prefix = base + os.sep
+    return path[len(prefix):] if path.startswith(prefix) and ".." not in path else os.path.relpath(path, base)
+
+
 def _decoded(root: Path, paths: list[str], listing: Callable[[], Listing], mode: str | None,
              size: int | None, stop: StopRequest, say: Console) -> torch.Tensor:
     """The images of ``paths`` as uint8 N×C×H×W: from the cache when it holds this folder as it is
@@ -148,7 +155,7 @@ def _decoded(root: Path, paths: list[str], listing: Callable[[], Listing], mode:
     stop.check(f"listing {root}")
     base = str(root.resolve())
     entry = Entry({"kind": "imagefolder", "root": base, "mode": mode, "size": size},
-                  [[os.path.relpath(path, base), *state] for path, state in zip(paths, states, strict=True)])
+                  [[_relative(path, base), *state] for path, state in zip(paths, states, strict=True)])
     where = f"({entry.path}; {CLEAR_HINT})"
     started = time.perf_counter()
     cached = _read(entry, say, len(paths))

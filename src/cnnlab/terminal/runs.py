@@ -12,11 +12,11 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from cnnlab.analyze.best import restored_note
 from cnnlab.analyze.cells import format_value
 from cnnlab.analyze.compare import Comparison
 from cnnlab.data.labels import run_dataset
 from cnnlab.store import Artifact, RunRecord
+from cnnlab.store.best import restored_note
 from cnnlab.store.domains import domain_names, domain_summary
 from cnnlab.store.liveness import shown_status
 from cnnlab.store.schema import EPOCH_METRICS

@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from cnnlab.analyze.best import restored_note
 from cnnlab.errors import LeaseLost
 from cnnlab.store import RunRecord, RunStore
+from cnnlab.store.best import restored_note
 from cnnlab.store.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.store.schema import RESTORED
 from cnnlab.train.lifecycle import EarlyStopping, EpochCallback, EpochEnd, RunLife
@@ -87,7 +87,7 @@ def restore_checkpoint(path: Path, best: Mapping[str, Any], monitor: str, into: 
 
 
 def stored_model_note(store: RunStore, record: RunRecord) -> str | None:
-    """`cnnlab.analyze.best.restored_note` of a stored run (None without train.restore_best)."""
+    """`cnnlab.store.best.restored_note` of a stored run (None without train.restore_best)."""
     if not record.config.get("train", {}).get("restore_best"):
         return None
     return restored_note(record.config, record.status, store.epochs(record.id))
