@@ -14,7 +14,6 @@ from cnnlab.analyze.ranking import BEST, TIED, WORSE, RankedCell, Ranking
 from cnnlab.analyze.speed import FallSpeed
 from cnnlab.analyze.stats import ALPHA, CONFIDENCE, Difference
 from cnnlab.analyze.wording import (
-    APART,
     UNKNOWN_SPLIT,
     at_chance,
     chance_words,
@@ -22,7 +21,7 @@ from cnnlab.analyze.wording import (
     direction,
     first_with_value,
     measured_difference,
-    verdict,
+    measured_verdict,
 )
 
 MAX_LISTED = 8  # comparisons name at most this many configurations
@@ -117,14 +116,7 @@ def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
     for row in rows[1:MAX_LISTED]:
         d, n = measured_difference(metric, first_with_value(metric, row.cell.runs), best_run)
         size = size or n
-        if d.diff == 0:
-            said = "tied (the same value)"
-        elif not d.has_interval:
-            said = "not tested"
-        elif verdict(d) == APART:
-            said = f"{direction(metric, d.diff)} on these images"
-        else:
-            said = "cannot be told apart on these images"
+        said = measured_verdict(metric, d)
         shown = difference_text(metric, d, missing=UNKNOWN_SPLIT)
         parts.append(f"{row.cell.label} {metric.format(row.summary.mean)}, {shown}: {said}")
     more = f"; … {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""

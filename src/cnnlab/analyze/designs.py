@@ -31,12 +31,11 @@ from cnnlab.analyze.ranking import Ranking
 from cnnlab.analyze.rundata import RunData
 from cnnlab.analyze.stats import CONFIDENCE
 from cnnlab.analyze.wording import (
-    APART,
     UNKNOWN_SPLIT,
     difference_text,
     direction,
     measured_difference,
-    verdict,
+    measured_verdict,
 )
 
 MAX_ESTIMATES_LISTED = 7  # effect estimates named in the unreplicated grid's sentence
@@ -215,14 +214,7 @@ def one_factor(design: Design, metric: Metric, ranking: Ranking, numeric: Sequen
                 )
             else:
                 d, _ = measured_difference(metric, _first_scored(design, cell), _first_scored(design, base))
-                if d.diff == 0:
-                    said = "tied"
-                elif not d.has_interval:
-                    said = "not tested"
-                elif verdict(d) == APART:
-                    said = f"{direction(metric, d.diff)} on these images"
-                else:
-                    said = "cannot be told apart on these images"
+                said = measured_verdict(metric, d)
                 parts.append(
                     f"{level} {metric.format(values[0])}, "
                     f"{difference_text(metric, d, missing=UNKNOWN_SPLIT)}: {said}"

@@ -119,3 +119,15 @@ def listing(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def measured_verdict(metric: Metric, d: Difference) -> str:
+    """What one run per configuration allows one to say of a measured difference (`measured_difference`):
+    tied, not tested (no interval), higher/lower on these images, or cannot be told apart."""
+    if d.diff == 0:
+        return "tied (the same value)"
+    if not d.has_interval:
+        return "not tested"
+    if verdict(d) == APART:
+        return f"{direction(metric, d.diff)} on these images"
+    return "cannot be told apart on these images"
