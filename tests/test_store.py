@@ -372,6 +372,16 @@ def _checkpoint_folder(store: RunStore, run_id: str) -> tuple[Path, Path]:
     return target, store.previous_checkpoint_path(run_id)
 
 
+def _staged_checkpoint(store: RunStore) -> tuple[str, int, Path, Path, Path]:
+    """A held run with checkpoint "epoch 2", previous "epoch 1" and a staged "epoch 3"."""
+    run_id = new_run(store)
+    lease = store.acquire(run_id)
+    target, previous = _checkpoint_folder(store, run_id)
+    staged = store.staged_path(target, lease)
+    staged.write_bytes(b"epoch 3")
+    return run_id, lease, target, previous, staged
+
+
 def test_each_holder_stages_its_checkpoint_under_its_own_name(store: RunStore) -> None:
     run_id = new_run(store)
     target = store.checkpoint_path(run_id)
@@ -381,11 +391,7 @@ def test_each_holder_stages_its_checkpoint_under_its_own_name(store: RunStore) -
 
 
 def test_put_fenced_undoes_its_renames_on_any_error(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_id = new_run(store)
-    lease = store.acquire(run_id)
-    target, previous = _checkpoint_folder(store, run_id)
-    staged = store.staged_path(target, lease)
-    staged.write_bytes(b"epoch 3")
+    run_id, lease, target, previous, staged = _staged_checkpoint(store)
     real = os.replace
     calls = []
 
@@ -405,11 +411,7 @@ def test_put_fenced_undoes_its_renames_on_any_error(store: RunStore, monkeypatch
 
 def test_put_fenced_keeps_the_set_aside_file_when_putting_it_back_fails(
         store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    run_id = new_run(store)
-    lease = store.acquire(run_id)
-    target, previous = _checkpoint_folder(store, run_id)
-    staged = store.staged_path(target, lease)
-    staged.write_bytes(b"epoch 3")
+    run_id, lease, target, previous, staged = _staged_checkpoint(store)
     real = os.replace
     calls = []
 
@@ -429,11 +431,7 @@ def test_put_fenced_keeps_the_set_aside_file_when_putting_it_back_fails(
 
 
 def test_put_fenced_success_leaves_only_the_two_checkpoints(store: RunStore) -> None:
-    run_id = new_run(store)
-    lease = store.acquire(run_id)
-    target, previous = _checkpoint_folder(store, run_id)
-    staged = store.staged_path(target, lease)
-    staged.write_bytes(b"epoch 3")
+    run_id, lease, target, previous, staged = _staged_checkpoint(store)
     store.put_fenced(run_id, lease, staged, target, previous)
     assert target.read_bytes() == b"epoch 3" and previous.read_bytes() == b"epoch 2"
     assert sorted(f.name for f in target.parent.iterdir()) == sorted([target.name, previous.name])
