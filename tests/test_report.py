@@ -124,7 +124,7 @@ def test_report_contents(html):
         and "Holm&#39;s method" in html
     )
     assert "Best configuration: optimizer=adam, lr=0.001" in html
-    assert "Best by best validation accuracy (mean over" in html and "difference −" in html
+    assert "Ranked by best validation accuracy (mean over" in html and "difference −" in html
     assert "Epochs until the training loss (mean over seeds) halved" in html
     assert ">Analysis of variance</h3>" in html and "residual (seed-to-seed)" in html
     assert "Two-way ANOVA of best validation accuracy on optimizer × lr" in html

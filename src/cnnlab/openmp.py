@@ -7,8 +7,9 @@ partner needs: with two threads on two busy cores a training step ran 5-8x slowe
 (BENCHMARKS.md, "Busy machine"). Sleeping at once (``OMP_WAIT_POLICY=PASSIVE``, 0 spins) fixes
 that but cost 10-18% on a quiet machine, where the partner arrives within microseconds. cnnlab
 sets ``GOMP_SPINCOUNT=10000`` (about 0.1 ms of spinning, then sleep) and, for OpenMP runtimes
-other than libgomp, ``OMP_WAIT_POLICY=PASSIVE``: measured within 3-7% of libgomp's default on a
-quiet machine and within 3-7% of PASSIVE beside 2 and 6 busy processes (BENCHMARKS.md).
+other than libgomp, ``OMP_WAIT_POLICY=PASSIVE``: measured 3-10% below libgomp's default on a
+quiet machine, and within run-to-run noise of PASSIVE beside 2 and 6 busy processes, where the
+default collapsed (BENCHMARKS.md).
 OpenMP reads the variables once, when torch loads it, so they are set here, in the environment
 of this process and of every process it starts (sweep workers), unless the user already chose
 (``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``). The thread count is not touched: it, not the wait

@@ -88,7 +88,7 @@ def learns_best(ranking: Ranking) -> str | None:
     seeds = sorted({row.summary.n for row in above})
     counted = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
     return (
-        f"Best by {metric.description} (mean over {counted} seeds): {best.cell.label}, "
+        f"Ranked by {metric.description} (mean over {counted} seeds), the best: {best.cell.label}, "
         f"{metric.format(best.summary.mean)}. Against it, by {ranking.comparison.short_name} "
         f"({ranking.comparison.reason}; intervals {CONFIDENCE:.0%} unadjusted, verdicts from p-values "
         f"Holm-corrected over the comparisons, α = {ALPHA}): " + "; ".join(parts) + more + "."
@@ -122,7 +122,7 @@ def _one_run_each(metric: Metric, rows: Sequence[RankedCell]) -> str:
     more = f"; … {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
     images = f"{size:,} images" if size else "the split's images"
     return (
-        f"Best by {metric.description} (one run per configuration): {best.cell.label}, "
+        f"Ranked by {metric.description} (one run per configuration), the best: {best.cell.label}, "
         f"{metric.format(best.summary.mean)}. Against it, each difference with the {CONFIDENCE:.0%} interval "
         f"of measuring two accuracies on {images} (how much a configuration varies from run to run is "
         "not measured, so no difference is a tested effect of its settings): " + "; ".join(parts) + more + "."
