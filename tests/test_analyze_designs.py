@@ -370,7 +370,8 @@ def test_a_loss_metric_names_the_best_and_says_worse_rows_are_higher(store):
         lambda s: {"adam": 0.97, "sgd": 0.90, "rmsprop": 0.969}[s["train.optimizer"]], sd=0.003,
     )
     sentence = analyze_stored(store, ["l"], metric="min_val_loss").conclusions.learns_best
-    assert sentence.startswith("Ranked by lowest validation loss (mean over 3 seeds), the best: optimizer=adam, ")
+    assert sentence.startswith(
+        "Ranked by lowest validation loss (mean over 3 seeds), the best: optimizer=adam, ")
     assert "Highest" not in sentence and ": lower" not in sentence
     assert re.search(r"optimizer=sgd [\d.]+, difference \+[\d.]+ \([^)]*\): higher \(so worse\)", sentence)
 
