@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,7 +46,7 @@ def load(path: Path, **settings):
 
 
 def entries(cache_dir: Path) -> list[Path]:
-    return sorted((cache_dir / "decoded").glob("*.npz"))
+    return sorted((cache_dir / "decoded").glob(f"*{cache.SUFFIX}"))
 
 
 def same(a, b) -> bool:
@@ -106,11 +107,11 @@ def test_a_damaged_entry_is_named_and_decoded_again(tmp_path: Path, cache_dir: P
     data = bytearray(entry.read_bytes())
     if damage == "truncated":
         data = data[: len(data) // 2]
-    elif damage == "flipped":  # same size, pixels changed: only the zip's CRC can tell
-        middle = data.index(b"images.npy") + 600
+    elif damage == "flipped":  # same size, pixels changed: only the checksum can tell
+        middle = len(data) - 600
         data[middle:middle + 8] = bytes(255 - b for b in data[middle:middle + 8])
     else:
-        data = bytearray(b"not a zip at all")
+        data = bytearray(b"not an entry at all")
     entry.write_bytes(bytes(data))
     again = load(tmp_path, test_fraction=0.25)
     err = capsys.readouterr().err
@@ -123,9 +124,10 @@ def test_a_damaged_entry_is_named_and_decoded_again(tmp_path: Path, cache_dir: P
 def test_an_entry_of_another_version_is_named_and_decoded_again(tmp_path: Path, cache_dir: Path, capsys,
                                                                 monkeypatch) -> None:
     write_images(tmp_path, {"a": 3, "b": 3})
+    current = cache.FORMAT
     monkeypatch.setattr(cache, "FORMAT", 0)
     first = load(tmp_path, test_fraction=0.5)
-    monkeypatch.setattr(cache, "FORMAT", 1)
+    monkeypatch.setattr(cache, "FORMAT", current)
     capsys.readouterr()
     again = load(tmp_path, test_fraction=0.5)
     err = capsys.readouterr().err
@@ -339,3 +341,21 @@ def test_the_cache_folder_follows_the_environment(tmp_path: Path, monkeypatch) -
     assert cache.cache_dir() == tmp_path / "xdg" / "cnnlab"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache.cache_dir() == Path("~/.cache/cnnlab").expanduser()
+
+
+def test_an_old_npz_entry_is_listed_replaced_and_cleared(tmp_path: Path, cache_dir: Path) -> None:
+    write_images(tmp_path, {"a": 2, "b": 2})
+    load(tmp_path, test_fraction=0.5)
+    (entry,) = entries(cache_dir)
+    old = entry.with_suffix(".npz")  # what cnnlab 0.x (format 1) wrote for the same folder
+    meta = {"format": 1, "description": "image folder (old)", "arrays": ["images"]}
+    encoded = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(old, meta=encoded, images=np.zeros((4, 1, 7, 9)))
+    listed = {found.path: found.description for found in cache.entries()}
+    assert listed[old] == "image folder (old) (format 1: another version's, not used)"
+    assert listed[entry].startswith(f"image folder {tmp_path}")
+    entry.unlink()
+    load(tmp_path, test_fraction=0.5)  # decoded again: the new entry replaces the old one
+    assert not old.exists() and entries(cache_dir) == [entry]
+    np.savez(old, meta=encoded)
+    assert cache.clear()[0] == 2 and not old.exists() and not entry.exists()

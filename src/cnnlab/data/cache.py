@@ -1,12 +1,15 @@
 """Decoded datasets kept in the user's cache folder, each entry keyed by the files it came from.
 
-An entry is one uncompressed ``.npz`` (the arrays and a ``meta`` record) under
-``$CNNLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/cnnlab``, else ``~/.cache/cnnlab``, in ``decoded/``.
+An entry is one file (``.arrays``) under ``$CNNLAB_CACHE_DIR``, else ``$XDG_CACHE_HOME/cnnlab``,
+else ``~/.cache/cnnlab``, in ``decoded/``: a magic line, a JSON ``meta`` record (with a CRC-32 of
+each array) and the arrays in NumPy's ``.npy`` format, read straight into memory (an ``.npz`` of
+the same 184 MB took 0.6 s to read in a fresh process, this 0.15 s with the checksum).
 Its name has two hashes: of what was decoded how (loader, folder, settings: the *identity*) and
 of the files' state (every file's path, size and modification time): a file added, removed or
 changed gives another name, so a stale entry is never read; the one it replaces is deleted once
 the new one is written. The meta record repeats the full key and the format, and is checked on
-every read, so a damaged entry or one written by another version is decoded again, never mixed.
+every read with the checksums, so a damaged entry or one written by another version is decoded
+again, never mixed.
 
 Entries are written to a temporary name and renamed into place; while one is being built its
 identity's lock file is held (``flock``), so a second process waits and then reads it instead
@@ -19,10 +22,13 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +41,11 @@ try:
 except ImportError:  # not on Windows: entries are still renamed into place whole
     fcntl = None  # type: ignore[assignment]
 
-FORMAT = 1  # the layout of an entry; another number is "written by another version"
+FORMAT = 2  # the layout of an entry; another number is "written by another version"
+MAGIC = b"cnnlab decoded dataset\n"
+SUFFIX = ".arrays"
+OLD_SUFFIXES = (".npz",)  # format 1's entries: listed as another version's, cleared, replaced
+_META_LIMIT = 1 << 30  # a meta record longer than this is damage, not a record
 CLEAR_HINT = "`cnnlab cache clear` empties it"
 
 
@@ -67,44 +77,90 @@ class Entry:
     identity: dict[str, Any]
     state: list[Any]
 
-    @property
+    @cached_property  # hashing 60,000 files' states takes 30 ms: once per entry
     def stem(self) -> str:
         """``<kind>-<identity hash>``: shared by every state of the same folder and settings."""
         return f"{self.identity['kind']}-{_digest(self.identity)[:16]}"
 
-    @property
+    @cached_property
+    def _state_digest(self) -> str:
+        return _digest(self.state)
+
+    @cached_property
     def path(self) -> Path:
         """The entry's file."""
-        return decoded_dir() / f"{self.stem}-{_digest(self.state)[:16]}.npz"
+        return decoded_dir() / f"{self.stem}-{self._state_digest[:16]}{SUFFIX}"
 
-    @property
+    @cached_property
     def key(self) -> str:
         """The full key recorded in the entry and checked on reading."""
-        return _digest([self.identity, self.state])
+        return _digest([self.identity, self._state_digest])
+
+
+_DAMAGE = (OSError, ValueError, EOFError, KeyError, TypeError, struct.error)
+
+
+def _read_meta(handle: Any) -> dict[str, Any]:
+    """The meta record at the start of an open entry; ValueError when there is none."""
+    if handle.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a cnnlab cache entry")
+    (size,) = struct.unpack("<Q", handle.read(8))
+    if size > _META_LIMIT:
+        raise ValueError(f"a meta record of {size:,} bytes")
+    meta = json.loads(handle.read(size))
+    if not isinstance(meta, dict):
+        raise ValueError("its meta record is not a record")
+    return meta
+
+
+def _checksum(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).reshape(-1))
+
+
+def _map_array(handle: Any, path: Path) -> np.ndarray:
+    """The ``.npy`` array at the handle's position, mapped copy-on-write from the file (no copy
+    into fresh memory: the file's pages are used where they are); the handle moves past it."""
+    version = np.lib.format.read_magic(handle)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ValueError(f".npy format {version}")
+    shape, fortran, dtype = read_header(handle)
+    if dtype.hasobject or fortran:
+        raise ValueError(f"an array of {dtype} ({'Fortran' if fortran else 'C'} order)")
+    offset = handle.tell()
+    array = np.memmap(path, dtype=dtype, mode="c", offset=offset, shape=shape)  # ValueError if short
+    handle.seek(offset + array.nbytes)
+    return np.asarray(array)
 
 
 def read_entry(entry: Entry) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
     """The entry's arrays and meta record; None when there is none. Raises CacheUnusable for an
     entry that is damaged, written by another format, or (against all odds) of another key."""
-    path = entry.path
     try:
-        npz = np.load(path, allow_pickle=False)
+        handle = entry.path.open("rb")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except OSError as exc:
         raise CacheUnusable(f"damaged ({exc})") from exc
     try:
-        with npz:
-            meta = json.loads(bytes(npz["meta"]).decode())
+        with handle:
+            meta = _read_meta(handle)
             if meta.get("format") != FORMAT:
                 raise CacheUnusable(f"written by another version of cnnlab ({meta.get('cnnlab', '?')}, "
                                     f"format {meta.get('format')!r}; this one reads format {FORMAT})")
             if meta.get("key") != entry.key:
                 raise CacheUnusable("made from other files (its key differs)")
-            arrays = {name: npz[name] for name in meta["arrays"]}
+            arrays = {}
+            for name in meta["arrays"]:
+                arrays[name] = _map_array(handle, entry.path)
+                if _checksum(arrays[name]) != meta["crc32"][name]:
+                    raise CacheUnusable(f"damaged (the checksum of its {name!r} differs)")
+            if handle.read(1):
+                raise CacheUnusable("damaged (it goes on after its last array)")
     except CacheUnusable:
         raise
-    except (OSError, ValueError, EOFError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+    except _DAMAGE as exc:
         raise CacheUnusable(f"damaged ({type(exc).__name__}: {exc})") from exc
     return arrays, meta
 
@@ -116,12 +172,17 @@ def write_entry(entry: Entry, arrays: dict[str, np.ndarray], meta: dict[str, Any
 
     folder = decoded_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    names = sorted(arrays)
     record = {**meta, "format": FORMAT, "key": entry.key, "cnnlab": __version__,
-              "identity": entry.identity, "arrays": sorted(arrays), "created": time.time()}
+              "identity": entry.identity, "arrays": names, "created": time.time(),
+              "crc32": {name: _checksum(arrays[name]) for name in names}}
+    encoded = json.dumps(record).encode()
     temporary = folder / f".{entry.path.name}.{os.getpid()}.tmp"
     try:
         with temporary.open("wb") as handle:
-            np.savez(handle, meta=np.frombuffer(json.dumps(record).encode(), dtype=np.uint8), **arrays)
+            handle.write(MAGIC + struct.pack("<Q", len(encoded)) + encoded)
+            for name in names:
+                np.lib.format.write_array(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, entry.path)
@@ -129,8 +190,8 @@ def write_entry(entry: Entry, arrays: dict[str, np.ndarray], meta: dict[str, Any
         with contextlib.suppress(OSError):
             temporary.unlink()
         raise
-    for old in folder.glob(f"{entry.stem}-*.npz"):
-        if old != entry.path:
+    for old in folder.glob(f"{entry.stem}-*"):
+        if old != entry.path and old.suffix in (SUFFIX, *OLD_SUFFIXES):
             with contextlib.suppress(OSError):
                 old.unlink()
     return entry.path
@@ -203,20 +264,28 @@ class CachedDataset:
     description: str
 
 
+def _entry_files(folder: Path) -> list[Path]:
+    return sorted(path for suffix in (SUFFIX, *OLD_SUFFIXES) for path in folder.glob(f"*{suffix}"))
+
+
 def entries() -> list[CachedDataset]:
     """Every entry in the cache folder, with what it holds (read from its meta record only)."""
     found = []
-    for path in sorted(decoded_dir().glob("*.npz")):
+    for path in _entry_files(decoded_dir()):
         try:
             size = path.stat().st_size
-            with np.load(path, allow_pickle=False) as npz:
-                meta = json.loads(bytes(npz["meta"]).decode())
+            if path.suffix in OLD_SUFFIXES:
+                with np.load(path, allow_pickle=False) as npz:
+                    meta = json.loads(bytes(npz["meta"]).decode())
+            else:
+                with path.open("rb") as handle:
+                    meta = _read_meta(handle)
             description = str(meta.get("description", "?"))
             if meta.get("format") != FORMAT:
                 description += f" (format {meta.get('format')!r}: another version's, not used)"
         except FileNotFoundError:
             continue
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        except (*_DAMAGE, zipfile.BadZipFile) as exc:
             description = f"damaged ({exc})"
             size = path.stat().st_size if path.exists() else 0
         found.append(CachedDataset(path, size, description))
@@ -228,7 +297,7 @@ def clear() -> tuple[int, int]:
     An entry being written now is left to its writer."""
     folder = decoded_dir()
     count = freed = 0
-    for path in folder.glob("*.npz"):
+    for path in _entry_files(folder):
         with contextlib.suppress(FileNotFoundError):
             size = path.stat().st_size
             path.unlink()
@@ -236,4 +305,3 @@ def clear() -> tuple[int, int]:
     if folder.is_dir():
         _remove_orphans(folder)
     return count, freed
-

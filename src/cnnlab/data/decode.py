@@ -11,12 +11,12 @@ it to them too): the parent notices it through its `StopRequest` and ends them.
 from __future__ import annotations
 
 import ctypes
-import io
 import multiprocessing
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -48,36 +48,72 @@ def decode_file(path: str, state: tuple[int, int], mode: str | None, size: int |
     """Open ``path`` once: its pixels as H×W×C uint8 (``mode`` "L" or "RGB", or None: "L" for a
     gray image, else "RGB"), resized to size×size when ``size`` is given."""
     try:
-        with open(path, "rb") as handle:
-            stat = os.fstat(handle.fileno())
-            if (stat.st_size, stat.st_mtime_ns) != tuple(state):
-                return None, None, True
-            data = handle.read()
+        handle = open(path, "rb")  # noqa: SIM115 (closed below, after decoding from it)
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})", False
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            target = mode or ("L" if image.mode in GRAY_MODES else "RGB")
-            array = np.array(image.convert(target), dtype=np.uint8)
-    except UnidentifiedImageError:
-        return None, "not a readable image (no image format Pillow knows)", False
-    except _READ_ERRORS as exc:
-        return None, f"not a readable image ({exc})", False
+    with handle:
+        try:
+            stat = os.fstat(handle.fileno())
+        except OSError as exc:
+            return None, f"cannot be read ({exc.strerror or exc})", False
+        if (stat.st_size, stat.st_mtime_ns) != tuple(state):
+            return None, None, True
+        try:  # decoded from the open file: PIL reads it once, without a copy of its bytes
+            with Image.open(handle) as image:
+                target = mode or ("L" if image.mode in GRAY_MODES else "RGB")
+                array = np.asarray(image if image.mode == target else image.convert(target), dtype=np.uint8)
+        except UnidentifiedImageError:
+            return None, "not a readable image (no image format Pillow knows)", False
+        except _READ_ERRORS as exc:
+            return None, f"not a readable image ({exc})", False
     array = array.reshape(*array.shape[:2], -1)
     if size is not None and array.shape[:2] != (size, size):
         import torch
 
         from cnnlab.data.transforms import resize
 
-        tensor = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
+        tensor = torch.tensor(array).permute(2, 0, 1).unsqueeze(0)  # a copy: PIL's array is read-only
         array = resize(tensor, size)[0].permute(1, 2, 0).numpy()
     return array, None, False
 
 
-def _decode_chunk(task: tuple[int, list[str], list[tuple[int, int]], str | None, int | None]
-                  ) -> tuple[int, list[Result]]:
+@dataclass
+class Chunk:
+    """The files ``start``, ``start + 1``, … of one task, decoded in a worker: ``images`` stacks
+    those at ``offsets`` (the readable ones) as N×C×H×W, C = 3 when any of them is RGB (a gray
+    image repeated, as PIL's conversion does), None when their ``sizes`` (H, W) differ;
+    ``errors`` says why each unreadable one is; ``changed`` is the first file that changed."""
+
+    start: int
+    images: np.ndarray | None
+    offsets: list[int]
+    sizes: list[tuple[int, int]]
+    errors: dict[int, str] = field(default_factory=dict)
+    changed: int | None = None
+
+
+def _decode_chunk(task: tuple[int, list[str], list[tuple[int, int]], str | None, int | None]) -> Chunk:
+    """A task's files decoded and stacked (one array crosses the pipe, not one per image)."""
     start, paths, states, mode, size = task
-    return start, [decode_file(path, state, mode, size) for path, state in zip(paths, states, strict=True)]
+    arrays, chunk = [], Chunk(start, None, [], [])
+    for offset, (path, state) in enumerate(zip(paths, states, strict=True)):
+        array, error, changed = decode_file(path, state, mode, size)
+        if changed:
+            chunk.changed = offset
+            return chunk
+        if error is not None:
+            chunk.errors[offset] = error
+            continue
+        assert array is not None
+        arrays.append(array)
+        chunk.offsets.append(offset)
+        chunk.sizes.append(array.shape[:2])
+    if arrays and len(set(chunk.sizes)) == 1:
+        channels = max(array.shape[2] for array in arrays)
+        chunk.images = np.empty((len(arrays), channels, *arrays[0].shape[:2]), np.uint8)
+        for i, array in enumerate(arrays):
+            chunk.images[i] = array.transpose(2, 0, 1)  # gray broadcasts to RGB
+    return chunk
 
 
 def _work(tasks: list[Any], results: Connection, parent: int) -> None:
@@ -117,7 +153,7 @@ def _in_processes(tasks: list[Any], processes: int, take: Callable[..., None], s
                         raise DataError(f"a process decoding the images ended unexpectedly (exit code "
                                         f"{process.exitcode}); nothing was cached") from None
                     continue
-                take(*chunk)
+                take(chunk)
                 remaining -= 1
     finally:
         for reader, process in workers.items():
@@ -157,35 +193,34 @@ def _context() -> Any:
 
 def decode_files(paths: Sequence[str], states: Sequence[tuple[int, int]], *, mode: str | None,
                  size: int | None, stop: StopRequest, same_size: bool,
-                 on_progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
-    """Every file decoded (see `decode_file`), in order, with `worker_count` processes.
+                 on_progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Every file decoded (see `decode_file`), in order, with `worker_count` processes, as one
+    N×C×H×W uint8 array: C = 1 when every image is gray, else 3 (gray ones repeated).
 
     Raises `FileChanged` for a file that changed since ``states`` was taken, DataError naming
     every unreadable file (a line each) once all were tried, DataError at the first size that differs from the
     first image's when ``same_size``, and LoadInterrupted within CHECK_S of Ctrl-C or SIGTERM."""
-    arrays: list[np.ndarray | None] = [None] * len(paths)
+    chunks: dict[int, np.ndarray] = {}  # by the index of their first file
     errors: dict[int, str] = {}
     first: tuple[int, tuple[int, ...]] | None = None
     done = 0
     doing = f"decoding {len(paths):,} images"
 
-    def take(start: int, results: list[Result]) -> None:
+    def take(chunk: Chunk) -> None:
         nonlocal first, done
-        for offset, (array, error, changed) in enumerate(results):
-            index = start + offset
-            if changed:
-                raise FileChanged(paths[index])
-            if error is not None:
-                errors[index] = error
-                continue
-            assert array is not None
-            if same_size:
-                if first is None:
-                    first = (index, array.shape[:2])
-                elif array.shape[:2] != first[1]:
-                    raise DataError(_sizes_differ(paths, first, (index, array.shape[:2])))
-            arrays[index] = array
-        done += len(results)
+        if chunk.changed is not None:
+            raise FileChanged(paths[chunk.start + chunk.changed])
+        errors.update((chunk.start + offset, why) for offset, why in chunk.errors.items())
+        for offset, shape in zip(chunk.offsets, chunk.sizes, strict=True):
+            if not same_size:
+                break
+            if first is None:
+                first = (chunk.start + offset, shape)
+            elif shape != first[1]:
+                raise DataError(_sizes_differ(paths, first, (chunk.start + offset, shape)))
+        if chunk.images is not None:
+            chunks[chunk.start] = chunk.images
+        done += len(chunk.offsets) + len(chunk.errors)
         if on_progress is not None:
             on_progress(done)
 
@@ -195,12 +230,19 @@ def decode_files(paths: Sequence[str], states: Sequence[tuple[int, int]], *, mod
     if processes == 1:
         with stop.raising(doing):  # a file on a stalled disk may block: the signal raises
             for task in tasks:
-                take(*_decode_chunk(task))
+                take(_decode_chunk(task))
     else:
         _in_processes(tasks, processes, take, stop, doing)
     if errors:
         raise DataError(_unreadable(paths, errors))
-    return [array for array in arrays if array is not None]
+    stacked = [chunks[start] for start in sorted(chunks)]  # workers finish them out of order
+    channels = max(images.shape[1] for images in stacked)
+    out = np.empty((sum(map(len, stacked)), channels, *stacked[0].shape[2:]), np.uint8)
+    start = 0
+    for images in stacked:
+        out[start:start + len(images)] = images  # a gray chunk broadcasts when others are RGB
+        start += len(images)
+    return out
 
 
 def _sizes_differ(paths: Sequence[str], first: tuple[int, tuple[int, ...]],
