@@ -10,7 +10,10 @@ from starting it to its ``run …`` line (printed when training begins), after w
 with SIGTERM. The cache is a fresh temporary folder (``CNNLAB_CACHE_DIR``), so run 1 decodes.
 ``--baseline-src`` runs the same command with ``PYTHONPATH`` at another checkout's ``src`` (e.g.
 the commit before the cache: ``mkdir /tmp/before && git archive 00ffd34 src | tar -x -C /tmp/before``),
-which decodes every time.
+which decodes every time. A second table times the loader alone (``load_imagefolder`` in a fresh
+process, an empty cache: listing, decoding and, here, caching), the "decode" of the issue's target.
+Both sources are byte-compiled first (``compileall``), as a pip install does: a machine with
+``PYTHONDONTWRITEBYTECODE`` set would otherwise compile cnnlab on every start (0.15–0.2 s here).
 
     python benchmarks/imagefolder.py [--images 60000] [--folder /tmp/cnnlab-pngs] [--runs 2]
         [--baseline-src /tmp/before/src]
@@ -80,6 +83,26 @@ def time_to_training(folder: Path, cache: Path, src: Path | None) -> tuple[float
         raise SystemExit(f"cnnlab train exited {process.returncode} before training: {lines}")
 
 
+LOAD = """
+import sys, time
+import torch
+from cnnlab.config import DataConfig
+from cnnlab.data.imagefolder import load_imagefolder
+started = time.perf_counter()
+source = load_imagefolder(DataConfig(dataset="imagefolder", path=sys.argv[1]))
+print(time.perf_counter() - started, len(source.train.images) + len(source.test.images))
+"""
+
+
+def time_loader(folder: Path, src: Path) -> float:
+    """Seconds ``load_imagefolder`` takes in a fresh process with an empty cache (torch imported first)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "CNNLAB_CACHE_DIR": cache, "PYTHONPATH": str(src)}
+        done = subprocess.run([sys.executable, "-c", LOAD, str(folder)], env=env, capture_output=True,
+                              text=True, check=True)
+    return float(done.stdout.split()[0])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=60_000)
@@ -96,6 +119,9 @@ def main() -> None:
         print(f"wrote {args.images:,} PNGs into {args.folder} in {time.perf_counter() - started:.0f} s",
               file=sys.stderr)
     count = sum(1 for _ in args.folder.rglob("*.png"))
+    sources = [HERE.parent / "src", *([args.baseline_src] if args.baseline_src else [])]
+    for src in sources:
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(src)], check=True)
     print(f"machine: {machine()}")
     print(f"folder: {args.folder}, {count:,} 32×32 RGB PNGs (train/ and test/); load average "
           f"{os.getloadavg()[0]:.1f}")
@@ -111,6 +137,12 @@ def main() -> None:
             seconds, lines = time_to_training(args.folder, Path(cache), None)
             said = " / ".join(line.split(" (")[0] for line in lines)
             print(f"| this checkout | {run} | {seconds:.1f} | {said[:160]} |")
+    print()
+    print("| code | loader alone, empty cache (s) |")
+    print("| --- | ---: |")
+    for src in reversed(sources):
+        times = [time_loader(args.folder, src) for _ in range(args.runs)]
+        print(f"| {src} | {' / '.join(f'{t:.2f}' for t in times)} |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

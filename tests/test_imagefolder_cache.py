@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -42,7 +43,10 @@ def write_images(folder: Path, counts: dict[str, int], mode: str = "L", size: tu
 
 
 def load(path: Path, **settings):
-    return load_data(DataConfig(dataset="imagefolder", path=str(path), val=0.0, **settings), seed=0)
+    """The folder loaded, and its cache entry written (the writing goes on after loading)."""
+    bundle = load_data(DataConfig(dataset="imagefolder", path=str(path), val=0.0, **settings), seed=0)
+    cache.wait_for_writes()
+    return bundle
 
 
 def entries(cache_dir: Path) -> list[Path]:
@@ -59,7 +63,7 @@ def test_the_second_load_reads_the_cache(tmp_path: Path, cache_dir: Path, capsys
     write_images(tmp_path / "test", {"cat": 2, "dog": 1}, seed=1)
     first = load(tmp_path)
     err = capsys.readouterr().err
-    assert "decoded 10 images of" in err and "cached them" in err and "cnnlab cache clear" in err
+    assert "decoded 10 images of" in err and "caching them meanwhile" in err and "cnnlab cache clear" in err
     assert len(entries(cache_dir)) == 1 and str(entries(cache_dir)[0]) in err.replace("\n", "")
 
     def no_decoding(*args, **kwargs):
@@ -359,3 +363,31 @@ def test_an_old_npz_entry_is_listed_replaced_and_cleared(tmp_path: Path, cache_d
     assert not old.exists() and entries(cache_dir) == [entry]
     np.savez(old, meta=encoded)
     assert cache.clear()[0] == 2 and not old.exists() and not entry.exists()
+
+
+def test_the_entry_is_written_while_training_starts_and_a_failed_write_is_said(
+        tmp_path: Path, cache_dir: Path, capsys, monkeypatch) -> None:
+    write_images(tmp_path, {"a": 3, "b": 3})
+    written = threading.Event()
+    write = cache.write_entry
+
+    def slow_write(*args, **kwargs):
+        assert written.wait(10), "the load waited for the write"
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "write_entry", slow_write)
+    config = DataConfig(dataset="imagefolder", path=str(tmp_path), val=0.0, test_fraction=0.5)
+    bundle = load_data(config, seed=0)
+    assert entries(cache_dir) == [] and len(bundle.train) == 3  # loaded; the entry is still being written
+    written.set()
+    assert load(tmp_path, test_fraction=0.5) and "from the cache" in capsys.readouterr().err  # waits, reads
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache, "write_entry", disk_full)
+    cache.clear()
+    assert same(load(tmp_path, test_fraction=0.5), bundle)
+    err = capsys.readouterr().err.replace("\n", "")
+    assert f"could not cache the images of {tmp_path} (no space left on the device" in err
+    assert entries(cache_dir) == []

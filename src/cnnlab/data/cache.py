@@ -23,10 +23,11 @@ import hashlib
 import json
 import os
 import struct
+import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -223,19 +224,26 @@ def _remove_orphans(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def building(entry: Entry, stop: StopRequest, on_wait: Any = None) -> Iterator[None]:
+def building(entry: Entry, stop: StopRequest, on_wait: Any = None) -> Iterator[Callable[[], Any]]:
     """Hold the lock of the entry's identity while it is built. When another process holds it,
-    wait (``on_wait(pid)`` is called once), looking at ``stop`` every CHECK_S seconds."""
+    wait (``on_wait(pid)`` is called once), looking at ``stop`` every CHECK_S seconds.
+
+    Yields ``hand_over``: called, it returns the lock's file, which the caller then closes
+    (`write_in_background` does, once the entry is written); else the lock is released here."""
     folder = decoded_dir()
     folder.mkdir(parents=True, exist_ok=True)
     _remove_orphans(folder)
-    if fcntl is None:
-        yield
-        return
     lock = (folder / f"{entry.stem}.lock").open("a+")
+    handed = False
+
+    def hand_over() -> Any:
+        nonlocal handed
+        handed = True
+        return lock
+
     try:
         waited = False
-        while True:
+        while fcntl is not None:
             try:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
@@ -250,9 +258,46 @@ def building(entry: Entry, stop: StopRequest, on_wait: Any = None) -> Iterator[N
         lock.truncate()
         lock.write(str(os.getpid()))
         lock.flush()
-        yield
+        yield hand_over
     finally:
-        lock.close()  # releases the flock
+        if not handed:
+            lock.close()  # releases the flock
+
+
+_writers: list[threading.Thread] = []
+
+
+def write_in_background(entry: Entry, arrays: dict[str, np.ndarray], meta: dict[str, Any], lock: Any,
+                        on_error: Callable[[OSError], None]) -> threading.Thread:
+    """`write_entry` in a thread (its writes and checksums let go of the GIL: training starts
+    meanwhile), closing ``lock`` (from `building`'s ``hand_over``) when it is done, so another
+    process waits for the whole entry. ``on_error`` hears an OSError (the entry is then not
+    written). The arrays must not change until it ends; the interpreter waits for it on exit."""
+
+    def write() -> None:
+        try:
+            write_entry(entry, arrays, meta)
+        except OSError as exc:
+            on_error(exc)
+        finally:
+            lock.close()
+
+    thread = threading.Thread(target=write, name=f"cnnlab-cache {entry.path.name}", daemon=False)
+    _writers.append(thread)
+    thread.start()
+    return thread
+
+
+def wait_for_writes(stop: StopRequest | None = None) -> None:
+    """Wait until every entry this process writes in the background is written (a load of the
+    same folder reads it then), looking at ``stop`` every CHECK_S seconds."""
+    while _writers:
+        _writers[0].join(CHECK_S)
+        if _writers[0].is_alive():
+            if stop is not None:
+                stop.check("waiting for the cache to be written")
+        else:
+            _writers.pop(0)
 
 
 @dataclass(frozen=True)

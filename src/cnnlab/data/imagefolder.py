@@ -25,7 +25,8 @@ from cnnlab.data.cache import (
     building,
     discard,
     read_entry,
-    write_entry,
+    wait_for_writes,
+    write_in_background,
 )
 from cnnlab.data.decode import FileChanged, decode_files, worker_count
 from cnnlab.data.interrupt import StopRequest, stop_on_signals
@@ -157,25 +158,25 @@ def _decoded(root: Path, paths: list[str], listing: Callable[[], Listing], mode:
                   [[path, *state] for path, state in zip(_relative(paths, root), states, strict=True)])
     where = f"({entry.path}; {CLEAR_HINT})"
     started = time.perf_counter()
+    wait_for_writes(stop)  # this process may be writing this very entry
     cached = _read(entry, say, len(paths))
     if cached is None:
         with building(entry, stop, on_wait=lambda pid: say.print(
-                f"data: waiting for process {pid}, which is decoding {root} into the cache", markup=False)):
+                f"data: waiting for process {pid}, which is decoding {root} into the cache", markup=False)
+                      ) as hand_over:
             cached = _read(entry, say, len(paths))  # the process we waited for wrote it
             if cached is None:
                 images = _decode(root, paths, states, mode, size, stop, say)
                 _unchanged(paths, states, listing)
                 stop.check(f"caching {root}")
                 seconds = time.perf_counter() - started
-                try:
-                    write_entry(entry, {"images": images}, {
-                        "description": f"image folder {root}: {len(images):,} images "
-                                       f"{'×'.join(map(str, images.shape[1:]))}"})
-                    say.print(f"data: decoded {len(images):,} images of {root} in {seconds:.1f} s and "
-                              f"cached them {where}", markup=False)
-                except OSError as exc:
-                    say.print(f"data: decoded {len(images):,} images of {root} in {seconds:.1f} s; "
-                              f"could not cache them ({user_message(exc)})", markup=False)
+                meta = {"description": f"image folder {root}: {len(images):,} images "
+                                       f"{'×'.join(map(str, images.shape[1:]))}"}
+                say.print(f"data: decoded {len(images):,} images of {root} in {seconds:.1f} s; caching "
+                          f"them meanwhile {where}", markup=False)
+                write_in_background(entry, {"images": images}, meta, hand_over(), lambda exc: say.print(
+                    f"data: could not cache the images of {root} ({user_message(exc)}); they are "
+                    "decoded again next time", markup=False))
                 return torch.from_numpy(images)
     say.print(f"data: read {len(paths):,} decoded images of {root} from the cache in "
               f"{time.perf_counter() - started:.1f} s {where}", markup=False)
