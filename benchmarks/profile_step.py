@@ -22,7 +22,7 @@ from cnnlab.train.losses import cross_entropy
 
 from _common import machine
 
-SHAPES = {"keras_cifar_cnn": (3, 32, 32), "book_cnn": (1, 28, 28)}
+SHAPES = {"keras_cifar_cnn": (3, 32, 32), "book_cnn": (1, 28, 28), "three_conv_cnn": (1, 28, 28)}
 
 
 def profile_epoch(model_name: str, precision: str, rewritten: bool, batches: int,

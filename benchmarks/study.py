@@ -82,10 +82,12 @@ def images_per_epoch(config: dict) -> tuple[int, int]:
     return len(data.train), evaluated
 
 
-def model_rows(home: Path, sweep: str, peaks: dict[str, float]) -> tuple[list[str], float]:
-    """One Markdown row per cell: runs, precision, MFLOP per trained image, training images/s and
-    GFLOP/s (median over the runs' epochs), fraction of peak, and the runs' summed wall time; and
-    the FLOPs of the whole study (trained images × 6 MACs + evaluated images × 2 MACs)."""
+def model_rows(home: Path, sweep: str, peaks: dict[tuple[str, int], float]) -> tuple[list[str], float]:
+    """One Markdown row per cell: runs, precision, threads per run, MFLOP per trained image,
+    training images/s and GFLOP/s (median over the runs' epochs), fraction of the peak of the
+    run's threads (a sweep's workers train side by side, one thread each by default), and the
+    runs' summed wall time; and the FLOPs of the whole study (trained images × 6 MACs +
+    evaluated images × 2 MACs)."""
     from cnnlab.store import RunStore
 
     store = RunStore(root=home)
@@ -107,8 +109,10 @@ def model_rows(home: Path, sweep: str, peaks: dict[str, float]) -> tuple[list[st
         speed = statistics.median(speeds) if speeds else 0.0
         gflops = speed * 6 * macs / 1e9
         wall = sum(run.duration_s or 0.0 for run in runs)
-        rows.append(f"| {label} | {len(runs)} | {first.precision} | {6 * macs / 1e6:.1f} | {speed:,.0f} | "
-                    f"{gflops:.1f} | {100 * gflops / peaks[first.precision]:.0f}% | {wall:,.0f} s |")
+        threads = int(first.config["train"].get("threads") or torch.get_num_threads())
+        peak = peaks.get((first.precision, threads)) or peaks[first.precision, torch.get_num_threads()]
+        rows.append(f"| {label} | {len(runs)} | {first.precision} | {threads} | {6 * macs / 1e6:.1f} | "
+                    f"{speed:,.0f} | {gflops:.1f} | {100 * gflops / peak:.0f}% | {wall:,.0f} s |")
     return rows, total
 
 
@@ -146,9 +150,15 @@ def main() -> None:
         ["--vmap", str(args.vmap)] if args.vmap else [])
 
     print(f"machine: {machine()}")
-    peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
-    print(f"2048² matmul peak: fp32 {peaks['fp32']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s "
-          f"({torch.get_num_threads()} threads)")
+    threads = torch.get_num_threads()
+    peaks = {}
+    for count in sorted({1, threads}):
+        torch.set_num_threads(count)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            peaks[name, count] = matmul_peak_gflops(dtype)
+        print(f"2048² matmul peak, {count} thread{'s' * (count != 1)}: fp32 {peaks['fp32', count]:.1f} "
+              f"GFLOP/s, bf16 {peaks['bf16', count]:.1f} GFLOP/s")
+    torch.set_num_threads(threads)
     reduced = f" (reduced: {' '.join(overrides[1::2])})" if overrides else " (as shipped)"
     for study in studies:
         sweep, path = STUDIES[study]
@@ -178,14 +188,14 @@ def main() -> None:
             print(f"`cnnlab sweep` {sweep_s:,.1f} s + `cnnlab report` {report_s:,.1f} s = "
                   f"{sweep_s + report_s:,.1f} s wall; load average {load:.1f} → {os.getloadavg()[0]:.1f}")
             print()
-            print("| cell | runs | precision | MFLOP per trained image | train images/s (median epoch) | "
-                  "train GFLOP/s | of peak | run wall (sum) |")
-            print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+            print("| cell | runs | precision | threads per run | MFLOP per trained image | "
+                  "train images/s (median epoch) | train GFLOP/s | of its threads' peak | run wall (sum) |")
+            print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
             rows, flops = model_rows(home, sweep, peaks)
             for row in rows:
                 print(row)
             precisions = {row.split(" | ")[2] for row in rows}
-            peak = min(peaks[p] for p in precisions)
+            peak = min(peaks[p, threads] for p in precisions)
             print(f"\nwhole study: {flops / 1e12:,.2f} TFLOP (trained × 6 MACs + evaluated × 2 MACs) in "
                   f"{sweep_s:,.1f} s of `cnnlab sweep`: {flops / sweep_s / 1e9:,.1f} GFLOP/s, "
                   f"{100 * flops / sweep_s / 1e9 / peak:.0f}% of the {'/'.join(sorted(precisions))} peak")
