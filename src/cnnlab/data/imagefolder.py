@@ -161,9 +161,11 @@ def _decoded(root: Path, paths: list[str], listing: Callable[[], Listing], mode:
     wait_for_writes(stop)  # this process may be writing this very entry
     cached = _read(entry, say, len(paths))
     if cached is None:
-        with building(entry, stop, on_wait=lambda pid: say.print(
-                f"data: waiting for process {pid}, which is decoding {root} into the cache", markup=False)
-                      ) as hand_over:
+        def waiting(pid: str) -> None:
+            say.print(f"data: waiting for process {pid}, which is decoding {root} into the cache",
+                      markup=False)
+
+        with building(entry, stop, on_wait=waiting) as hand_over:
             cached = _read(entry, say, len(paths))  # the process we waited for wrote it
             if cached is None:
                 images = _decode(root, paths, states, mode, size, stop, say)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from cnnlab import startup
 from cnnlab.errors import CnnlabError, UntrustedCodeError, user_message
 from cnnlab.sweep.optuna_study import (
     QueueResult,
@@ -170,7 +171,8 @@ def worker_process(options: WorkerOptions) -> None:
     """Entry point of a spawned worker process: an error that is the user's to fix (a read-only
     or full disk, a bad setting) is one line on stderr and exit code 2, not a traceback."""
     try:
-        work(options, console=Console() if options.verbose else None)
+        with startup.paused():  # until its first run's first epoch
+            work(options, console=Console() if options.verbose else None)
     except (CnnlabError, OSError) as exc:
         print(f"error: {user_message(exc)}", file=sys.stderr)
         sys.exit(2)

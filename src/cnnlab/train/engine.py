@@ -57,6 +57,7 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
+from cnnlab import startup
 from cnnlab.errors import LeaseLost
 from cnnlab.store import RunRecord, RunStore
 from cnnlab.store.checkpoint import load_checkpoint
@@ -227,6 +228,7 @@ class Engine:
     def run(self) -> list[CellRun]:
         """Train until every cell has ended; finish each stored run and print its closing line.
         An exception other than an interruption marks the running cells failed and is raised."""
+        startup.resume()  # training starts: the collector paused for the start runs again
         lives = [run.life for run in self.runs]
         total = self.stepper.train_images * max(self.epochs - self.start_epoch + 1, 0)
         try:
