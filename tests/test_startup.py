@@ -23,7 +23,9 @@ SMALL = {"seed": 3, "data": {"dataset": "mnist-sample", "train_limit": 256, "tes
 
 @pytest.fixture(autouse=True)
 def _collector() -> Iterator[None]:
-    """Each test starts with the collector on and leaves it so, nothing frozen."""
+    """Each test starts with the collector on and nothing frozen (an earlier test's `cnnlab
+    train` in this process froze what it had), and leaves it so."""
+    gc.unfreeze()
     gc.enable()
     yield
     startup.resume()

@@ -178,6 +178,7 @@ def examples(
 
 @app.command()
 @_user_errors
+@startup.paused()  # until the first epoch starts (half a second of a 3-second start)
 def train(
     experiment: Annotated[
         Path | None, typer.Argument(help="Experiment file (TOML); optional with --resume.")
@@ -193,12 +194,6 @@ def train(
     trust_code: TrustOpt = None,
 ) -> None:
     """Train a CNN from an experiment file and store the run."""
-    with startup.paused():  # until the first epoch starts (half a second of a 3-second start)
-        _train(experiment, set_, data_dir, store, resume, name, quiet, trust_code)
-
-
-def _train(experiment: Path | None, set_: list[str] | None, data_dir: Path | None, store: str | None,
-           resume: str | None, name: str | None, quiet: bool, trust_code: list[str] | None) -> None:
     from cnnlab.checks import load_experiment
     from cnnlab.train import resume_run, train_experiment
 
